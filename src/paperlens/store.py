@@ -1,0 +1,315 @@
+"""SQLite: the source of truth for papers and their vectors. The only SQL in the code.
+
+FAISS ids are the ``pk`` column (AUTOINCREMENT, so a deleted paper's number is never reused and a
+stale FAISS file can never point at the wrong paper). Vectors are kept here too, so the FAISS
+file is a cache that can always be rebuilt without re-encoding.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .papers import Paper
+
+MIGRATIONS: list[str] = [
+    # 1: papers, their categories (for filters) and vectors
+    """
+    CREATE TABLE papers (
+        pk INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL DEFAULT '[]',
+        date TEXT,
+        categories TEXT NOT NULL DEFAULT '[]',
+        popularity REAL NOT NULL DEFAULT 0,
+        url TEXT,
+        source TEXT,
+        extra TEXT NOT NULL DEFAULT '{}',
+        text_hash TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX papers_date ON papers(date);
+    CREATE INDEX papers_popularity ON papers(popularity);
+    CREATE INDEX papers_text_hash ON papers(text_hash);
+    CREATE TABLE paper_categories (
+        category TEXT NOT NULL,
+        pk INTEGER NOT NULL REFERENCES papers(pk) ON DELETE CASCADE,
+        PRIMARY KEY (category, pk)
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_categories_pk ON paper_categories(pk);
+    CREATE TABLE vectors (
+        pk INTEGER PRIMARY KEY REFERENCES papers(pk) ON DELETE CASCADE,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+_PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
+
+
+@dataclass
+class StoredPaper:
+    pk: int
+    paper: Paper
+
+
+@dataclass
+class UpsertOutcome:
+    pk: int
+    id: str
+    status: str  # "added", "updated" (text changed: re-encode), "refreshed" (metadata only), "unchanged"
+
+
+@dataclass
+class Filters:
+    """Filters on every query; None means no filter on that field."""
+
+    since: str | None = None
+    until: str | None = None
+    categories: tuple[str, ...] = ()
+    min_popularity: float | None = None
+
+    def active(self) -> bool:
+        return bool(self.since or self.until or self.categories or self.min_popularity is not None)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
+    return StoredPaper(
+        pk=row["pk"],
+        paper=Paper(
+            id=row["id"],
+            title=row["title"],
+            abstract=row["abstract"],
+            authors=json.loads(row["authors"]),
+            date=row["date"],
+            categories=json.loads(row["categories"]),
+            popularity=row["popularity"],
+            url=row["url"],
+            source=row["source"],
+            extra=json.loads(row["extra"]),
+        ),
+    )
+
+
+class Store:
+    """A thin wrapper over one SQLite connection; callers serialise access (see library.Library)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed write survives a killed process; only power loss can
+        # drop the last transactions, at a fraction of FULL's fsync cost.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # --- papers ----------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM papers").fetchone()[0]
+
+    def upsert_papers(self, papers: Iterable[Paper], text_hashes: Iterable[str]) -> list[UpsertOutcome]:
+        """Insert or update by id; call inside a transaction. Re-ingesting unchanged papers is a no-op."""
+        outcomes = []
+        now = _now()
+        for paper, text_hash in zip(papers, text_hashes):
+            values = (
+                paper.title, paper.abstract, json.dumps(paper.authors), paper.date, json.dumps(paper.categories),
+                float(paper.popularity), paper.url, paper.source, json.dumps(paper.extra, sort_keys=True),
+            )
+            row = self.conn.execute(
+                "SELECT pk, title, abstract, authors, date, categories, popularity, url, source, extra, text_hash "
+                "FROM papers WHERE id = ?",
+                (paper.id,),
+            ).fetchone()
+            if row is None:
+                pk = self.conn.execute(
+                    "INSERT INTO papers (id, title, abstract, authors, date, categories, popularity, url, source, "
+                    "extra, text_hash, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (paper.id, *values, text_hash, now, now),
+                ).lastrowid
+                status = "added"
+            else:
+                pk = row["pk"]
+                if tuple(row)[1:10] == values and row["text_hash"] == text_hash:
+                    outcomes.append(UpsertOutcome(pk, paper.id, "unchanged"))
+                    continue
+                self.conn.execute(
+                    "UPDATE papers SET title=?, abstract=?, authors=?, date=?, categories=?, popularity=?, url=?, "
+                    "source=?, extra=?, text_hash=?, updated_at=? WHERE pk=?",
+                    (*values, text_hash, now, pk),
+                )
+                self.conn.execute("DELETE FROM paper_categories WHERE pk = ?", (pk,))
+                status = "updated" if row["text_hash"] != text_hash else "refreshed"
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO paper_categories(category, pk) VALUES (?, ?)",
+                [(category, pk) for category in paper.categories],
+            )
+            outcomes.append(UpsertOutcome(pk, paper.id, status))
+        return outcomes
+
+    def get(self, paper_id: str) -> StoredPaper | None:
+        row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        return _row_to_paper(row) if row else None
+
+    def get_many(self, pks: Iterable[int]) -> dict[int, StoredPaper]:
+        pks = [int(pk) for pk in pks]
+        found: dict[int, StoredPaper] = {}
+        for start in range(0, len(pks), 900):  # stay under SQLite's bound-parameter limit
+            chunk = pks[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({marks})", chunk):
+                found[row["pk"]] = _row_to_paper(row)
+        return found
+
+    def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
+        ids = list(ids)
+        found: dict[str, int] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update({row[0]: row[1] for row in self.conn.execute(f"SELECT id, pk FROM papers WHERE id IN ({marks})", chunk)})
+        return found
+
+    def pks_with_same_text(self, pk: int) -> list[int]:
+        """Other records of the same text (a paper ingested under two ids), left out of its neighbours."""
+        rows = self.conn.execute(
+            "SELECT b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.pk = ? AND b.pk != ?", (pk, pk)
+        )
+        return [row[0] for row in rows]
+
+    def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 900):
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update({row[0]: row[1] for row in self.conn.execute(f"SELECT id, text_hash FROM papers WHERE id IN ({marks})", chunk)})
+        return found
+
+    def delete(self, ids: Iterable[str]) -> list[int]:
+        """Delete papers (their vectors and categories cascade); call inside a transaction."""
+        pks = list(self.pks_for_ids(ids).values())
+        self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
+        return pks
+
+    def filter_pks(self, filters: Filters) -> np.ndarray:
+        """Every pk that passes the filters, for FAISS's ID selector."""
+        clauses, params = [], []
+        if filters.since:
+            clauses.append("date >= ?")
+            params.append(filters.since)
+        if filters.until:
+            clauses.append("date <= ?")
+            params.append(filters.until)
+        if filters.min_popularity is not None:
+            clauses.append("popularity >= ?")
+            params.append(filters.min_popularity)
+        if filters.categories:
+            # 'cs' matches 'cs.CL' and 'cs.LG'; 'cs.CL' matches itself
+            ors = " OR ".join("(category = ? OR category LIKE ? ESCAPE '\\')" for _ in filters.categories)
+            clauses.append(f"pk IN (SELECT pk FROM paper_categories WHERE {ors})")
+            for category in filters.categories:
+                escaped = category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params.extend([category, f"{escaped}.%"])
+        where = " AND ".join(clauses) or "1"
+        rows = self.conn.execute(f"SELECT pk FROM papers WHERE {where}", params).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
+        last = 0
+        while True:
+            rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_paper(row)
+            last = rows[-1]["pk"]
+
+    # --- vectors ---------------------------------------------------------------------------
+
+    def put_vectors(self, pks: Iterable[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.conn.executemany(
+            "INSERT INTO vectors(pk, vector) VALUES (?, ?) ON CONFLICT(pk) DO UPDATE SET vector = excluded.vector",
+            [(int(pk), vector.tobytes()) for pk, vector in zip(pks, vectors)],
+        )
+
+    def get_vectors(self, pks: list[int], dim: int) -> np.ndarray:
+        """Vectors in the order of pks (by-id similar reads them instead of re-encoding)."""
+        by_pk: dict[int, bytes] = {}
+        for start in range(0, len(pks), 900):
+            chunk = [int(pk) for pk in pks[start:start + 900]]
+            marks = ",".join("?" * len(chunk))
+            by_pk.update(self.conn.execute(f"SELECT pk, vector FROM vectors WHERE pk IN ({marks})", chunk).fetchall())
+        out = np.zeros((len(pks), dim), dtype=np.float32)
+        for i, pk in enumerate(pks):
+            out[i] = np.frombuffer(by_pk[int(pk)], dtype=np.float32)
+        return out
+
+    def iter_vectors(self, batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (pks, vectors) in pk order, in batches: the FAISS index is rebuilt from these."""
+        last = 0
+        while True:
+            rows = self.conn.execute("SELECT pk, vector FROM vectors WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            pks = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
+            yield pks, vectors
+            last = int(pks[-1])
+
+    def vector_count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+
+    def max_pk(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(pk), 0) FROM papers").fetchone()[0]
