@@ -36,7 +36,8 @@ def model_identity(model: str) -> str:
         return PACKAGED_MODEL_NAME
     path = Path(model).expanduser()
     if path.exists():
-        return str(path.resolve())
+        resolved = path.resolve()
+        return PACKAGED_MODEL_NAME if resolved == packaged_model_path() else str(resolved)
     return model
 
 

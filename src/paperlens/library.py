@@ -22,9 +22,9 @@ import numpy as np
 
 from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
-from .errors import IndexMismatch, IndexNotFound, NothingToIngest, PaperlensError
+from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .index import VectorIndex, choose_layout, create_index, fsync_dir, load_index
-from .papers import Paper
+from .papers import InvalidRecord, Paper, normalise_id
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,11 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
     """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector."""
     if not papers:
         raise NothingToIngest("no papers to ingest")
+    for paper in papers:
+        try:
+            paper.id = normalise_id(paper.id)  # '2401.00001v2' updates '2401.00001'
+        except InvalidRecord as exc:
+            raise InvalidInput(str(exc)) from None
     # Last occurrence of an id wins, as if the records had been ingested one after another.
     papers = list({paper.id: paper for paper in papers}.values())
     report = IngestReport()

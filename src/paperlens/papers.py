@@ -405,7 +405,12 @@ def _listing_metadata(block: list[str]) -> dict[str, Any] | None:
         if count:
             meta["author_count"] = int(count.group(1))
         else:
-            meta["organisation"] = line.lstrip("•· ")
+            words = line.lstrip("•· ").split()
+            half = len(words) // 2
+            # the page repeats an organisation as its handle and its name: "nvidia NVIDIA"
+            if len(words) % 2 == 0 and [w.casefold() for w in words[:half]] == [w.casefold() for w in words[half:]]:
+                words = words[half:]
+            meta["organisation"] = " ".join(words)
     return meta
 
 

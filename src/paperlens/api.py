@@ -1,0 +1,250 @@
+"""FastAPI app: thin handlers over search / recommend / library, pydantic models at the edge.
+
+The only state is ``app.state.library``, opened once at start-up (store, FAISS index and model).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import __version__
+from .config import Settings
+from .errors import InvalidInput, PaperlensError, PaperNotFound
+from .library import Library, delete, ingest, open_library
+from .papers import Paper, papers_from_records
+from .recommend import STRATEGIES, Example, recommend
+from .search import Filters, Hit, make_filters, search_text, similar_to_paper, similar_to_text
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+class PaperHit(BaseModel):
+    id: str
+    title: str
+    score: float
+    date: str | None
+    authors: str
+    url: str | None
+    snippet: str
+    categories: list[str]
+    popularity: float
+
+
+class Results(BaseModel):
+    results: list[PaperHit]
+
+
+class PaperOut(BaseModel):
+    id: str
+    title: str
+    abstract: str
+    authors: list[str]
+    date: str | None
+    categories: list[str]
+    popularity: float
+    url: str | None
+    source: str | None
+    extra: dict[str, Any]
+
+
+class PaperIn(BaseModel):
+    """A paper to ingest; without ``id`` it gets a stable hash of its title and abstract."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = Field(None, max_length=200)
+    title: str = ""
+    abstract: str = ""
+    authors: list[str] | str = []
+    date: str | None = None
+    categories: list[str] | str = []
+    popularity: float = 0.0
+    url: str | None = None
+    source: str | None = None
+    extra: dict[str, Any] = {}
+
+
+class PapersIn(BaseModel):
+    papers: list[PaperIn]
+
+
+class IngestOut(BaseModel):
+    ids: list[str]
+    added: int
+    updated: int
+    unchanged: int
+
+
+class DeleteOut(BaseModel):
+    deleted: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    papers: int
+    model: str
+    layout: str | None
+    dim: int | None
+
+
+class FilterFields(BaseModel):
+    since: str | None = Field(None, description="earliest date, YYYY-MM-DD")
+    until: str | None = Field(None, description="latest date, YYYY-MM-DD")
+    category: list[str] = Field([], description="categories; 'cs' matches 'cs.CL'")
+    min_popularity: float | None = None
+
+    def filters(self) -> Filters:
+        return make_filters(self.since, self.until, self.category, self.min_popularity)
+
+
+class SimilarRequest(FilterFields):
+    text: str = Field(..., min_length=1, description="an abstract (or any text) that is not in the index")
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+class WeightedId(BaseModel):
+    id: str
+    weight: float = Field(1.0, gt=0)
+
+
+class RecommendRequest(FilterFields):
+    positive: list[str | WeightedId] = Field(..., min_length=1, description="ids the user likes (or {id, weight})")
+    negative: list[str | WeightedId] = Field([], description="ids the user does not want more of")
+    k: int = Field(10, ge=1, le=MAX_K)
+    strategy: Literal[STRATEGIES] = "nearest"  # type: ignore[valid-type]
+
+
+# --- app ---------------------------------------------------------------------------------------
+
+
+def get_library(request: Request) -> Library:
+    return request.app.state.library
+
+
+LibraryDep = Annotated[Library, Depends(get_library)]
+
+
+def query_filters(
+    since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
+    category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
+    min_popularity: Annotated[float | None, Query()] = None,
+) -> Filters:
+    return make_filters(since, until, category, min_popularity)
+
+
+FiltersDep = Annotated[Filters, Depends(query_filters)]
+KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+
+
+def _results(hits: list[Hit]) -> Results:
+    return Results(results=[PaperHit(**hit.__dict__) for hit in hits])
+
+
+def _examples(items: list[str | WeightedId]) -> list[Example]:
+    return [Example(item) if isinstance(item, str) else Example(item.id, item.weight) for item in items]
+
+
+def create_app(settings: Settings | None = None, library: Library | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        lib = library or open_library(settings, create=True)
+        if lib.index is not None:
+            lib.encoder  # load the model now, not on the first request
+        app.state.library = lib
+        log.info("paperlens: %d papers from %s", len(lib), lib.folder)
+        yield
+        if library is None:
+            lib.close()
+
+    app = FastAPI(
+        title="paperlens",
+        version=__version__,
+        description="Semantic search and recommendation for scientific papers.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(PaperlensError)
+    async def paperlens_error(_request: Request, exc: PaperlensError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(status_code=500, content={"detail": f"internal error: {exc.__class__.__name__}"})
+
+    @app.get("/health", response_model=Health)
+    def health(library: LibraryDep) -> Health:
+        manifest = library.manifest
+        return Health(status="ok", version=__version__, papers=len(library), model=library.model_name,
+                      layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None)
+
+    @app.get("/search", response_model=Results)
+    def search(
+        library: LibraryDep,
+        filters: FiltersDep,
+        q: Annotated[str, Query(min_length=1, max_length=settings.max_query_chars, description="free text")],
+        k: KQuery = 10,
+    ) -> Results:
+        return _results(search_text(library, q, k, filters))
+
+    @app.get("/papers/{paper_id:path}/similar", response_model=Results)
+    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: str, k: KQuery = 10) -> Results:
+        return _results(similar_to_paper(library, paper_id, k, filters))
+
+    @app.post("/similar", response_model=Results)
+    def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Results:
+        return _results(similar_to_text(library, body.text, body.k, body.filters()))
+
+    @app.post("/recommend", response_model=Results)
+    def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Results:
+        hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy)
+        return _results(hits)
+
+    @app.get("/papers/{paper_id:path}", response_model=PaperOut)
+    def get_paper(library: LibraryDep, paper_id: str) -> PaperOut:
+        stored = library.store.get(paper_id)
+        if stored is None:
+            raise PaperNotFound(paper_id)
+        return paper_out(stored.paper)
+
+    @app.delete("/papers/{paper_id:path}", response_model=DeleteOut)
+    def delete_paper(library: LibraryDep, paper_id: str) -> DeleteOut:
+        if not delete(library, [paper_id]):
+            raise PaperNotFound(paper_id)
+        return DeleteOut(deleted=paper_id)
+
+    @app.post("/papers", response_model=IngestOut, status_code=201)
+    def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:
+        records = body.papers if isinstance(body, PapersIn) else body
+        if not records:
+            raise InvalidInput("no papers in the request")
+        if len(records) > settings.max_papers_per_request:
+            raise InvalidInput(f"{len(records)} papers in one request; the limit is {settings.max_papers_per_request}")
+        papers, skipped = papers_from_records([r.model_dump(exclude_none=True) for r in records], source="api")
+        if skipped:
+            # A request is all or nothing: the caller fixes the records and sends them again.
+            reasons = "; ".join(f"paper {s.line}: {s.reason}" for s in skipped[:20])
+            raise InvalidInput(f"{len(skipped)} of {len(records)} papers are invalid, nothing was stored: {reasons}")
+        report = ingest(library, papers)
+        return IngestOut(ids=[p.id for p in papers], added=len(report.added), updated=len(report.updated),
+                         unchanged=len(report.unchanged))
+
+    return app
+
+
+def paper_out(paper: Paper) -> PaperOut:
+    return PaperOut(**paper.to_dict())

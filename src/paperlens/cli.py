@@ -1,0 +1,247 @@
+"""The command line. Each command calls the same library functions as the API.
+
+Errors a user can fix print one line on stderr and exit 1; usage errors exit 2 (click).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .config import Settings
+from .data import DEMO_CORPUS
+from .errors import InvalidInput, NothingToIngest, PaperlensError
+from .library import Library, delete, ingest, open_library
+from .papers import FORMATS, read_papers
+from .recommend import STRATEGIES, recommend
+from .search import Hit, make_filters, search_text, similar_to_paper, similar_to_text
+
+EXIT_USER_ERROR = 1
+
+
+def _settings(index: str | None, model: str | None = None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if index:
+        overrides["index"] = Path(index)
+    if model:
+        overrides["model"] = model
+    return Settings(**overrides)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Library errors become a message and exit 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PaperlensError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as exc:
+            click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+def index_options(func: Callable) -> Callable:
+    func = click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")(func)
+    func = click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")(func)
+    return func
+
+
+def filter_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("-k", "k", default=10, show_default=True, help="number of results"),
+        click.option("--since", help="earliest date, YYYY-MM-DD"),
+        click.option("--until", help="latest date, YYYY-MM-DD"),
+        click.option("--category", "categories", multiple=True, help="repeatable; 'cs' matches 'cs.CL'"),
+        click.option("--min-popularity", type=float, help="minimum upvotes/citations"),
+    ]):
+        func = option(func)
+    return func
+
+
+def _open(index: str | None, model: str | None = None) -> Library:
+    return open_library(_settings(index, model))
+
+
+def print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"results": [asdict(hit) for hit in hits]}, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no results")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False, pad_edge=False)
+    for column, style in (("#", "dim"), ("score", ""), ("id", "cyan"), ("date", ""), ("title", "bold"), ("authors", "dim")):
+        table.add_column(column, style=style, overflow="fold" if column == "title" else "ellipsis")
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, hit.date or "", hit.title, hit.authors)
+    Console(soft_wrap=False).print(table)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="log progress and decisions")
+@click.version_option(package_name="paperlens")
+def main(verbose: bool) -> None:
+    """paperlens: semantic search and recommendation for scientific papers."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command("ingest")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--demo", is_flag=True, help="ingest the built-in demo corpus (53 papers)")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="input format [default: from extension or content]")
+@click.option("--model", help="sentence-transformers name or path (only for a new index)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@index_options
+@handle_errors
+def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: str | None, quiet: bool, index: str | None, as_json: bool) -> None:
+    """Read papers from FILES (JSONL, JSON, CSV, Parquet, BEIR folder, arXiv snapshot, OAI-PMH XML,
+    listing text) and add them to the index. Re-ingesting a file adds nothing."""
+    sources = list(files) + ([DEMO_CORPUS] if demo else [])
+    if not sources:
+        raise InvalidInput("give at least one file to ingest (or --demo)")
+    papers, reports = [], []
+    for path in sources:
+        result = read_papers(path, fmt)
+        papers.extend(result.papers)
+        reports.append({"file": str(path), "format": result.format, "read": len(result.papers),
+                        "skipped": [{"line": s.line, "reason": s.reason} for s in result.skipped]})
+        if not as_json:
+            click.echo(f"{path}: {len(result.papers)} papers read as {result.format}, {len(result.skipped)} skipped", err=True)
+            for skip in result.skipped[:10]:
+                click.echo(f"  line {skip.line}: {skip.reason}", err=True)
+            if len(result.skipped) > 10:
+                click.echo(f"  … and {len(result.skipped) - 10} more", err=True)
+    if not papers:
+        raise NothingToIngest("nothing could be read from " + ", ".join(str(p) for p in sources))
+    settings = _settings(index, model)
+    with open_library(settings, create=True) as library:
+        report = ingest(library, papers, show_progress=not quiet and not as_json)
+        total = len(library)
+    summary = {"index": str(settings.index), "added": len(report.added), "updated": len(report.updated),
+               "unchanged": len(report.unchanged), "encoded": report.encoded, "total": total, "files": reports}
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{settings.index}: {summary['added']} added, {summary['updated']} updated, "
+                   f"{summary['unchanged']} unchanged; {total} papers in the index")
+
+
+@main.command("search")
+@click.argument("query")
+@filter_options
+@index_options
+@handle_errors
+def search_command(query: str, k: int, since, until, categories, min_popularity, index, as_json) -> None:
+    """Free-text search."""
+    with _open(index) as library:
+        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity)), as_json)
+
+
+@main.command("similar")
+@click.argument("paper_id", required=False)
+@click.option("--text", help="an abstract (or any text) that is not in the index; '-' reads stdin")
+@filter_options
+@index_options
+@handle_errors
+def similar_command(paper_id, text, k, since, until, categories, min_popularity, index, as_json) -> None:
+    """Papers similar to PAPER_ID, or to a pasted --text."""
+    if bool(paper_id) == bool(text):
+        raise InvalidInput("give either a PAPER_ID or --text")
+    filters = make_filters(since, until, categories, min_popularity)
+    with _open(index) as library:
+        if paper_id:
+            hits = similar_to_paper(library, paper_id, k, filters)
+        else:
+            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters)
+        print_hits(hits, as_json)
+
+
+@main.command("recommend")
+@click.option("--like", "likes", multiple=True, required=True, help="a paper id you like (repeatable)")
+@click.option("--dislike", "dislikes", multiple=True, help="a paper id you want less of (repeatable)")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="nearest", show_default=True)
+@filter_options
+@index_options
+@handle_errors
+def recommend_command(likes, dislikes, strategy, k, since, until, categories, min_popularity, index, as_json) -> None:
+    """Papers like the ones you like, unlike the ones you dislike."""
+    with _open(index) as library:
+        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity), strategy)
+        print_hits(hits, as_json)
+
+
+@main.command("delete")
+@click.argument("paper_ids", nargs=-1, required=True)
+@index_options
+@handle_errors
+def delete_command(paper_ids, index, as_json) -> None:
+    """Delete papers from the index."""
+    with _open(index) as library:
+        deleted = delete(library, list(paper_ids))
+    missing = [pid for pid in paper_ids if pid not in deleted]
+    if as_json:
+        click.echo(json.dumps({"deleted": deleted, "missing": missing}))
+    else:
+        for pid in deleted:
+            click.echo(f"deleted {pid}")
+    if missing:
+        if not as_json:
+            click.echo(f"error: not in the index: {', '.join(missing)}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+@main.command("info")
+@index_options
+@handle_errors
+def info_command(index, as_json) -> None:
+    """What an index holds: papers, model, layout."""
+    with _open(index) as library:
+        manifest = library.manifest
+        info = {"index": str(library.folder), "papers": len(library), "model": library.model_name,
+                "layout": manifest.layout if manifest else None, "dim": manifest.dim if manifest else None,
+                "updated": manifest.updated if manifest else None}
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:8} {value}")
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="address to listen on [default: 127.0.0.1]")
+@click.option("--port", type=int, default=None, help="port [default: 8000]")
+@click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
+@handle_errors
+def serve_command(host: str | None, port: int | None, index: str | None) -> None:
+    """Serve the HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = _settings(index)
+    host = host or settings.host
+    port = port or settings.port
+    library = open_library(settings, create=True)
+    if library.index is not None:
+        library.encoder  # fail here, with a message, if the model cannot load
+    click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs)", err=True)
+    uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Fixtures: one real index of the demo corpus (real model, FAISS, SQLite), built once per session."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from paperlens.config import Settings  # noqa: E402
+from paperlens.data import DEMO_CORPUS  # noqa: E402
+from paperlens.library import Library, ingest, open_library  # noqa: E402
+from paperlens.papers import Paper, read_papers  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def demo_papers() -> list[Paper]:
+    return read_papers(DEMO_CORPUS).papers
+
+
+@pytest.fixture(scope="session")
+def demo_index_dir(tmp_path_factory, demo_papers) -> Path:
+    folder = tmp_path_factory.mktemp("demo-index")
+    with open_library(Settings(index=folder), create=True) as library:
+        ingest(library, demo_papers)
+    return folder
+
+
+@pytest.fixture()
+def demo_library(demo_index_dir) -> Library:
+    """Read-only use: tests that write build their own index (see ``small_library``)."""
+    with open_library(Settings(index=demo_index_dir)) as library:
+        yield library
+
+
+def topic_papers() -> list[Paper]:
+    """Six papers on three unrelated topics, with metadata for filters."""
+    rows = [
+        ("2401.00001", "Protein folding with deep networks", "We predict three-dimensional protein structure from amino acid sequences using attention.", "2024-01-10", ["q-bio.BM"], 5),
+        ("2401.00002", "Protein structure prediction at scale", "Large models trained on sequence databases predict folded protein structures accurately.", "2024-03-02", ["q-bio.BM", "cs.LG"], 1),
+        ("2402.00003", "Galaxy rotation curves and dark matter", "Rotation curves of spiral galaxies indicate a halo of dark matter around the disk.", "2023-06-01", ["astro-ph.GA"], 12),
+        ("2402.00004", "Dark matter halos in dwarf galaxies", "We measure dark matter density profiles of dwarf galaxies from stellar kinematics.", "2022-11-20", ["astro-ph.GA"], 0),
+        ("2403.00005", "Reinforcement learning for robot grasping", "A robot arm learns to grasp novel objects with deep reinforcement learning from camera images.", "2025-02-14", ["cs.RO", "cs.LG"], 30),
+        ("2403.00006", "Sim-to-real transfer for robotic manipulation", "Policies trained in simulation transfer to real robot manipulation tasks with domain randomisation.", "2025-05-05", ["cs.RO"], 2),
+    ]
+    return [Paper(id=i, title=t, abstract=a, date=d, categories=c, popularity=p, authors=["A. Author", "B. Author"]) for i, t, a, d, c, p in rows]
+
+
+@pytest.fixture()
+def small_library(tmp_path) -> Library:
+    with open_library(Settings(index=tmp_path / "small"), create=True) as library:
+        ingest(library, topic_papers())
+        yield library
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
