@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     def search(
         library: LibraryDep,
         filters: FiltersDep,
-        q: Annotated[str, Query(min_length=1, max_length=settings.max_query_chars, description="free text")],
+        q: Annotated[str, Query(min_length=1, description="free text")],
         k: KQuery = 10,
     ) -> Results:
         return _results(search_text(library, q, k, filters))

@@ -1,0 +1,81 @@
+"""The CLI through click's runner, on real index folders."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import topic_papers, write_jsonl
+from paperlens.cli import main
+
+
+@pytest.fixture()
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture()
+def papers_file(tmp_path):
+    return write_jsonl(tmp_path / "papers.jsonl", [p.to_dict() for p in topic_papers()] + ["{broken"])
+
+
+def run(runner, *args):
+    return runner.invoke(main, [str(a) for a in args])
+
+
+def test_ingest_reports_skipped_lines_and_is_idempotent(runner, papers_file, tmp_path):
+    index = tmp_path / "ix"
+    result = run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "6 added" in result.output and "line 7" in result.output
+    again = json.loads(run(runner, "ingest", papers_file, "--index", index, "--json").output.strip().splitlines()[-1])
+    assert (again["added"], again["unchanged"], again["total"]) == (0, 6, 6)
+    assert again["files"][0]["skipped"][0]["line"] == 7
+
+
+def test_search_similar_recommend_delete_info(runner, papers_file, tmp_path):
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    hits = json.loads(run(runner, "search", "protein structure", "-k", "2", "--index", index, "--json").output)["results"]
+    assert {h["id"] for h in hits} == {"2401.00001", "2401.00002"}
+    table = run(runner, "search", "robot grasping", "-k", "1", "--index", index)
+    assert table.exit_code == 0 and "2403.00005" in table.output
+    similar = json.loads(run(runner, "similar", "2401.00001", "-k", "1", "--index", index, "--json").output)["results"]
+    assert similar[0]["id"] == "2401.00002"
+    pasted = json.loads(run(runner, "similar", "--text", "dark matter in galaxies", "-k", "1", "--index", index, "--json").output)
+    assert pasted["results"][0]["id"].startswith("2402")
+    rec = json.loads(run(runner, "recommend", "--like", "2403.00005", "--dislike", "2401.00001", "-k", "1", "--index", index, "--json").output)
+    assert rec["results"][0]["id"] == "2403.00006"
+    assert run(runner, "delete", "2403.00006", "--index", index).exit_code == 0
+    info = json.loads(run(runner, "info", "--index", index, "--json").output)
+    assert info["papers"] == 5 and info["layout"] == "flat"
+
+
+def test_errors_are_messages_not_tracebacks(runner, papers_file, tmp_path):
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    cases = [
+        ("search", "", "--index", index),
+        ("search", "x", "-k", "0", "--index", index),
+        ("similar", "nope", "--index", index),
+        ("similar", "--index", index),
+        ("recommend", "--like", "nope", "--index", index),
+        ("delete", "nope", "--index", index),
+        ("info", "--index", tmp_path / "missing"),
+        ("ingest", tmp_path / "missing.jsonl", "--index", index),
+        ("search", "x", "--since", "someday", "--index", index),
+    ]
+    for args in cases:
+        result = run(runner, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "error:" in result.output and "Traceback" not in result.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("{broken\n")
+    result = run(runner, "ingest", empty, "--index", index)
+    assert result.exit_code == 1 and "nothing could be read" in result.output
+    assert json.loads(run(runner, "info", "--index", index, "--json").output)["papers"] == 6
+
+
+def test_demo_corpus_ingests(runner, tmp_path):
+    result = run(runner, "ingest", "--demo", "--index", tmp_path / "demo", "--quiet")
+    assert result.exit_code == 0 and "53 added" in result.output
