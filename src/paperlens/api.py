@@ -29,20 +29,8 @@ MAX_K = 1000
 # --- models ------------------------------------------------------------------------------------
 
 
-class PaperHit(BaseModel):
-    id: str
-    title: str
-    score: float
-    date: str | None
-    authors: str
-    url: str | None
-    snippet: str
-    categories: list[str]
-    popularity: float
-
-
 class Results(BaseModel):
-    results: list[PaperHit]
+    results: list[Hit]  # the library's dataclass is the response schema: one definition of a hit
 
 
 class PaperOut(BaseModel):
@@ -149,7 +137,7 @@ KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 
 
 def _results(hits: list[Hit]) -> Results:
-    return Results(results=[PaperHit(**hit.__dict__) for hit in hits])
+    return Results(results=hits)
 
 
 def _examples(items: list[str | WeightedId]) -> list[Example]:

@@ -201,24 +201,19 @@ class Store:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
         return _row_to_paper(row) if row else None
 
+    def _select_in(self, sql: str, values: Iterable) -> Iterator[sqlite3.Row]:
+        """Run ``sql`` (with ``{marks}`` for the IN list) in chunks under SQLite's bound-parameter limit."""
+        values = list(values)
+        for start in range(0, len(values), 900):
+            chunk = values[start:start + 900]
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
     def get_many(self, pks: Iterable[int]) -> dict[int, StoredPaper]:
-        pks = [int(pk) for pk in pks]
-        found: dict[int, StoredPaper] = {}
-        for start in range(0, len(pks), 900):  # stay under SQLite's bound-parameter limit
-            chunk = pks[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({marks})", chunk):
-                found[row["pk"]] = _row_to_paper(row)
-        return found
+        rows = self._select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({{marks}})", (int(pk) for pk in pks))
+        return {row["pk"]: _row_to_paper(row) for row in rows}
 
     def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
-        ids = list(ids)
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update({row[0]: row[1] for row in self.conn.execute(f"SELECT id, pk FROM papers WHERE id IN ({marks})", chunk)})
-        return found
+        return {row[0]: row[1] for row in self._select_in("SELECT id, pk FROM papers WHERE id IN ({marks})", ids)}
 
     def pks_with_same_text(self, pk: int) -> list[int]:
         """Other records of the same text (a paper ingested under two ids), left out of its neighbours."""
@@ -228,13 +223,7 @@ class Store:
         return [row[0] for row in rows]
 
     def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:
-        ids = list(ids)
-        found: dict[str, str] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            found.update({row[0]: row[1] for row in self.conn.execute(f"SELECT id, text_hash FROM papers WHERE id IN ({marks})", chunk)})
-        return found
+        return {row[0]: row[1] for row in self._select_in("SELECT id, text_hash FROM papers WHERE id IN ({marks})", ids)}
 
     def delete(self, ids: Iterable[str]) -> list[int]:
         """Delete papers (their vectors and categories cascade); call inside a transaction."""
@@ -286,11 +275,7 @@ class Store:
 
     def get_vectors(self, pks: list[int], dim: int) -> np.ndarray:
         """Vectors in the order of pks (by-id similar reads them instead of re-encoding)."""
-        by_pk: dict[int, bytes] = {}
-        for start in range(0, len(pks), 900):
-            chunk = [int(pk) for pk in pks[start:start + 900]]
-            marks = ",".join("?" * len(chunk))
-            by_pk.update(self.conn.execute(f"SELECT pk, vector FROM vectors WHERE pk IN ({marks})", chunk).fetchall())
+        by_pk = dict(self._select_in("SELECT pk, vector FROM vectors WHERE pk IN ({marks})", {int(pk) for pk in pks}))
         out = np.zeros((len(pks), dim), dtype=np.float32)
         for i, pk in enumerate(pks):
             out[i] = np.frombuffer(by_pk[int(pk)], dtype=np.float32)
