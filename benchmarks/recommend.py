@@ -1,4 +1,4 @@
-"""Which recommendation strategy: 'nearest' (best match to any liked paper) or 'centroid' (Rocchio)?
+"""Which recommendation strategy: 'grouped', 'nearest' (best match to any liked paper) or 'centroid' (Rocchio)?
 
 Simulated users on scifact-subset: the corpus is split into 40 topics by k-means on its
 embeddings; a user likes 3 papers from each of 1 or 2 random topics; the rest of those topics is
@@ -22,7 +22,7 @@ from _common import SCIFACT, header
 from paperlens.config import Settings
 from paperlens.library import ingest, open_library
 from paperlens.papers import read_papers
-from paperlens.recommend import recommend
+from paperlens.recommend import STRATEGIES, recommend
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     print(header("recommendation strategies, simulated users on scifact-subset"))
     print(f"{'users':<14}{'strategy':<10}{'precision@10':>14}{'both topics@10':>16}")
     for n_topics in (1, 2):
-        results: dict[str, list[tuple[float, float]]] = {"nearest": [], "centroid": []}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in STRATEGIES}
         for _ in range(args.users):
             topics = rng.choice(big, n_topics, replace=False)
             liked = [i for t in topics for i in rng.choice(members[t], 3, replace=False)]

@@ -110,7 +110,7 @@ class RecommendRequest(FilterFields):
     positive: list[str | WeightedId] = Field(..., min_length=1, description="ids the user likes (or {id, weight})")
     negative: list[str | WeightedId] = Field([], description="ids the user does not want more of")
     k: int = Field(10, ge=1, le=MAX_K)
-    strategy: Literal[STRATEGIES] = "nearest"  # type: ignore[valid-type]
+    strategy: Literal[STRATEGIES] = "grouped"  # type: ignore[valid-type]
 
 
 # --- app ---------------------------------------------------------------------------------------

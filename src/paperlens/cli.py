@@ -174,7 +174,7 @@ def similar_command(paper_id, text, k, since, until, categories, min_popularity,
 @main.command("recommend")
 @click.option("--like", "likes", multiple=True, required=True, help="a paper id you like (repeatable)")
 @click.option("--dislike", "dislikes", multiple=True, help="a paper id you want less of (repeatable)")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default="nearest", show_default=True)
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="grouped", show_default=True)
 @filter_options
 @index_options
 @handle_errors

@@ -1,11 +1,22 @@
 """More like these: ranked papers from positive (and negative) example papers.
 
-Two strategies, measured in benchmarks/recommend.py:
-- "centroid" (Rocchio): one search with mean(positives) - w * mean(negatives). Blends several
-  interests into one point between them.
-- "nearest" (default): candidates from each positive's neighbourhood and from the centroid; each
-  scored by its best similarity to any positive minus w * its best similarity to any negative. A
-  user who likes papers on two unrelated topics gets both.
+Three strategies, measured with benchmarks/recommend.py (simulated users on scifact-subset who
+like 3 papers in each of 1 or 2 topics; 200 users; precision@10, and both topics in the top 10):
+
+    strategy   1 topic   2 topics   both topics@10
+    grouped    0.751     0.837      0.84     (default)
+    nearest    0.643     0.764      0.88
+    centroid   0.786     0.668      0.64
+
+- "centroid" (Rocchio): one search with mean(positives) - w * mean(negatives). Best for one
+  interest, but blends two unrelated interests into a point near neither.
+- "nearest": each candidate scored by its best similarity to any single liked paper. Covers every
+  interest, but follows each liked paper's idiosyncrasies.
+- "grouped": liked papers are grouped into interests (greedy, cosine >= 0.25 to a group's
+  centroid) and each candidate is scored by its best similarity to a group centroid. Close to
+  centroid for one interest, the best of the three for several.
+In every strategy a candidate loses w * its best similarity to any disliked paper (w =
+settings.negative_weight, 0.5).
 """
 
 from __future__ import annotations
@@ -19,8 +30,9 @@ from .errors import InvalidInput, PaperNotFound
 from .library import Library
 from .search import Filters, Hit, check_k, rank_by_vector, to_hits
 
-Strategy = Literal["nearest", "centroid"]
-STRATEGIES: tuple[str, ...] = ("nearest", "centroid")
+Strategy = Literal["grouped", "nearest", "centroid"]
+STRATEGIES: tuple[str, ...] = ("grouped", "nearest", "centroid")
+GROUP_SIMILARITY = 0.25  # measured: 0.2–0.3 all beat both other strategies on average (benchmarks/recommend.py)
 MAX_EXAMPLES = 1000
 
 
@@ -32,6 +44,25 @@ class Example:
 
 def as_examples(items: Iterable[Example | str]) -> list[Example]:
     return [item if isinstance(item, Example) else Example(str(item)) for item in items]
+
+
+def group_interests(vectors: np.ndarray, weights: np.ndarray, threshold: float = GROUP_SIMILARITY) -> np.ndarray:
+    """Unit centroids of groups of liked papers: greedy, in order of weight, join the closest group or start one.
+
+    One group per interest keeps the centroid's precision inside a topic without blending
+    unrelated topics into a point that is near none of them.
+    """
+    sums: list[np.ndarray] = []
+    for i in np.argsort(-weights, kind="stable"):
+        vector = vectors[i] * weights[i]
+        if sums:
+            centroids = np.stack([s / np.linalg.norm(s) for s in sums])
+            best = int(np.argmax(centroids @ vectors[i]))
+            if float(centroids[best] @ vectors[i]) >= threshold:
+                sums[best] = sums[best] + vector
+                continue
+        sums.append(vector.copy())
+    return np.stack([s / np.linalg.norm(s) for s in sums])
 
 
 def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -56,7 +87,7 @@ def recommend(
     negative: Iterable[Example | str] = (),
     k: int = 10,
     filters: Filters | None = None,
-    strategy: Strategy = "nearest",
+    strategy: Strategy = "grouped",
     negative_weight: float | None = None,
 ) -> list[Hit]:
     positive, negative = as_examples(positive), as_examples(negative)
@@ -80,17 +111,22 @@ def recommend(
     if strategy == "centroid":
         return to_hits(library, rank_by_vector(library, centroid, k, filters, exclude))
 
-    # Candidates: the centroid's neighbours plus each positive's own (the strongest positives first).
+    # Anchors: each liked paper ("nearest") or each interest group's centroid ("grouped").
+    if strategy == "grouped":
+        anchors, anchor_w = group_interests(pos_vecs, pos_w), None
+    else:
+        anchors, anchor_w = pos_vecs, pos_w / pos_w.max()
+    # Candidates: the overall centroid's neighbours plus each anchor's own.
     depth = min(k + len(exclude), library.settings.max_k)
     candidates: dict[int, None] = dict.fromkeys(pk for pk, _ in rank_by_vector(library, centroid, depth, filters, exclude))
-    for i in np.argsort(-pos_w)[:50]:
-        candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, pos_vecs[i], depth, filters, exclude)))
+    for anchor in anchors[:50]:
+        candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, anchor, depth, filters, exclude)))
     if not candidates:
         return []
     cand_pks = list(candidates)
     cand_vecs = library.store.get_vectors(cand_pks, library.manifest.dim)
-    rel_w = pos_w / pos_w.max()
-    scores = (cand_vecs @ pos_vecs.T * rel_w).max(axis=1)
+    similarity = cand_vecs @ anchors.T
+    scores = (similarity if anchor_w is None else similarity * anchor_w).max(axis=1)
     if len(neg_pks):
         scores -= beta * (cand_vecs @ neg_vecs.T * (neg_w / neg_w.max())).max(axis=1)
     order = np.argsort(-scores, kind="stable")[:k]
