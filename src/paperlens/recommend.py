@@ -17,11 +17,12 @@ import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
 from .library import Library
+from .limits import check_example_count, check_paper_id
 from .search import Filters, Hit, check_k, rank_by_vector, to_hits
 
 Strategy = Literal["nearest", "centroid"]
 STRATEGIES: tuple[str, ...] = ("nearest", "centroid")
-MAX_EXAMPLES = 1000
+MAX_WEIGHT = 1e6
 
 
 @dataclass
@@ -35,11 +36,13 @@ def as_examples(items: Iterable[Example | str]) -> list[Example]:
 
 
 def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list[int], np.ndarray, np.ndarray]:
-    if len(examples) > MAX_EXAMPLES:
-        raise InvalidInput(f"at most {MAX_EXAMPLES} {what} papers, got {len(examples)}")
+    check_example_count(library.settings, len(examples), what)
     for example in examples:
-        if not (example.weight > 0):
-            raise InvalidInput(f"weight of {what} paper {example.id!r} must be positive, got {example.weight}")
+        # An upper bound too: float32 sums of 1e300 weights overflow to inf and every score to NaN.
+        if not (0 < example.weight <= MAX_WEIGHT):
+            raise InvalidInput(f"weight of {what} paper {example.id!r} must be in (0, {MAX_WEIGHT:g}], got {example.weight}")
+    for example in examples:
+        example.id = check_paper_id(example.id)
     found = library.store.pks_for_ids(e.id for e in examples)
     for example in examples:
         if example.id not in found:
