@@ -5,11 +5,13 @@ The only state is ``app.state.library``, opened once at start-up (store, FAISS i
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +20,7 @@ from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
 from .limits import BodyLimit, check_paper_count, check_paper_id
-from .papers import Paper, papers_from_records
+from .papers import Paper, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import Filters, Hit, make_filters, search_text, similar_to_paper, similar_to_text
 from .security import require_api_key
@@ -205,6 +207,14 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @app.exception_handler(PaperlensError)
     async def paperlens_error(_request: Request, exc: PaperlensError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, and an input of 1e999 (inf) or a lone surrogate
+        # cannot be written as JSON: the error about bad input became a 500. Location and message suffice.
+        detail = [{"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")),
+                   "type": str(error.get("type", ""))} for error in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": json.loads(clean_text(json.dumps(detail, ensure_ascii=False)))})
 
     @app.exception_handler(UnicodeEncodeError)
     async def unencodable_text(_request: Request, exc: UnicodeEncodeError) -> JSONResponse:

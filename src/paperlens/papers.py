@@ -270,6 +270,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, InvalidRecord(f"broken JSON: {exc.msg}")
+            except RecursionError:
+                yield number, InvalidRecord("JSON nested too deeply")
 
 
 def _convert_rows(rows: Iterable[tuple[int | None, Any]], source: str, convert=paper_from_mapping) -> Iterator[Row]:
@@ -292,6 +294,8 @@ def read_json(path: Path) -> Iterator[Row]:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: JSON nested too deeply") from None
     if isinstance(data, dict) and isinstance(data.get("papers"), list):
         data = data["papers"]
     if not isinstance(data, list):
