@@ -5,28 +5,52 @@ The only state is ``app.state.library``, opened once at start-up (store, FAISS i
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
-from .library import Library, delete, ingest, open_library
-from .papers import Paper, papers_from_records
+from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .limits import BodyLimit, check_paper_count, check_paper_id
+from .papers import Paper, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import Filters, Hit, make_filters, search_text, similar_to_paper, similar_to_text
+from .security import require_api_key
 
 log = logging.getLogger(__name__)
 
-MAX_K = 1000
+MAX_K = Settings.model_fields["max_k"].default  # the schema's bound; Settings.max_k is enforced by search.check_k
 
 
 # --- models ------------------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx: a sentence, or FastAPI's list of field errors for a request that does not parse."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": description}
+    for code, description in (
+        (400, "malformed request"),
+        (401, "an API key is required for writes (X-API-Key)"),
+        (403, "the credentials do not allow this"),
+        (404, "no such paper"),
+        (409, "index mismatch, or a paper deleted while the request read it"),
+        (413, "request body over the configured limit"),
+        (422, "invalid input"),
+    )
+}
 
 
 class Results(BaseModel):
@@ -56,7 +80,7 @@ class PaperIn(BaseModel):
     authors: list[str] | str = []
     date: str | None = None
     categories: list[str] | str = []
-    popularity: float = 0.0
+    popularity: float = Field(0.0, allow_inf_nan=False)
     url: str | None = None
     source: str | None = None
     extra: dict[str, Any] = {}
@@ -90,7 +114,7 @@ class FilterFields(BaseModel):
     since: str | None = Field(None, description="earliest date, YYYY-MM-DD")
     until: str | None = Field(None, description="latest date, YYYY-MM-DD")
     category: list[str] = Field([], description="categories; 'cs' matches 'cs.CL'")
-    min_popularity: float | None = None
+    min_popularity: float | None = Field(None, allow_inf_nan=False)
 
     def filters(self) -> Filters:
         return make_filters(self.since, self.until, self.category, self.min_popularity)
@@ -103,7 +127,7 @@ class SimilarRequest(FilterFields):
 
 class WeightedId(BaseModel):
     id: str
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
 
 
 class RecommendRequest(FilterFields):
@@ -127,13 +151,22 @@ def query_filters(
     since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
     until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
     category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
-    min_popularity: Annotated[float | None, Query()] = None,
+    min_popularity: Annotated[float | None, Query(allow_inf_nan=False)] = None,
 ) -> Filters:
     return make_filters(since, until, category, min_popularity)
 
 
 FiltersDep = Annotated[Filters, Depends(query_filters)]
 KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+
+
+def valid_paper_id(paper_id: str) -> str:
+    """Path ids are checked like ingested ones: '../x' or 300 characters are 422, not a lookup."""
+    return check_paper_id(paper_id)
+
+
+PaperId = Annotated[str, Depends(valid_paper_id)]
+WriteAccess = [Depends(require_api_key)]
 
 
 def _results(hits: list[Hit]) -> Results:
@@ -150,6 +183,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         lib = library or open_library(settings, create=True)
+        if library is None:  # 'paperlens serve' checks the library it passes before it listens
+            startup_check(lib)
         if lib.index is not None:
             lib.encoder  # load the model now, not on the first request
         app.state.library = lib
@@ -161,13 +196,30 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     app = FastAPI(
         title="paperlens",
         version=__version__,
-        description="Semantic search and recommendation for scientific papers.",
+        description="Semantic search and recommendation for scientific papers. "
+        "When the server has API keys, writes need the X-API-Key header.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(PaperlensError)
     async def paperlens_error(_request: Request, exc: PaperlensError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back, and an input of 1e999 (inf) or a lone surrogate
+        # cannot be written as JSON: the error about bad input became a 500. Location and message suffice.
+        detail = [{"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")),
+                   "type": str(error.get("type", ""))} for error in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": json.loads(clean_text(json.dumps(detail, ensure_ascii=False)))})
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def unencodable_text(_request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        # Readers clean text at the edge; this is the net for a field they do not know.
+        return JSONResponse(status_code=422, content={"detail": "text contains an unpaired surrogate (not valid Unicode)"})
 
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -190,7 +242,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return _results(search_text(library, q, k, filters))
 
     @app.get("/papers/{paper_id:path}/similar", response_model=Results)
-    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: str, k: KQuery = 10) -> Results:
+    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10) -> Results:
         return _results(similar_to_paper(library, paper_id, k, filters))
 
     @app.post("/similar", response_model=Results)
@@ -203,25 +255,24 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return _results(hits)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
-    def get_paper(library: LibraryDep, paper_id: str) -> PaperOut:
+    def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:
         stored = library.store.get(paper_id)
         if stored is None:
             raise PaperNotFound(paper_id)
         return paper_out(stored.paper)
 
-    @app.delete("/papers/{paper_id:path}", response_model=DeleteOut)
-    def delete_paper(library: LibraryDep, paper_id: str) -> DeleteOut:
+    @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
+    def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
         if not delete(library, [paper_id]):
             raise PaperNotFound(paper_id)
         return DeleteOut(deleted=paper_id)
 
-    @app.post("/papers", response_model=IngestOut, status_code=201)
+    @app.post("/papers", response_model=IngestOut, status_code=201, dependencies=WriteAccess)
     def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:
         records = body.papers if isinstance(body, PapersIn) else body
         if not records:
             raise InvalidInput("no papers in the request")
-        if len(records) > settings.max_papers_per_request:
-            raise InvalidInput(f"{len(records)} papers in one request; the limit is {settings.max_papers_per_request}")
+        check_paper_count(settings, len(records))
         papers, skipped = papers_from_records([r.model_dump(exclude_none=True) for r in records], source="api")
         if skipped:
             # A request is all or nothing: the caller fixes the records and sends them again.
@@ -232,6 +283,16 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                          unchanged=len(report.unchanged))
 
     return app
+
+
+def startup_check(library: Library) -> CheckReport:
+    """The server verifies (and repairs) its index before it listens: never serve a torn one."""
+    report = check_library(library, repair=True, quick=True)
+    for note in report.repaired:
+        log.warning("paperlens check: %s", note)
+    if not report.ok:
+        raise PaperlensError(f"{library.folder} failed its start-up check: " + "; ".join(report.problems))
+    return report
 
 
 def paper_out(paper: Paper) -> PaperOut:

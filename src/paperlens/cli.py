@@ -18,7 +18,8 @@ import click
 from .config import Settings
 from .data import DEMO_CORPUS
 from .errors import InvalidInput, NothingToIngest, PaperlensError
-from .library import Library, delete, ingest, open_library
+from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .limits import skip_oversized
 from .papers import FORMATS, read_papers
 from .recommend import STRATEGIES, recommend
 from .search import Hit, make_filters, search_text, similar_to_paper, similar_to_text
@@ -114,9 +115,12 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
     sources = list(files) + ([DEMO_CORPUS] if demo else [])
     if not sources:
         raise InvalidInput("give at least one file to ingest (or --demo)")
+    settings = _settings(index, model)
     papers, reports = [], []
     for path in sources:
         result = read_papers(path, fmt)
+        result.papers, oversized = skip_oversized(settings, result.papers)
+        result.skipped.extend(oversized)
         papers.extend(result.papers)
         reports.append({"file": str(path), "format": result.format, "read": len(result.papers),
                         "skipped": [{"line": s.line, "reason": s.reason} for s in result.skipped]})
@@ -128,7 +132,6 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
                 click.echo(f"  … and {len(result.skipped) - 10} more", err=True)
     if not papers:
         raise NothingToIngest("nothing could be read from " + ", ".join(str(p) for p in sources))
-    settings = _settings(index, model)
     with open_library(settings, create=True) as library:
         report = ingest(library, papers, show_progress=not quiet and not as_json)
         total = len(library)
@@ -222,24 +225,75 @@ def info_command(index, as_json) -> None:
             click.echo(f"{key:8} {value}")
 
 
+@main.command("check")
+@click.option("--repair/--no-repair", default=True, show_default=True, help="rebuild what disagrees with the store")
+@index_options
+@handle_errors
+def check_command(repair: bool, index: str | None, as_json: bool) -> None:
+    """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it.
+
+    Exits 1 when a problem remains (a damaged SQLite file cannot be repaired here)."""
+    with _open(index) as library:
+        report = check_library(library, repair=repair)
+    print_check(report, as_json)
+    if not report.ok:
+        sys.exit(EXIT_USER_ERROR)
+
+
+def print_check(report: CheckReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({**asdict(report), "ok": report.ok}))
+        return
+    click.echo(f"{report.index}: {report.papers} papers, {report.vectors} vectors, {report.faiss} in FAISS, "
+               f"SQLite {', '.join(report.integrity)}")
+    for note in report.repaired:
+        click.echo(f"repaired: {note}")
+    for problem in report.problems:
+        click.echo(f"error: {problem}", err=True)
+    if report.ok:
+        click.echo("ok")
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_exposure(host: str, settings: Settings, allow_public: bool) -> str:
+    """Without API keys anyone who reaches the server may write: listen on loopback only, unless told."""
+    if settings.api_keys():
+        return f"writes need an X-API-Key ({len(settings.api_keys())} key(s) configured)"
+    if host in LOOPBACK or host.startswith("127."):
+        return "no API key set: writes are open to anyone on this machine"
+    if not (allow_public or settings.allow_public):
+        raise InvalidInput(
+            f"refusing to listen on {host} without an API key: anyone who can reach it could add and delete papers. "
+            "Set PAPERLENS_API_KEY, or pass --allow-public if this network is trusted."
+        )
+    return f"WARNING: no API key set and listening on {host}: anyone who can reach it may add and delete papers"
+
+
 @main.command("serve")
 @click.option("--host", default=None, help="address to listen on [default: 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="port [default: 8000]")
+@click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
 @handle_errors
-def serve_command(host: str | None, port: int | None, index: str | None) -> None:
-    """Serve the HTTP API (docs at /docs)."""
+def serve_command(host: str | None, port: int | None, allow_public: bool, index: str | None) -> None:
+    """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens."""
     import uvicorn
 
-    from .api import create_app
+    from .api import create_app, startup_check
 
     settings = _settings(index)
     host = host or settings.host
     port = port or settings.port
+    exposure = check_exposure(host, settings, allow_public)
     library = open_library(settings, create=True)
+    for note in startup_check(library).repaired:
+        click.echo(f"paperlens: repaired: {note}", err=True)
     if library.index is not None:
         library.encoder  # fail here, with a message, if the model cannot load
-    click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs)", err=True)
+    click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs); "
+               f"{exposure}", err=True)
     uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning")
 
 

@@ -29,9 +29,25 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(10_000, ge=1)
     max_papers_per_request: int = Field(10_000, ge=1)
     snippet_chars: int = Field(240, ge=0)
+    # A request body is refused (413) before it is read whole; 10 MB holds ~5,000 typical abstracts.
+    max_body_bytes: int = Field(10_000_000, ge=1024)
+    max_title_chars: int = Field(2_000, ge=1)
+    max_abstract_chars: int = Field(50_000, ge=1)
+    max_examples: int = Field(1000, ge=1, description="positive (and, apart, negative) papers per recommendation")
+    max_name_chars: int = Field(100, ge=1, description="index and collection names")
 
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    # Access: with keys set, every write needs X-API-Key (one of them); several keys let one be
+    # rotated out without downtime. Without keys the server only listens on loopback unless
+    # allow_public is set.
+    api_key: str | None = Field(None, description="one key or several, comma-separated", repr=False)
+    allow_public: bool = False
+
+    def api_keys(self) -> list[str]:
+        """The configured keys; blanks from stray commas are ignored."""
+        return [key.strip() for key in (self.api_key or "").split(",") if key.strip()]

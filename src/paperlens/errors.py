@@ -31,3 +31,25 @@ class IndexNotFound(PaperlensError):
 
 class NothingToIngest(PaperlensError):
     status_code = 422
+
+
+class Unauthorized(PaperlensError):
+    """No credentials where the server requires them."""
+
+    status_code = 401
+
+
+class Forbidden(PaperlensError):
+    """Credentials given, but not ones that allow this."""
+
+    status_code = 403
+
+
+class PayloadTooLarge(PaperlensError):
+    status_code = 413
+
+
+class ConcurrentChange(PaperlensError):
+    """A paper vanished between two reads of one request (deleted meanwhile); retrying gives a clean answer."""
+
+    status_code = 409

@@ -11,6 +11,7 @@ Ingest and delete go through here so that the store, the index and the manifest 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,9 @@ import numpy as np
 from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
+from .faults import crash_point
 from .index import VectorIndex, choose_layout, create_index, fsync_dir, load_index
+from .limits import check_paper_sizes
 from .papers import InvalidRecord, Paper, normalise_id
 from .store import Store
 
@@ -41,6 +44,10 @@ class Manifest:
     dim: int
     layout: str
     count: int = 0
+    # What vectors.faiss holds: compared with the file and the store at every open.
+    generation: int = 0
+    max_pk: int = 0
+    checksum: str = ""
     format_version: int = FORMAT_VERSION
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     updated: str = ""
@@ -85,9 +92,12 @@ class Library:
         self.settings = settings
         self.store = store
         self.manifest = manifest
+        # Replaced whole by writers (copy, change, swap): a search holds on to the one it started with.
         self.index = index
-        # One writer at a time, and no search while the FAISS index is being mutated.
+        # One writer at a time; searches never take it.
         self.lock = threading.RLock()
+        # What open_library found and repaired (an interrupted save, a stale FAISS file), for 'check'.
+        self.recovered: list[str] = []
 
     @property
     def model_name(self) -> str:
@@ -125,12 +135,15 @@ class Library:
 def open_library(settings: Settings, folder: Path | None = None, create: bool = False) -> Library:
     """Open an index folder (create it when asked). Never re-encodes: a stale FAISS file is rebuilt from stored vectors."""
     folder = Path(folder or settings.index)
+    if "\x00" in str(folder):
+        raise InvalidInput("the index folder name contains a NUL character")
+    if folder.exists() and not folder.is_dir():
+        raise PaperlensError(f"{folder} is not a folder")
     if not (folder / STORE_FILE).exists():
         if not create:
             raise IndexNotFound(f"no index at {folder}: build one with 'paperlens ingest FILE --index {folder}'")
         folder.mkdir(parents=True, exist_ok=True)
-    if folder.exists() and not folder.is_dir():
-        raise PaperlensError(f"{folder} is not a folder")
+    recovered = _remove_interrupted_saves(folder)
     manifest = Manifest.read(folder) if (folder / MANIFEST_FILE).exists() else None
     if manifest:
         if manifest.format_version > FORMAT_VERSION:
@@ -141,44 +154,101 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
                 "results would be meaningless. Use the index's model (leave PAPERLENS_MODEL unset) or build a new index."
             )
     store = Store(folder / STORE_FILE)
+    if manifest is None:
+        manifest = _manifest_from_store(store, settings)
+        if manifest:
+            recovered.append(f"{MANIFEST_FILE} was missing: model and dimension recovered from the store")
     library = Library(folder, settings, store, manifest, None)
+    library.recovered = recovered
     if manifest:
-        library.index = _load_or_rebuild(library)
+        library.index = _load_or_rebuild(library, force=any(INDEX_FILE in note for note in recovered))
     return library
 
 
-def _load_or_rebuild(library: Library) -> VectorIndex:
+def _remove_interrupted_saves(folder: Path) -> list[str]:
+    """A *.tmp left in the folder is a save that was killed before its rename: the old file is intact."""
+    notes = []
+    for name in (INDEX_FILE, MANIFEST_FILE):
+        tmp = folder / (name + ".tmp")
+        if tmp.exists():
+            tmp.unlink()
+            notes.append(f"removed {tmp.name} left by an interrupted save of {name}")
+    return notes
+
+
+def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
+    """The first ingest commits the model and dimension with its papers; the manifest may not have followed."""
+    model, dim = store.get_meta("model"), store.get_meta("dim")
+    if not model or not dim or store.vector_count() == 0:
+        return None
+    return Manifest(model=model, dim=int(dim), layout=choose_layout(store.vector_count(), settings.layout))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def index_problem(library: Library, path: Path) -> str | None:
+    """Why the FAISS file cannot be trusted as a copy of the store's vectors, or None if it can."""
+    manifest, store = library.manifest, library.store
+    if not path.exists():
+        return f"{path.name} is missing"
+    if manifest.generation != store.generation():
+        return f"{path.name} reflects write {manifest.generation}, the store is at write {store.generation()}"
+    if manifest.count != store.vector_count():
+        return f"{path.name} should hold {store.vector_count()} vectors, the manifest says {manifest.count}"
+    if manifest.max_pk != store.max_vector_pk():
+        return f"{path.name} goes up to id {manifest.max_pk}, the store to {store.max_vector_pk()}"
+    if not manifest.checksum or file_sha256(path) != manifest.checksum:
+        return f"{path.name} does not match the checksum in the manifest"
+    return None
+
+
+def _load_or_rebuild(library: Library, force: bool = False) -> VectorIndex:
     manifest = library.manifest
     path = library.folder / INDEX_FILE
-    stored = library.store.vector_count()
-    if path.exists():
+    problem = "an earlier save was interrupted" if force else index_problem(library, path)
+    if problem is None:
         try:
             index = load_index(manifest.layout, path)
-            if len(index) == stored and index.dim == manifest.dim:
+            if len(index) == manifest.count and index.dim == manifest.dim:
                 return index
-            log.warning("%s holds %d vectors, the store %d: rebuilding from the store", path, len(index), stored)
+            problem = f"{path.name} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
         except RuntimeError as exc:
-            log.warning("%s is unreadable (%s): rebuilding from the store", path, exc)
+            problem = f"{path.name} is unreadable ({exc})"
+    log.warning("%s: rebuilding from the store", problem)
+    library.recovered.append(f"rebuilt {INDEX_FILE} from the store: {problem}")
     return rebuild_index(library)
 
 
 def rebuild_index(library: Library) -> VectorIndex:
     """A fresh FAISS index from the vectors in the store; no model needed."""
-    manifest = library.manifest
-    layout = choose_layout(library.store.vector_count(), library.settings.layout)
-    index = create_index(layout, manifest.dim)
-    for pks, vectors in library.store.iter_vectors():
-        index.add(pks, vectors)
-    manifest.layout = layout
-    manifest.count = len(index)
-    library.index = index
-    _persist(library)
-    return index
+    with library.lock:
+        manifest = library.manifest
+        layout = choose_layout(library.store.vector_count(), library.settings.layout)
+        index = create_index(layout, manifest.dim)
+        for pks, vectors in library.store.iter_vectors():
+            index.add(pks, vectors)
+        manifest.layout = layout
+        library.index = index
+        _persist(library, library.store.generation())
+        return index
 
 
-def _persist(library: Library) -> None:
-    library.index.save(library.folder / INDEX_FILE)
-    library.manifest.count = len(library.index)
+def _persist(library: Library, generation: int) -> None:
+    """Save the FAISS file, then the manifest that vouches for it (each written aside and renamed)."""
+    path = library.folder / INDEX_FILE
+    index = library.index
+    index.save(path)
+    crash_point("persist:before-manifest")
+    library.manifest.count = len(index)
+    library.manifest.generation = generation
+    library.manifest.max_pk = library.store.max_vector_pk()  # the index holds exactly the stored vectors
+    library.manifest.checksum = file_sha256(path)
     library.manifest.write(library.folder)
 
 
@@ -191,6 +261,7 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
             paper.id = normalise_id(paper.id)  # '2401.00001v2' updates '2401.00001'
         except InvalidRecord as exc:
             raise InvalidInput(str(exc)) from None
+    check_paper_sizes(library.settings, papers)
     # Last occurrence of an id wins, as if the records had been ingested one after another.
     papers = list({paper.id: paper for paper in papers}.values())
     report = IngestReport()
@@ -201,19 +272,28 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
         # Encode before touching the store: a model failure then leaves nothing half-written.
         encoder = library.encoder if to_encode else None
         vectors = encoder.encode([papers[i].text for i in to_encode], show_progress=show_progress) if encoder else None
-        if library.manifest is None:
+        new_manifest = library.manifest is None
+        if new_manifest:
             enc = encoder or library.encoder
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=choose_layout(len(papers), library.settings.layout))
-            library.index = create_index(library.manifest.layout, enc.dim)
+        generation = library.store.generation()
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
             if to_encode:
                 library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
-        changed_pks = np.array([outcomes[i].pk for i in to_encode], dtype=np.int64)
-        library.index.remove(changed_pks)
-        library.index.add(changed_pks, vectors if vectors is not None else np.zeros((0, library.manifest.dim), np.float32))
-        if to_encode or not (library.folder / INDEX_FILE).exists():
-            _persist(library)
+                generation = library.store.bump_generation()
+            if new_manifest:
+                # With the papers, so a kill before the manifest is written loses nothing (see open_library).
+                library.store.set_meta("model", library.manifest.model)
+                library.store.set_meta("dim", str(library.manifest.dim))
+        crash_point("ingest:after-commit")
+        if to_encode or library.index is None or not (library.folder / INDEX_FILE).exists():
+            changed_pks = np.array([outcomes[i].pk for i in to_encode], dtype=np.int64)
+            index = library.index.copy() if library.index is not None else create_index(library.manifest.layout, library.manifest.dim)
+            index.remove(changed_pks)
+            index.add(changed_pks, vectors if vectors is not None else np.zeros((0, library.manifest.dim), np.float32))
+            library.index = index
+            _persist(library, generation)
     report.encoded = len(to_encode)
     for outcome in outcomes:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
@@ -228,7 +308,94 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
             return []
         with library.store.transaction():
             library.store.delete(found)
+            generation = library.store.bump_generation()
+        crash_point("delete:after-commit")
         if library.index is not None:
-            library.index.remove(np.array(list(found.values()), dtype=np.int64))
-            _persist(library)
+            index = library.index.copy()
+            index.remove(np.array(list(found.values()), dtype=np.int64))
+            library.index = index
+            _persist(library, generation)
     return list(found)
+
+
+@dataclass
+class CheckReport:
+    """What 'paperlens check' found; ``ok`` once nothing is left unrepaired."""
+
+    index: str
+    papers: int = 0
+    vectors: int = 0
+    faiss: int = 0
+    integrity: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_library(library: Library, repair: bool = True, quick: bool = False) -> CheckReport:
+    """Verify the store (SQLite integrity, a vector per paper) and the FAISS file (same ids as the store).
+
+    With ``repair``, papers without vectors are encoded and a FAISS index that disagrees is rebuilt
+    from the store; a store that fails SQLite's integrity check cannot be repaired here.
+    """
+    report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
+    store = library.store
+    report.integrity = store.integrity_check(quick=quick)
+    if report.integrity != ["ok"]:
+        report.problems.append("SQLite integrity check failed: " + "; ".join(report.integrity[:5]) +
+                               " (restore a backup, or re-ingest the papers into a new index)")
+        return report
+    with library.lock:
+        missing = store.papers_without_vectors()
+        if missing:
+            note = f"{len(missing)} papers have no vector (e.g. {missing[0].paper.id!r})"
+            if repair:
+                _encode_stored(library, missing)
+                report.repaired.append(note + ": encoded")
+            else:
+                report.problems.append(note)
+        if library.manifest is not None:
+            problem = _faiss_problem(library)
+            if problem and repair:
+                rebuild_index(library)
+                report.repaired.append(f"{problem}: rebuilt {INDEX_FILE} from the store")
+            elif problem:
+                report.problems.append(problem)
+        report.papers, report.vectors = store.count(), store.vector_count()
+        report.faiss = len(library.index) if library.index is not None else 0
+    return report
+
+
+def _faiss_problem(library: Library) -> str | None:
+    """The in-memory index against the store (by ids), then the file on disk against the manifest."""
+    if library.index is None:
+        return f"{INDEX_FILE} is not loaded"
+    stored = library.store.vector_pks()
+    try:
+        held = library.index.ids()
+    except NotImplementedError:
+        held = None
+    if held is not None and not np.array_equal(held, stored):
+        extra = np.setdiff1d(held, stored)
+        missing = np.setdiff1d(stored, held)
+        return f"{INDEX_FILE} holds {len(extra)} ids the store does not and lacks {len(missing)} that it has"
+    if held is None and len(library.index) != len(stored):
+        return f"{INDEX_FILE} holds {len(library.index)} vectors, the store {len(stored)}"
+    return index_problem(library, library.folder / INDEX_FILE)
+
+
+def _encode_stored(library: Library, missing: list) -> None:
+    """Give stored papers the vectors they lack (only a damaged or hand-edited store has such papers)."""
+    encoder = library.encoder
+    vectors = encoder.encode([item.paper.text for item in missing])
+    if library.manifest is None:
+        library.manifest = Manifest(model=encoder.identity, dim=encoder.dim, layout=choose_layout(len(missing), library.settings.layout))
+    with library.store.transaction():
+        library.store.set_meta("model", library.manifest.model)
+        library.store.set_meta("dim", str(library.manifest.dim))
+        library.store.put_vectors([item.pk for item in missing], vectors)
+        library.store.bump_generation()
+    rebuild_index(library)

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -139,6 +140,20 @@ def parse_date(value: Any) -> str | None:
     raise InvalidRecord(f"unreadable date {text[:40]!r}")
 
 
+def clean_text(text: str) -> str:
+    """Unpaired surrogates (from a JSON '\\ud800' escape or undecodable argv bytes) become U+FFFD:
+    SQLite, the tokenizer and UTF-8 responses all refuse them."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _clean_json(value: Any) -> Any:
+    """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), no surrogates."""
+    try:
+        return json.loads(clean_text(json.dumps(value, ensure_ascii=False, allow_nan=False)))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRecord(f"extra must be plain JSON ({exc.__class__.__name__})") from None
+
+
 def _text_field(record: dict[str, Any], *names: str) -> str:
     for name in names:
         value = record.get(name)
@@ -146,7 +161,7 @@ def _text_field(record: dict[str, Any], *names: str) -> str:
             continue
         if not isinstance(value, str):
             raise InvalidRecord(f"{name} must be a string, got {type(value).__name__}")
-        return " ".join(value.split())
+        return " ".join(clean_text(value).split())
     return ""
 
 
@@ -154,11 +169,11 @@ def _list_field(value: Any, name: str, split: Callable[[str], list[str]]) -> lis
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        return [part.strip() for part in split(value) if part.strip()]
+        return [part.strip() for part in split(clean_text(value)) if part.strip()]
     if isinstance(value, (list, tuple)):
         if not all(isinstance(item, str) for item in value):
             raise InvalidRecord(f"{name} must be a list of strings")
-        return [item.strip() for item in value if item.strip()]
+        return [clean_text(item).strip() for item in value if item.strip()]
     raise InvalidRecord(f"{name} must be a list or a string, got {type(value).__name__}")
 
 
@@ -174,9 +189,12 @@ def _number_field(record: dict[str, Any], *names: str) -> float:
         if isinstance(value, bool):
             raise InvalidRecord(f"{name} must be a number")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise InvalidRecord(f"{name} must be a number, got {str(value)[:20]!r}") from None
+        if not math.isfinite(number):
+            raise InvalidRecord(f"{name} must be a finite number, got {str(value)[:20]!r}")
+        return number
     return 0.0
 
 
@@ -211,7 +229,7 @@ def paper_from_mapping(record: Any, source: str, default_id: Callable[[str, str]
     extra = record.get("extra") or {}
     if not isinstance(extra, dict):
         raise InvalidRecord("extra must be an object")
-    extra = {**extra, **{k: v for k, v in record.items() if k not in _KNOWN_KEYS and _jsonable(v)}}
+    extra = _clean_json({**extra, **{str(k): v for k, v in record.items() if k not in _KNOWN_KEYS and _jsonable(v)}})
     url = _text_field(record, "url", "link") or None
     if url is None and arxiv_base_id(paper_id) == paper_id and raw_id is not None:
         url = f"https://arxiv.org/abs/{paper_id}"
@@ -230,10 +248,11 @@ def paper_from_mapping(record: Any, source: str, default_id: Callable[[str, str]
 
 
 def _jsonable(value: Any) -> bool:
+    """Only values that survive a JSON round trip go to ``extra`` (no NaN, no bytes, no deep nesting)."""
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return False
 
 
@@ -251,6 +270,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield number, InvalidRecord(f"broken JSON: {exc.msg}")
+            except RecursionError:
+                yield number, InvalidRecord("JSON nested too deeply")
 
 
 def _convert_rows(rows: Iterable[tuple[int | None, Any]], source: str, convert=paper_from_mapping) -> Iterator[Row]:
@@ -273,6 +294,8 @@ def read_json(path: Path) -> Iterator[Row]:
         data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InvalidInput(f"{path}: JSON nested too deeply") from None
     if isinstance(data, dict) and isinstance(data.get("papers"), list):
         data = data["papers"]
     if not isinstance(data, list):

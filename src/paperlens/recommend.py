@@ -28,12 +28,13 @@ import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
 from .library import Library
+from .limits import check_example_count, check_paper_id
 from .search import Filters, Hit, check_k, rank_by_vector, to_hits
 
 Strategy = Literal["grouped", "nearest", "centroid"]
 STRATEGIES: tuple[str, ...] = ("grouped", "nearest", "centroid")
 GROUP_SIMILARITY = 0.25  # measured: 0.2–0.3 all beat both other strategies on average (benchmarks/recommend.py)
-MAX_EXAMPLES = 1000
+MAX_WEIGHT = 1e6
 
 
 @dataclass
@@ -66,11 +67,13 @@ def group_interests(vectors: np.ndarray, weights: np.ndarray, threshold: float =
 
 
 def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list[int], np.ndarray, np.ndarray]:
-    if len(examples) > MAX_EXAMPLES:
-        raise InvalidInput(f"at most {MAX_EXAMPLES} {what} papers, got {len(examples)}")
+    check_example_count(library.settings, len(examples), what)
     for example in examples:
-        if not (example.weight > 0):
-            raise InvalidInput(f"weight of {what} paper {example.id!r} must be positive, got {example.weight}")
+        # An upper bound too: float32 sums of 1e300 weights overflow to inf and every score to NaN.
+        if not (0 < example.weight <= MAX_WEIGHT):
+            raise InvalidInput(f"weight of {what} paper {example.id!r} must be in (0, {MAX_WEIGHT:g}], got {example.weight}")
+    for example in examples:
+        example.id = check_paper_id(example.id)
     found = library.store.pks_for_ids(e.id for e in examples)
     for example in examples:
         if example.id not in found:

@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
 from .library import Library
-from .papers import Paper, author_line, parse_date, InvalidRecord
+from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
 from .store import Filters
 
 __all__ = ["Filters", "Hit", "make_filters", "search_text", "similar_to_paper", "similar_to_text", "rank_by_vector", "to_hits"]
@@ -51,7 +51,7 @@ def make_filters(
         until_day = until_day[:4] + ("-12-31" if len(until.strip()) == 4 else until_day[4:8] + "31")
     if since_day and until_day and since_day > until_day:
         raise InvalidInput(f"since ({since_day}) is after until ({until_day})")
-    cats = tuple(c.strip() for c in (categories or ()) if c and c.strip())
+    cats = tuple(clean_text(c).strip() for c in (categories or ()) if c and c.strip())
     return Filters(since=since_day, until=until_day, categories=cats, min_popularity=min_popularity)
 
 
@@ -64,6 +64,7 @@ def check_k(library: Library, k: int) -> int:
 def check_text(library: Library, text: str, what: str = "query") -> str:
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(f"{what} is empty")
+    text = clean_text(text)
     if len(text) > library.settings.max_query_chars:
         raise InvalidInput(f"{what} is {len(text)} characters; the limit is {library.settings.max_query_chars}")
     return text.strip()
@@ -78,8 +79,9 @@ def rank_by_vector(
     allowed = library.store.filter_pks(filters) if filters is not None and filters.active() else None
     if allowed is not None and len(allowed) == 0:
         return []
-    with library.lock:
-        scores, ids = library.index.search(np.atleast_2d(vectors), k + len(exclude), allowed)
+    # No lock: writers swap in a changed copy, so this search keeps a whole index to itself.
+    index = library.index
+    scores, ids = index.search(np.atleast_2d(vectors), k + len(exclude), allowed)
     ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in exclude]
     return ranked[:k]
 

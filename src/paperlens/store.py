@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from .errors import ConcurrentChange
 from .papers import Paper
 
 MIGRATIONS: list[str] = [
@@ -52,6 +54,18 @@ MIGRATIONS: list[str] = [
         vector BLOB NOT NULL
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: users (the personal-feeds tables build on this one)
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 3: a user's access token, as a SHA-256 hex digest (the token itself is never stored)
+    """
+    ALTER TABLE users ADD COLUMN token_hash TEXT;
     """,
 ]
 
@@ -107,19 +121,38 @@ def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
 
 
 class Store:
-    """A thin wrapper over one SQLite connection; callers serialise access (see library.Library)."""
+    """SQLite with one connection per thread: in WAL mode a reader sees the last committed state and
+    never waits for the writer, and a writer's open transaction is invisible to other threads.
+    Writers are serialised by the caller (library.Library's lock) and, across processes, by SQLite."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._migrate()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed write survives a killed process; only power loss can
         # drop the last transactions, at a fraction of FULL's fsync cost.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -131,7 +164,12 @@ class Store:
                 self.conn.execute(f"PRAGMA user_version={number}")
 
     def close(self) -> None:
-        self.conn.close()
+        """Close every thread's connection (at shutdown, when no request is running)."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -151,6 +189,24 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def bump_generation(self) -> int:
+        """Count one more write; call inside the write's transaction.
+
+        The manifest records the generation its FAISS file reflects, so a file saved before a
+        write that was killed half-way is known to be stale even when its count still matches
+        (an update replaces a vector without changing the count)."""
+        generation = self.generation() + 1
+        self.set_meta("generation", str(generation))
+        return generation
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def integrity_check(self, quick: bool = False) -> list[str]:
+        """SQLite's own check: ['ok'] when the file is sound. quick_check skips index contents (fast at start-up)."""
+        pragma = "quick_check" if quick else "integrity_check"
+        return [row[0] for row in self.conn.execute(f"PRAGMA {pragma}")]
 
     # --- papers ----------------------------------------------------------------------------
 
@@ -278,6 +334,8 @@ class Store:
         by_pk = dict(self._select_in("SELECT pk, vector FROM vectors WHERE pk IN ({marks})", {int(pk) for pk in pks}))
         out = np.zeros((len(pks), dim), dtype=np.float32)
         for i, pk in enumerate(pks):
+            if int(pk) not in by_pk:
+                raise ConcurrentChange("a paper of this request was deleted while it was being read; try again")
             out[i] = np.frombuffer(by_pk[int(pk)], dtype=np.float32)
         return out
 
@@ -298,3 +356,30 @@ class Store:
 
     def max_pk(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(pk), 0) FROM papers").fetchone()[0]
+
+    def max_vector_pk(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(pk), 0) FROM vectors").fetchone()[0]
+
+    def vector_pks(self) -> np.ndarray:
+        """Every pk with a vector, sorted: what the FAISS index must hold."""
+        rows = self.conn.execute("SELECT pk FROM vectors ORDER BY pk").fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def papers_without_vectors(self) -> list[StoredPaper]:
+        """Papers that search cannot find; an ingest writes both in one transaction, so normally none."""
+        rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk NOT IN (SELECT pk FROM vectors) ORDER BY pk")
+        return [_row_to_paper(row) for row in rows]
+
+    # --- users -----------------------------------------------------------------------------
+
+    def add_user(self, name: str) -> int:
+        """A new user's id; call inside a transaction."""
+        return self.conn.execute("INSERT INTO users(name, created_at) VALUES (?, ?)", (name, _now())).lastrowid
+
+    def set_user_token_hash(self, user_id: int, digest: str) -> bool:
+        """Replace the user's token hash; call inside a transaction. False if there is no such user."""
+        return self.conn.execute("UPDATE users SET token_hash = ? WHERE id = ?", (digest, user_id)).rowcount > 0
+
+    def user_token_hash(self, user_id: int) -> str | None:
+        row = self.conn.execute("SELECT token_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+        return row[0] if row else None

@@ -12,6 +12,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..faults import crash_point
+
 
 def atomic_write_index(index: faiss.Index, path: Path) -> None:
     """Write aside, fsync, rename, fsync the folder: a crash leaves the old file or the new one."""
@@ -19,6 +21,7 @@ def atomic_write_index(index: faiss.Index, path: Path) -> None:
     faiss.write_index(index, str(tmp))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
+    crash_point("index-save:before-rename")
     os.replace(tmp, path)
     fsync_dir(path.parent)
 
@@ -52,6 +55,17 @@ class VectorIndex(ABC):
         if not len(ids):
             return 0
         return int(self.faiss_index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64))))
+
+    def copy(self) -> "VectorIndex":
+        """An independent copy: writers change a copy and swap it in, so searches never see a half-done change."""
+        return type(self)(faiss.clone_index(self.faiss_index))
+
+    def ids(self) -> np.ndarray:
+        """The ids held, sorted: 'paperlens check' compares them with the store's."""
+        id_map = getattr(self.faiss_index, "id_map", None)
+        if id_map is None:
+            raise NotImplementedError(f"{type(self).__name__} does not list its ids")
+        return np.sort(faiss.vector_to_array(id_map).astype(np.int64))
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,155 @@
+"""Load test: concurrent clients mixing searches, ingests and deletes against a local server, then a
+check that every acknowledged paper is still there (and every acknowledged delete stuck).
+
+    python benchmarks/load.py                      # starts a server on a copy of the demo corpus
+    python benchmarks/load.py --url http://127.0.0.1:8000 --clients 32 --seconds 60
+
+Prints requests/s, p50/p99 latency per kind and errors. Bounded in time (--seconds) and count
+(--max-requests). Likes are not exercised: this server has no user endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+QUERIES = ["protein structure", "dark matter", "robot grasping", "language models", "graph neural networks",
+           "reinforcement learning", "image segmentation", "speech recognition", "quantum computing", "climate"]
+MIX = (("search", 0.8), ("ingest", 0.12), ("delete", 0.08))
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    acknowledged: set[str] = field(default_factory=set)
+    deleted: set[str] = field(default_factory=set)
+    requests: int = 0
+
+
+async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, max_requests: int, rng: random.Random,
+                      name: int, headers: dict[str, str]) -> None:
+    serial = 0
+    while time.monotonic() < deadline and tally.requests < max_requests:
+        tally.requests += 1
+        kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
+        if kind == "delete" and not (tally.acknowledged - tally.deleted):
+            kind = "ingest"
+        start = time.perf_counter()
+        try:
+            if kind == "search":
+                response = await client.get("/search", params={"q": rng.choice(QUERIES), "k": 10})
+                ok = response.status_code == 200
+            elif kind == "ingest":
+                serial += 1
+                paper_id = f"load-{name}-{serial}"
+                body = [{"id": paper_id, "title": f"Load test paper {name}-{serial} on {rng.choice(QUERIES)}",
+                         "abstract": f"A synthetic abstract about {rng.choice(QUERIES)} and {rng.choice(QUERIES)}."}]
+                response = await client.post("/papers", json=body, headers=headers)
+                ok = response.status_code == 201
+                if ok:
+                    tally.acknowledged.add(paper_id)
+            else:
+                paper_id = rng.choice(sorted(tally.acknowledged - tally.deleted))
+                tally.deleted.add(paper_id)  # claimed before the call, so no two clients delete it
+                response = await client.delete(f"/papers/{paper_id}", headers=headers)
+                ok = response.status_code == 200
+            if not ok:
+                tally.errors[kind].append(f"{response.status_code} {response.text[:120]}")
+        except httpx.HTTPError as exc:
+            tally.errors[kind].append(f"{exc.__class__.__name__}: {exc}")
+        tally.latencies[kind].append(time.perf_counter() - start)
+
+
+async def verify(client: httpx.AsyncClient, tally: Tally) -> list[str]:
+    problems = []
+    for paper_id in sorted(tally.acknowledged):
+        status = (await client.get(f"/papers/{paper_id}")).status_code
+        expected = 404 if paper_id in tally.deleted else 200
+        if status != expected:
+            problems.append(f"{paper_id}: {status}, expected {expected}")
+    return problems
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(tally: Tally, elapsed: float, problems: list[str]) -> None:
+    total = sum(len(v) for v in tally.latencies.values())
+    print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.1f} requests/s")
+    print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for kind, _ in MIX:
+        values = tally.latencies.get(kind, [])
+        print(f"{kind:8} {len(values):7d} {len(values) / elapsed:7.1f} {percentile(values, 0.5) * 1000:8.1f} "
+              f"{percentile(values, 0.99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d}")
+    print("like     skipped (no user endpoints on this server)")
+    for kind, messages in tally.errors.items():
+        for message in messages[:3]:
+            print(f"  {kind} error: {message}")
+    kept = len(tally.acknowledged - tally.deleted)
+    print(f"acknowledged: {len(tally.acknowledged)} ingested, {len(tally.deleted)} deleted; "
+          f"{kept} must be there: {'all there' if not problems else f'{len(problems)} PROBLEMS'}")
+    for problem in problems[:10]:
+        print("  " + problem)
+
+
+async def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str | None, seed: int) -> int:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    tally = Tally()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        await client.get("/search", params={"q": "warm up", "k": 1})
+        start = time.monotonic()
+        await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers)
+                               for i in range(clients)))
+        elapsed = time.monotonic() - start
+        problems = await verify(client, tally)
+    report(tally, elapsed, problems)
+    return 1 if problems or any(tally.errors.values()) else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server; default: start one on a temporary copy of the demo corpus")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--api-key", help="sent as X-API-Key on writes")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.url:
+        return asyncio.run(run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed))
+
+    import subprocess
+
+    from serverproc import ServerProcess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        subprocess.run([sys.executable, "-m", "paperlens.cli", "ingest", "--demo", "--quiet", "--index", str(index)],
+                       check=True, capture_output=True)
+        server = ServerProcess(index, Path(tmp) / "server.log")
+        try:
+            return asyncio.run(run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed))
+        finally:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
