@@ -93,3 +93,17 @@ def test_not_a_beir_folder(tmp_path: Path, settings: Settings):
 def test_unknown_mode(beir: Path, tmp_path: Path, settings: Settings):
     with pytest.raises(InvalidInput, match="unknown mode"):
         evaluate_beir(beir, settings, "splade", cache_root=tmp_path / "cache")
+
+
+def test_cli_eval_prints_json_last(beir: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from paperlens.cli import main
+
+    result = CliRunner().invoke(main, ["eval", str(beir), "--mode", "bm25", "--json", "--quiet", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output.strip().splitlines()[-1])
+    assert values["mode"] == "bm25" and (values["queries"], values["docs"]) == (4, 6)
+    assert values["mrr@10"] == pytest.approx(0.625, abs=1e-6)
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 1 and "not a BEIR folder" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,34 @@ def test_fusion_normalises_each_side():
     ranked = fuse([1, 2, 3], np.array([0.9, 0.3, 0.6]), np.array([0.0, 10.0, 5.0]), "max", 0.5)
     # 1: 0.5*1 + 0 = 0.5; 2: 0.5*(1/3) + 0.5 = 0.667; 3: 0.5*(2/3) + 0.25 = 0.583
     assert [pk for pk, _ in ranked] == [2, 3, 1]
+
+
+def test_cli_search_mode(library: Library):
+    from click.testing import CliRunner
+
+    from paperlens.cli import main
+
+    runner = CliRunner()
+    folder = str(library.folder)
+    library.close()
+    result = runner.invoke(main, ["search", QUERY, "--mode", "bm25", "-k", "1", "--json", "--index", folder])
+    assert result.exit_code == 0, result.output
+    assert [hit["id"] for hit in json.loads(result.output)["results"]] == ["society"]
+    result = runner.invoke(main, ["search", QUERY, "--mode", "sparse", "--index", folder])
+    assert result.exit_code == 2 and "sparse" in result.output
+
+
+def test_api_search_mode(library: Library, settings: Settings):
+    from fastapi.testclient import TestClient
+
+    from paperlens.api import create_app
+
+    folder = library.folder
+    library.close()
+    with TestClient(create_app(Settings(index=folder))) as client:
+        by_mode = {mode: client.get("/search", params={"q": QUERY, "k": 1, "mode": mode}) for mode in ("bm25", "dense")}
+        assert [r.json()["results"][0]["id"] for r in by_mode.values()] == ["society", "zebrafish"]
+        default = client.get("/search", params={"q": QUERY, "k": 3}).json()["results"]
+        hybrid = client.get("/search", params={"q": QUERY, "k": 3, "mode": "hybrid"}).json()["results"]
+        assert [h["id"] for h in default] == [h["id"] for h in hybrid]
+        assert client.get("/search", params={"q": QUERY, "mode": "sparse"}).status_code == 422

@@ -254,12 +254,12 @@ class Store:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
         return _row_to_paper(row) if row else None
 
-    def _select_in(self, sql: str, values: Iterable) -> Iterator[sqlite3.Row]:
-        """Run ``sql`` (with ``{marks}`` for the IN list) in chunks under SQLite's bound-parameter limit."""
+    def _select_in(self, sql: str, values: Iterable, params: tuple = ()) -> Iterator[sqlite3.Row]:
+        """Run ``sql`` (with ``{marks}`` for the IN list, after ``params``) in chunks under SQLite's bound-parameter limit."""
         values = list(values)
         for start in range(0, len(values), 900):
             chunk = values[start:start + 900]
-            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
 
     def get_many(self, pks: Iterable[int]) -> dict[int, StoredPaper]:
         rows = self._select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({{marks}})", (int(pk) for pk in pks))
@@ -307,16 +307,12 @@ class Store:
     def keyword_scores(self, match: str, pks: list[int], weights: tuple[float, float]) -> dict[int, float]:
         """BM25 scores of given papers for a MATCH expression (hybrid fusion fills in the candidates
         that only the dense side found); papers with no matching word are absent."""
-        found: dict[int, float] = {}
-        for start in range(0, len(pks), 900):
-            chunk = [int(pk) for pk in pks[start:start + 900]]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN ({marks})",
-                (*weights, match, *chunk),
-            )
-            found.update((int(pk), float(score)) for pk, score in rows)
-        return found
+        rows = self._select_in(
+            "SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN ({marks})",
+            (int(pk) for pk in pks),
+            (*weights, match),
+        )
+        return {int(pk): float(score) for pk, score in rows}
 
     def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
         last = 0
