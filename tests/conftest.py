@@ -61,3 +61,9 @@ def small_library(tmp_path) -> Library:
 def write_jsonl(path: Path, records: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
     return path
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Defaults as shipped, quiet: for tests that open their own index folders."""
+    return Settings(show_progress=False)

@@ -22,7 +22,7 @@ from .library import CheckReport, Library, check_library, delete, ingest, open_l
 from .limits import BodyLimit, check_paper_count, check_paper_id
 from .papers import Paper, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
-from .search import Filters, Hit, make_filters, search_text, similar_to_paper, similar_to_text
+from .search import Filters, Hit, Mode, make_filters, search_text, similar_to_paper, similar_to_text
 from .security import require_api_key
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,9 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         filters: FiltersDep,
         q: Annotated[str, Query(min_length=1, description="free text")],
         k: KQuery = 10,
+        mode: Annotated[Mode | None, Query(description="dense, bm25 or hybrid [default: hybrid, or PAPERLENS_SEARCH_MODE]")] = None,
     ) -> Results:
-        return _results(search_text(library, q, k, filters))
+        return _results(search_text(library, q, k, filters, mode=mode))
 
     @app.get("/papers/{paper_id:path}/similar", response_model=Results)
     def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10) -> Results:

@@ -22,7 +22,8 @@ from .library import CheckReport, Library, check_library, delete, ingest, open_l
 from .limits import skip_oversized
 from .papers import FORMATS, read_papers
 from .recommend import STRATEGIES, recommend
-from .search import Hit, make_filters, search_text, similar_to_paper, similar_to_text
+from .evaluate import METRICS, evaluate_beir
+from .search import MODES, Hit, make_filters, search_text, similar_to_paper, similar_to_text
 
 EXIT_USER_ERROR = 1
 
@@ -144,15 +145,42 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
                    f"{summary['unchanged']} unchanged; {total} papers in the index")
 
 
+MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid]"
+
+
 @main.command("search")
 @click.argument("query")
+@click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
 @filter_options
 @index_options
 @handle_errors
-def search_command(query: str, k: int, since, until, categories, min_popularity, index, as_json) -> None:
+def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, index, as_json) -> None:
     """Free-text search."""
     with _open(index) as library:
-        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity)), as_json)
+        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity), mode=mode), as_json)
+
+
+@main.command("eval")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help=MODE_HELP)
+@click.option("--model", help="sentence-transformers name or path [default: the packaged MiniLM]")
+@click.option("--cache", type=click.Path(path_type=Path), help="where the corpus is indexed [default: the parent of --index, indexes/]")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
+@click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder whose parent holds the cache [default: indexes/default]")
+@handle_errors
+def eval_command(folder: Path, mode: str, model: str | None, cache: Path | None, quiet: bool, as_json: bool, index: str | None) -> None:
+    """Relevance on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): nDCG@10, MAP@100,
+    Recall@100, MRR@10. The corpus is encoded once into CACHE/eval-<hash> and reused."""
+    settings = _settings(index, model)
+    result = evaluate_beir(folder, settings, mode, cache_root=cache, show_progress=not quiet)
+    values = result.as_json()
+    if as_json:
+        click.echo(json.dumps(values))
+        return
+    click.echo(f"{folder}: {result.queries} queries, {result.docs} documents, mode {mode}")
+    for metric in METRICS:
+        click.echo(f"{metric:11} {values[metric]:.4f}")
 
 
 @main.command("similar")

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     max_examples: int = Field(1000, ge=1, description="positive (and, apart, negative) papers per recommendation")
     max_name_chars: int = Field(100, ge=1, description="index and collection names")
 
+    # Free-text search: which ranking, and how hybrid fuses its two sides (see search.py and
+    # benchmarks/relevance.py --ablation for the measurements behind these defaults).
+    search_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    fusion: Literal["max", "minmax", "zscore", "rrf"] = "max"
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the convex fusion")
+    fusion_depth: int = Field(100, ge=1, le=10_000, description="candidates taken from each side before fusing")
+    rrf_k: int = Field(60, ge=1, description="constant of reciprocal rank fusion (fusion='rrf' only)")
+    title_weight: float = Field(1.0, gt=0.0, description="BM25 weight of a title word against an abstract word")
+
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)
 

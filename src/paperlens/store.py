@@ -55,7 +55,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
-    # 2: users (the personal-feeds tables build on this one)
+    # 2: the keyword side of hybrid search (see keyword.py). An external-content FTS5 table over
+    # title and abstract, kept in step by triggers, so every insert, update and delete of a paper
+    # updates it in the same transaction. Porter stemming: measured on scifact-subset, FTS5 +
+    # porter scored nDCG@10 0.797 against 0.789 for bm25s + Snowball.
+    """
+    CREATE VIRTUAL TABLE papers_fts USING fts5(
+        title, abstract, content='papers', content_rowid='pk', tokenize='porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER papers_fts_insert AFTER INSERT ON papers BEGIN
+        INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.pk, new.title, new.abstract);
+    END;
+    CREATE TRIGGER papers_fts_delete AFTER DELETE ON papers BEGIN
+        INSERT INTO papers_fts(papers_fts, rowid, title, abstract) VALUES ('delete', old.pk, old.title, old.abstract);
+    END;
+    CREATE TRIGGER papers_fts_update AFTER UPDATE OF title, abstract ON papers BEGIN
+        INSERT INTO papers_fts(papers_fts, rowid, title, abstract) VALUES ('delete', old.pk, old.title, old.abstract);
+        INSERT INTO papers_fts(rowid, title, abstract) VALUES (new.pk, new.title, new.abstract);
+    END;
+    INSERT INTO papers_fts(papers_fts) VALUES ('rebuild');
+    """,
+    # 3: users (the personal-feeds tables build on this one)
     """
     CREATE TABLE users (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +83,7 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
-    # 3: a user's access token, as a SHA-256 hex digest (the token itself is never stored)
+    # 4: a user's access token, as a SHA-256 hex digest (the token itself is never stored)
     """
     ALTER TABLE users ADD COLUMN token_hash TEXT;
     """,
@@ -98,6 +118,17 @@ class Filters:
         return bool(self.since or self.until or self.categories or self.min_popularity is not None)
 
 
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements; a trigger body's inner ';' does not end its statement."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -118,6 +149,29 @@ def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
             extra=json.loads(row["extra"]),
         ),
     )
+
+
+def _filter_clause(filters: Filters) -> tuple[str, list]:
+    """WHERE clause over ``papers`` for the filters: shared by FAISS's selector and keyword search."""
+    clauses: list[str] = []
+    params: list = []
+    if filters.since:
+        clauses.append("date >= ?")
+        params.append(filters.since)
+    if filters.until:
+        clauses.append("date <= ?")
+        params.append(filters.until)
+    if filters.min_popularity is not None:
+        clauses.append("popularity >= ?")
+        params.append(filters.min_popularity)
+    if filters.categories:
+        # 'cs' matches 'cs.CL' and 'cs.LG'; 'cs.CL' matches itself
+        ors = " OR ".join("(category = ? OR category LIKE ? ESCAPE '\\')" for _ in filters.categories)
+        clauses.append(f"pk IN (SELECT pk FROM paper_categories WHERE {ors})")
+        for category in filters.categories:
+            escaped = category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params.extend([category, f"{escaped}.%"])
+    return " AND ".join(clauses) or "1", params
 
 
 class Store:
@@ -158,9 +212,8 @@ class Store:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             with self.transaction():
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(script):
+                    self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version={number}")
 
     def close(self) -> None:
@@ -257,12 +310,12 @@ class Store:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
         return _row_to_paper(row) if row else None
 
-    def _select_in(self, sql: str, values: Iterable) -> Iterator[sqlite3.Row]:
-        """Run ``sql`` (with ``{marks}`` for the IN list) in chunks under SQLite's bound-parameter limit."""
+    def _select_in(self, sql: str, values: Iterable, params: tuple = ()) -> Iterator[sqlite3.Row]:
+        """Run ``sql`` (with ``{marks}`` for the IN list, after ``params``) in chunks under SQLite's bound-parameter limit."""
         values = list(values)
         for start in range(0, len(values), 900):
             chunk = values[start:start + 900]
-            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
 
     def get_many(self, pks: Iterable[int]) -> dict[int, StoredPaper]:
         rows = self._select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({{marks}})", (int(pk) for pk in pks))
@@ -289,26 +342,33 @@ class Store:
 
     def filter_pks(self, filters: Filters) -> np.ndarray:
         """Every pk that passes the filters, for FAISS's ID selector."""
-        clauses, params = [], []
-        if filters.since:
-            clauses.append("date >= ?")
-            params.append(filters.since)
-        if filters.until:
-            clauses.append("date <= ?")
-            params.append(filters.until)
-        if filters.min_popularity is not None:
-            clauses.append("popularity >= ?")
-            params.append(filters.min_popularity)
-        if filters.categories:
-            # 'cs' matches 'cs.CL' and 'cs.LG'; 'cs.CL' matches itself
-            ors = " OR ".join("(category = ? OR category LIKE ? ESCAPE '\\')" for _ in filters.categories)
-            clauses.append(f"pk IN (SELECT pk FROM paper_categories WHERE {ors})")
-            for category in filters.categories:
-                escaped = category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                params.extend([category, f"{escaped}.%"])
-        where = " AND ".join(clauses) or "1"
+        where, params = _filter_clause(filters)
         rows = self.conn.execute(f"SELECT pk FROM papers WHERE {where}", params).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def keyword_search(self, match: str, k: int, weights: tuple[float, float], filters: Filters | None = None) -> list[tuple[int, float]]:
+        """(pk, BM25 score) of the best k papers for an FTS5 MATCH expression; higher is better.
+
+        FTS5's bm25() is lower-is-better, so it is negated here. ``weights`` are (title, abstract).
+        """
+        where, params = _filter_clause(filters) if filters is not None and filters.active() else ("1", [])
+        rows = self.conn.execute(
+            "SELECT papers_fts.rowid, -bm25(papers_fts, ?, ?) AS score FROM papers_fts "
+            f"JOIN papers ON papers.pk = papers_fts.rowid WHERE papers_fts MATCH ? AND {where} "
+            "ORDER BY score DESC LIMIT ?",
+            (*weights, match, *params, k),
+        ).fetchall()
+        return [(int(pk), float(score)) for pk, score in rows]
+
+    def keyword_scores(self, match: str, pks: list[int], weights: tuple[float, float]) -> dict[int, float]:
+        """BM25 scores of given papers for a MATCH expression (hybrid fusion fills in the candidates
+        that only the dense side found); papers with no matching word are absent."""
+        rows = self._select_in(
+            "SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN ({marks})",
+            (int(pk) for pk in pks),
+            (*weights, match),
+        )
+        return {int(pk): float(score) for pk, score in rows}
 
     def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
         last = 0

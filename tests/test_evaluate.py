@@ -1,0 +1,109 @@
+"""BEIR evaluation on a hand-made folder whose metrics can be worked out on paper."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from paperlens.config import Settings
+from paperlens.errors import InvalidInput
+from paperlens.evaluate import cache_folder, evaluate_beir
+from paperlens.library import INDEX_FILE
+
+# Each query shares words with the listed papers only, so BM25's ranking is known:
+#   q1 → d1 only (relevant: d1)                    nDCG 1, AP 1, recall 1, RR 1
+#   q2 → d2 only (relevant: d2, d3; d3 unmatched)   nDCG 1/(1+1/log2 3), AP 1/2, recall 1/2, RR 1
+#   q3 → d5 ("quasar" twice) before d4 (relevant)   nDCG 1/log2 3, AP 1/2, recall 1, RR 1/2
+#   d6 is the query q-self's own id: left out of its ranking, as in BEIR; q-none has no judgment.
+CORPUS = [
+    {"_id": "d1", "title": "Zebrafish fins", "text": "Zebrafish regrow amputated fins within weeks."},
+    {"_id": "d2", "title": "Tokamak plasma", "text": "Tokamak confinement of hot plasma by magnetic fields."},
+    {"_id": "d3", "title": "Fusion energy", "text": "Stellarators are an alternative route to fusion power."},
+    {"_id": "d4", "title": "Quasar survey", "text": "Redshift catalogue from telescope images."},
+    {"_id": "d5", "title": "Quasar quasar", "text": "Spectra catalogue from telescope images."},
+    {"_id": "q-self", "title": "Volcanic ash", "text": "Volcanic ash disrupts aviation."},
+]
+QUERIES = [
+    {"_id": "q1", "text": "zebrafish"},
+    {"_id": "q2", "text": "tokamak"},
+    {"_id": "q3", "text": "quasar"},
+    {"_id": "q-self", "text": "volcanic ash"},
+    {"_id": "q-none", "text": "anything"},
+]
+QRELS = [("q1", "d1"), ("q2", "d2"), ("q2", "d3"), ("q3", "d4"), ("q-self", "q-self")]
+
+
+def write_beir(folder: Path) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in QUERIES))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in QRELS))
+    return folder
+
+
+@pytest.fixture
+def beir(tmp_path: Path) -> Path:
+    return write_beir(tmp_path / "tiny")
+
+
+def test_bm25_metrics_are_exact(beir: Path, tmp_path: Path, settings: Settings):
+    result = evaluate_beir(beir, settings, "bm25", cache_root=tmp_path / "cache")
+    # q-self finds nothing once its own paper is left out: every metric 0 for it.
+    ndcg = (1 + 1 / (1 + 1 / math.log2(3)) + 1 / math.log2(3) + 0) / 4
+    assert result.ndcg_at_10 == pytest.approx(ndcg, abs=1e-6)
+    assert result.map_at_100 == pytest.approx((1 + 0.5 + 0.5 + 0) / 4, abs=1e-6)
+    assert result.recall_at_100 == pytest.approx((1 + 0.5 + 1 + 0) / 4, abs=1e-6)
+    assert result.mrr_at_10 == pytest.approx((1 + 1 + 0.5 + 0) / 4, abs=1e-6)
+    assert (result.queries, result.docs) == (4, 6)
+    assert set(result.as_json()) == {"mode", "ndcg@10", "map@100", "recall@100", "mrr@10", "queries", "docs"}
+
+
+def test_second_run_reuses_the_cached_index(beir: Path, tmp_path: Path, settings: Settings):
+    cache = tmp_path / "cache"
+    first = evaluate_beir(beir, settings, "dense", cache_root=cache)
+    index_file = cache_folder(beir, settings, cache) / INDEX_FILE
+    written = index_file.stat().st_mtime_ns
+    second = evaluate_beir(beir, settings, "dense", cache_root=cache)
+    assert index_file.stat().st_mtime_ns == written
+    assert second == first
+    assert [p.name for p in cache.iterdir()] == [index_file.parent.name]
+    assert index_file.parent.name.startswith("eval-")
+
+
+def test_modes_give_their_own_rankings(beir: Path, tmp_path: Path, settings: Settings):
+    cache = tmp_path / "cache"
+    results = {mode: evaluate_beir(beir, settings, mode, cache_root=cache) for mode in ("dense", "bm25", "hybrid")}
+    for result in results.values():
+        assert 0.0 <= result.ndcg_at_10 <= 1.0 and result.queries == 4
+    # Dense ranks every paper, so it finds d3 (recall 1 on q2) where BM25 cannot.
+    assert results["dense"].recall_at_100 > results["bm25"].recall_at_100
+
+
+def test_not_a_beir_folder(tmp_path: Path, settings: Settings):
+    (tmp_path / "corpus.jsonl").write_text("{}\n")
+    with pytest.raises(InvalidInput, match="not a BEIR folder: missing queries.jsonl, qrels/test.tsv"):
+        evaluate_beir(tmp_path, settings, "bm25", cache_root=tmp_path / "cache")
+    with pytest.raises(InvalidInput, match="is not a folder"):
+        evaluate_beir(tmp_path / "nowhere", settings, "bm25", cache_root=tmp_path / "cache")
+
+
+def test_unknown_mode(beir: Path, tmp_path: Path, settings: Settings):
+    with pytest.raises(InvalidInput, match="unknown mode"):
+        evaluate_beir(beir, settings, "splade", cache_root=tmp_path / "cache")
+
+
+def test_cli_eval_prints_json_last(beir: Path, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from paperlens.cli import main
+
+    result = CliRunner().invoke(main, ["eval", str(beir), "--mode", "bm25", "--json", "--quiet", "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output.strip().splitlines()[-1])
+    assert values["mode"] == "bm25" and (values["queries"], values["docs"]) == (4, 6)
+    assert values["mrr@10"] == pytest.approx(0.625, abs=1e-6)
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 1 and "not a BEIR folder" in result.output

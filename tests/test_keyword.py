@@ -1,0 +1,128 @@
+"""The keyword side (FTS5) and the mode switch of free-text search, on real indexes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paperlens.config import Settings
+from paperlens.errors import InvalidInput
+from paperlens.keyword import keyword_search, match_expression, query_terms
+from paperlens.library import Library, delete, ingest, open_library
+from paperlens.papers import Paper
+from paperlens.search import fuse, make_filters, normalise, search_text
+
+# "cardiac tissue regrowth" shares no word with the zebrafish paper but means it; the society
+# paper shares the words and means something else. Dense and BM25 must disagree on the winner.
+CORPUS = [
+    Paper("zebrafish", "Zebrafish hearts regenerate", "After injury, zebrafish hearts replace lost cardiomyocytes by proliferation.",
+          date="2021-05-01", categories=["q-bio"]),
+    Paper("society", "Membership of professional societies", "Our survey of membership fees, codenamed cardiac tissue regrowth, covers economists.",
+          date="2019-01-01", categories=["econ"]),
+    Paper("galaxies", "Spiral galaxies", "Rotation curves of spiral galaxies imply dark matter halos.", date="2020-01-01", categories=["astro-ph"]),
+]
+QUERY = "cardiac tissue regrowth"
+
+
+@pytest.fixture
+def library(tmp_path: Path, settings: Settings) -> Library:
+    lib = open_library(settings, tmp_path / "index", create=True)
+    ingest(lib, CORPUS)
+    yield lib
+    lib.close()
+
+
+def ids(hits) -> list[str]:
+    return [hit.id for hit in hits]
+
+
+def test_query_terms_drop_stop_words_and_repeats():
+    assert query_terms("The effect of the Heart on heart-rate") == ["effect", "heart", "rate"]
+    assert query_terms("the of and") == []
+    assert match_expression(["not", "near"]) == '"not" OR "near"'
+
+
+def test_modes_reach_the_engine(library: Library):
+    assert ids(search_text(library, QUERY, k=1, mode="bm25")) == ["society"]
+    assert ids(search_text(library, QUERY, k=3, mode="dense"))[0] == "zebrafish"
+    hybrid = ids(search_text(library, QUERY, k=3, mode="hybrid"))
+    assert set(hybrid[:2]) == {"zebrafish", "society"} and hybrid[2] == "galaxies"
+    assert ids(search_text(library, QUERY, k=3)) == hybrid  # hybrid is the default
+
+
+def test_bm25_returns_only_matching_papers(library: Library):
+    assert ids(search_text(library, "dark matter", k=3, mode="bm25")) == ["galaxies"]
+    assert search_text(library, "the of", k=3, mode="bm25") == []
+
+
+def test_stemming_matches_word_forms(library: Library):
+    assert ids(search_text(library, "regenerating heart", k=1, mode="bm25")) == ["zebrafish"]
+
+
+def test_unknown_mode_is_invalid_input(library: Library):
+    with pytest.raises(InvalidInput, match="unknown mode"):
+        search_text(library, QUERY, mode="sparse")
+
+
+def test_filters_apply_to_bm25(library: Library):
+    hits = search_text(library, "cardiac zebrafish galaxies", k=3, mode="bm25", filters=make_filters(since="2020-06-01"))
+    assert ids(hits) == ["zebrafish"]
+    hits = search_text(library, "cardiac zebrafish galaxies", k=3, mode="bm25", filters=make_filters(categories=["astro-ph"]))
+    assert ids(hits) == ["galaxies"]
+
+
+def test_keyword_side_follows_deletes(library: Library, settings: Settings):
+    delete(library, ["galaxies"])
+    assert keyword_search(library, "galaxies", 5) == []
+    library.close()
+    reopened = open_library(settings, library.folder)
+    assert search_text(reopened, "galaxies dark matter", k=3, mode="bm25") == []
+    reopened.close()
+
+
+def test_keyword_side_follows_updates(library: Library):
+    ingest(library, [Paper("galaxies", "Quasar jets", "Relativistic jets from quasars are collimated by magnetic fields.")])
+    assert search_text(library, "dark matter halos", k=3, mode="bm25") == []
+    assert ids(search_text(library, "quasar jets", k=3, mode="bm25")) == ["galaxies"]
+    assert ids(search_text(library, "quasar jets", k=1, mode="hybrid")) == ["galaxies"]
+
+
+def test_fusion_normalises_each_side():
+    assert normalise(np.array([2.0, 1.0, 0.0]), "max").tolist() == [1.0, 0.5, 0.0]
+    ranked = fuse([1, 2, 3], np.array([0.9, 0.3, 0.6]), np.array([0.0, 10.0, 5.0]), "max", 0.5)
+    # 1: 0.5*1 + 0 = 0.5; 2: 0.5*(1/3) + 0.5 = 0.667; 3: 0.5*(2/3) + 0.25 = 0.583
+    assert [pk for pk, _ in ranked] == [2, 3, 1]
+
+
+def test_cli_search_mode(library: Library):
+    from click.testing import CliRunner
+
+    from paperlens.cli import main
+
+    runner = CliRunner()
+    folder = str(library.folder)
+    library.close()
+    result = runner.invoke(main, ["search", QUERY, "--mode", "bm25", "-k", "1", "--json", "--index", folder])
+    assert result.exit_code == 0, result.output
+    assert [hit["id"] for hit in json.loads(result.output)["results"]] == ["society"]
+    result = runner.invoke(main, ["search", QUERY, "--mode", "sparse", "--index", folder])
+    assert result.exit_code == 2 and "sparse" in result.output
+
+
+def test_api_search_mode(library: Library, settings: Settings):
+    from fastapi.testclient import TestClient
+
+    from paperlens.api import create_app
+
+    folder = library.folder
+    library.close()
+    with TestClient(create_app(Settings(index=folder))) as client:
+        by_mode = {mode: client.get("/search", params={"q": QUERY, "k": 1, "mode": mode}) for mode in ("bm25", "dense")}
+        assert [r.json()["results"][0]["id"] for r in by_mode.values()] == ["society", "zebrafish"]
+        default = client.get("/search", params={"q": QUERY, "k": 3}).json()["results"]
+        hybrid = client.get("/search", params={"q": QUERY, "k": 3, "mode": "hybrid"}).json()["results"]
+        assert [h["id"] for h in default] == [h["id"] for h in hybrid]
+        assert client.get("/search", params={"q": QUERY, "mode": "sparse"}).status_code == 422
