@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)
 
+    # Personal feeds (see feeds.py for why these values).
+    feed_half_life_days: float = Field(30.0, gt=0, description="a like's weight halves every this many days")
+    feed_mmr_lambda: float = Field(0.7, ge=0.0, le=1.0, description="MMR: 1 = pure relevance, 0 = pure diversity")
+    feed_max_clusters: int = Field(5, ge=1, le=50, description="most interests a feed is split into")
+    feed_cluster_distance: float = Field(0.6, gt=0.0, le=2.0, description="cosine distance that separates two interests")
+
+    # Digest e-mail: sent through this SMTP server when smtp_host is set, else written as a file.
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "paperlens@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    public_url: str = Field("http://127.0.0.1:8000", description="base of links in feeds and e-mails")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

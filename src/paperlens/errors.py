@@ -53,3 +53,21 @@ class ConcurrentChange(PaperlensError):
     """A paper vanished between two reads of one request (deleted meanwhile); retrying gives a clean answer."""
 
     status_code = 409
+
+
+class UserNotFound(PaperlensError):
+    status_code = 404
+
+    def __init__(self, user_id: object):
+        super().__init__(f"no user with id {user_id!r}")
+
+
+class CollectionNotFound(PaperlensError):
+    status_code = 404
+
+    def __init__(self, name: str):
+        super().__init__(f"no collection named {name!r}")
+
+
+class InteractionNotFound(PaperlensError):
+    status_code = 404

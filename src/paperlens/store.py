@@ -87,6 +87,38 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN token_hash TEXT;
     """,
+    # 4: what users did with papers, their free-text interests and their collections. Interactions
+    # keep the paper's id (not its pk) so a re-ingested paper keeps its history.
+    """
+    CREATE TABLE interactions (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        paper_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, paper_id, kind)
+    ) WITHOUT ROWID;
+    CREATE TABLE interests (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (user_id, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE collections (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE collection_papers (
+        user_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, name, paper_id),
+        FOREIGN KEY (user_id, name) REFERENCES collections(user_id, name) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    """,
 ]
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -443,3 +475,143 @@ class Store:
     def user_token_hash(self, user_id: int) -> str | None:
         row = self.conn.execute("SELECT token_hash FROM users WHERE id = ?", (user_id,)).fetchone()
         return row[0] if row else None
+
+
+# --- users, interactions, interests, collections (personal feeds) ------------------------------
+
+
+@dataclass
+class UserRow:
+    id: int
+    name: str
+    created_at: str
+
+
+@dataclass
+class InteractionRow:
+    paper_id: str
+    kind: str
+    created_at: str
+
+
+@dataclass
+class InterestRow:
+    text: str
+    vector: np.ndarray
+
+
+@dataclass
+class CollectionRow:
+    name: str
+    created_at: str
+    paper_ids: list[str]
+
+
+class UserStore:
+    """The SQL of users and their data, over the same connection as ``Store`` (same file, same lock)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.transaction = store.transaction
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The calling thread's connection (``Store.conn`` is per thread)."""
+        return self.store.conn
+
+    def add_user(self, name: str) -> UserRow:
+        user_id = self.store.add_user(name)
+        return self.get_user(user_id)
+
+    def get_user(self, user_id: int) -> UserRow | None:
+        row = self.conn.execute("SELECT id, name, created_at FROM users WHERE id = ?", (user_id,)).fetchone()
+        return UserRow(*row) if row else None
+
+    def delete_user(self, user_id: int) -> bool:
+        """Interactions, interests and collections go with the user (ON DELETE CASCADE)."""
+        return self.conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+
+    def add_interaction(self, user_id: int, paper_id: str, kind: str) -> InteractionRow:
+        """Re-recording the same interaction refreshes its time (a second like counts as recent)."""
+        now = _now()
+        self.conn.execute(
+            "INSERT INTO interactions(user_id, paper_id, kind, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(user_id, paper_id, kind) DO UPDATE SET created_at = excluded.created_at",
+            (user_id, paper_id, kind, now),
+        )
+        return InteractionRow(paper_id, kind, now)
+
+    def interactions(self, user_id: int, kinds: Iterable[str] | None = None) -> list[InteractionRow]:
+        sql, params = "SELECT paper_id, kind, created_at FROM interactions WHERE user_id = ?", [user_id]
+        if kinds is not None:
+            kinds = list(kinds)
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            params.extend(kinds)
+        rows = self.conn.execute(sql + " ORDER BY created_at DESC, paper_id", params).fetchall()
+        return [InteractionRow(*row) for row in rows]
+
+    def delete_interactions(self, user_id: int, paper_id: str, kind: str | None = None) -> int:
+        if kind is None:
+            return self.conn.execute("DELETE FROM interactions WHERE user_id = ? AND paper_id = ?", (user_id, paper_id)).rowcount
+        return self.conn.execute(
+            "DELETE FROM interactions WHERE user_id = ? AND paper_id = ? AND kind = ?", (user_id, paper_id, kind)
+        ).rowcount
+
+    def set_interests(self, user_id: int, texts: list[str], vectors: np.ndarray) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM interests WHERE user_id = ?", (user_id,))
+            self.conn.executemany(
+                "INSERT INTO interests(user_id, position, text, vector) VALUES (?, ?, ?, ?)",
+                [(user_id, i, text, np.asarray(v, dtype=np.float32).tobytes()) for i, (text, v) in enumerate(zip(texts, vectors))],
+            )
+
+    def interests(self, user_id: int) -> list[InterestRow]:
+        rows = self.conn.execute("SELECT text, vector FROM interests WHERE user_id = ? ORDER BY position", (user_id,))
+        return [InterestRow(text, np.frombuffer(blob, dtype=np.float32)) for text, blob in rows]
+
+    def put_collection(self, user_id: int, name: str) -> tuple[CollectionRow, bool]:
+        """Create if missing; returns the collection and whether it was created."""
+        created = self.conn.execute(
+            "INSERT OR IGNORE INTO collections(user_id, name, created_at) VALUES (?, ?, ?)", (user_id, name, _now())
+        ).rowcount > 0
+        return self.get_collection(user_id, name), created
+
+    def get_collection(self, user_id: int, name: str) -> CollectionRow | None:
+        row = self.conn.execute("SELECT name, created_at FROM collections WHERE user_id = ? AND name = ?", (user_id, name)).fetchone()
+        if row is None:
+            return None
+        papers = self.conn.execute(
+            "SELECT paper_id FROM collection_papers WHERE user_id = ? AND name = ? ORDER BY added_at, paper_id", (user_id, name)
+        )
+        return CollectionRow(row[0], row[1], [r[0] for r in papers])
+
+    def collections(self, user_id: int) -> list[CollectionRow]:
+        names = [r[0] for r in self.conn.execute("SELECT name FROM collections WHERE user_id = ? ORDER BY name", (user_id,))]
+        return [self.get_collection(user_id, name) for name in names]
+
+    def delete_collection(self, user_id: int, name: str) -> bool:
+        return self.conn.execute("DELETE FROM collections WHERE user_id = ? AND name = ?", (user_id, name)).rowcount > 0
+
+    def add_to_collection(self, user_id: int, name: str, paper_id: str) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO collection_papers(user_id, name, paper_id, added_at) VALUES (?, ?, ?, ?)",
+            (user_id, name, paper_id, _now()),
+        )
+
+    def remove_from_collection(self, user_id: int, name: str, paper_id: str) -> bool:
+        return self.conn.execute(
+            "DELETE FROM collection_papers WHERE user_id = ? AND name = ? AND paper_id = ?", (user_id, name, paper_id)
+        ).rowcount > 0
+
+    def popular_pks(self, allowed: np.ndarray | None, exclude: set[int], k: int) -> list[tuple[int, float]]:
+        """Most popular, then newest papers: what a user with no history is shown first."""
+        rows = self.conn.execute("SELECT pk, popularity FROM papers ORDER BY popularity DESC, date DESC, pk DESC").fetchall()
+        allowed_set = set(allowed.tolist()) if allowed is not None else None
+        out = []
+        for pk, popularity in rows:
+            if pk in exclude or (allowed_set is not None and pk not in allowed_set):
+                continue
+            out.append((pk, float(popularity)))
+            if len(out) == k:
+                break
+        return out

@@ -1,0 +1,255 @@
+"""Personal feeds: a profile from what a user did, split into interests, ranked with reasons.
+
+The algorithm, in the order it runs (parameters in ``config.Settings``):
+
+1. Profile. Positives are liked and saved papers plus the user's free-text interests; negatives
+   are disliked and not-interested papers. A like fades with a half-life
+   (``feed_half_life_days``, 30 days: a month-old like counts half as much as today's); interests
+   do not fade. Everything the user touched (any kind, including ``seen``) is left out.
+2. Interests. Positives are clustered (average-linkage agglomerative clustering on cosine
+   distance, cut at ``feed_cluster_distance`` = 0.6, at most ``feed_max_clusters`` = 5), so a user
+   who likes video models and LLM safety gets two interests instead of one blurred centroid. Each
+   interest gets a share of the feed proportional to its total (decayed) weight, and at least
+   one slot while there are slots to give.
+3. Candidates. One batched FAISS search from each interest's centroid and from its strongest
+   members (at most 16), deep enough to survive the exclusions.
+4. Score, per interest: the best similarity to any of its members, each member scaled by its
+   weight relative to the strongest member of that interest, minus ``negative_weight`` (0.5)
+   times the best similarity to any negative: a disliked paper pushes its neighbourhood down.
+5. Order. Slots are filled interest by interest, whichever is furthest behind its share, each
+   pick by MMR: ``lambda * score - (1 - lambda) * max similarity to the papers already picked``
+   with ``feed_mmr_lambda`` = 0.7, so near-duplicates do not fill the top of the feed.
+6. Reason. Each item names the (up to two) members of its interest it is most similar to: a
+   paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``.
+
+A user with no positives gets the most popular papers, with that said in the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .library import Library
+from .search import Filters, Hit, check_k, to_hits
+from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
+
+MEMBER_QUERIES = 16  # strongest members of an interest searched on their own, besides its centroid
+REASONS_PER_ITEM = 2
+
+
+@dataclass
+class Profile:
+    """What a feed is computed from: unit vectors with weights and labels, and what to leave out."""
+
+    vectors: np.ndarray  # positives, (P, d)
+    weights: np.ndarray  # (P,)
+    labels: list[dict[str, Any]]  # per positive: {"paper_id", "title"} or {"interest"}
+    negatives: np.ndarray  # (N, d)
+    exclude: set[int] = field(default_factory=set)  # store pks never shown
+
+
+@dataclass
+class FeedItem:
+    hit: Hit
+    reason: dict[str, Any]
+    interest: int  # index of the interest (cluster) the item was picked for
+
+
+def decay(created_at: str, now: dt.datetime, half_life_days: float) -> float:
+    """0.5 ** (age / half-life): recent likes steer the feed, old ones still count a little."""
+    try:
+        then = dt.datetime.fromisoformat(created_at)
+    except ValueError:
+        return 1.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=dt.timezone.utc)
+    age_days = max(0.0, (now - then).total_seconds() / 86400)
+    return float(0.5 ** (age_days / half_life_days))
+
+
+def build_profile(library: Library, user_id: int, now: dt.datetime | None = None,
+                  extra_positive_ids: list[str] = ()) -> Profile:
+    """The user's positives (decayed likes and saves, interests, ``extra_positive_ids`` at full weight) and negatives."""
+    get_user(library, user_id)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    store = users(library)
+    rows = store.interactions(user_id)
+    half_life = library.settings.feed_half_life_days
+    positive_weight: dict[str, float] = {pid: 1.0 for pid in extra_positive_ids}
+    negative_ids: list[str] = []
+    for row in rows:
+        if row.kind in POSITIVE_KINDS:
+            positive_weight[row.paper_id] = max(positive_weight.get(row.paper_id, 0.0), decay(row.created_at, now, half_life))
+        elif row.kind in NEGATIVE_KINDS:
+            negative_ids.append(row.paper_id)
+    touched = {row.paper_id for row in rows} | set(extra_positive_ids)
+    pks = library.store.pks_for_ids(touched | set(negative_ids))
+    dim = library.manifest.dim if library.manifest else 0
+    # Papers deleted from the index since the user touched them simply drop out of the profile.
+    pos_ids = [pid for pid in positive_weight if pid in pks]
+    stored = library.store.get_many(pks[pid] for pid in pos_ids)
+    vectors = [library.store.get_vectors([pks[pid] for pid in pos_ids], dim)] if pos_ids else []
+    labels = [{"paper_id": pid, "title": stored[pks[pid]].paper.title} for pid in pos_ids]
+    weights = [positive_weight[pid] for pid in pos_ids]
+    interests = store.interests(user_id)
+    if interests:
+        vectors.append(np.stack([i.vector for i in interests]))
+        labels += [{"interest": i.text} for i in interests]
+        weights += [1.0] * len(interests)
+    neg_pks = [pks[pid] for pid in dict.fromkeys(negative_ids) if pid in pks]
+    return Profile(
+        vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+        weights=np.asarray(weights, dtype=np.float32),
+        labels=labels,
+        negatives=library.store.get_vectors(neg_pks, dim) if neg_pks else np.zeros((0, dim), np.float32),
+        exclude={pks[pid] for pid in touched if pid in pks},
+    )
+
+
+def cluster_interests(vectors: np.ndarray, max_clusters: int, distance: float) -> np.ndarray:
+    """A cluster label per positive. Agglomerative, not k-means: the number of interests is found, not given."""
+    if len(vectors) <= 1:
+        return np.zeros(len(vectors), dtype=np.int64)
+    from sklearn.cluster import AgglomerativeClustering
+
+    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average")
+    labels = model.fit_predict(vectors)
+    if labels.max() + 1 > max_clusters:
+        labels = AgglomerativeClustering(n_clusters=max_clusters, metric="cosine", linkage="average").fit_predict(vectors)
+    return labels.astype(np.int64)
+
+
+def allocate_slots(k: int, weights: np.ndarray) -> np.ndarray:
+    """Slots per interest ∝ weight (largest remainder), at least one each for the heaviest while slots last."""
+    order = np.argsort(-weights, kind="stable")
+    slots = np.zeros(len(weights), dtype=np.int64)
+    floor = min(k, len(weights))
+    slots[order[:floor]] = 1
+    left = k - floor
+    if left > 0:
+        share = weights / weights.sum() * left
+        slots += np.floor(share).astype(np.int64)
+        remainder = share - np.floor(share)
+        for i in np.argsort(-remainder, kind="stable")[: k - int(slots.sum())]:
+            slots[i] += 1
+    return slots
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def _candidates(library: Library, queries: np.ndarray, depth: int, allowed: np.ndarray | None, exclude: set[int]) -> list[int]:
+    """Union of the neighbours of all queries, in one batched FAISS call."""
+    depth = min(depth, len(library.index))
+    with library.lock:
+        _scores, ids = library.index.search(np.ascontiguousarray(queries, dtype=np.float32), depth, allowed)
+    return [pk for pk in dict.fromkeys(int(i) for i in ids.ravel()) if pk >= 0 and pk not in exclude]
+
+
+def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+    best = members[np.argsort(-sims[members], kind="stable")[:REASONS_PER_ITEM]]
+    return {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
+
+
+def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | None = None) -> list[FeedItem]:
+    """Steps 2-6 of the module docstring, for any profile (a user's, a collection's)."""
+    check_k(library, k)
+    if library.index is None or len(library.index) == 0:
+        return []
+    allowed = library.store.filter_pks(filters) if filters is not None and filters.active() else None
+    if allowed is not None and len(allowed) == 0:
+        return []
+    if len(profile.vectors) == 0:
+        return _popular(library, profile, k, allowed)
+    settings = library.settings
+    labels = cluster_interests(profile.vectors, settings.feed_max_clusters, settings.feed_cluster_distance)
+    n_clusters = int(labels.max()) + 1
+    members = [np.flatnonzero(labels == c) for c in range(n_clusters)]
+    cluster_weight = np.array([profile.weights[m].sum() for m in members], dtype=np.float64)
+    slots = allocate_slots(k, cluster_weight)
+
+    queries, depth = [], 0
+    for c, m in enumerate(members):
+        if slots[c] == 0:
+            continue
+        queries.append(_unit((profile.weights[m, None] * profile.vectors[m]).sum(0)))
+        strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
+        queries.extend(profile.vectors[strongest])
+        depth = max(depth, 3 * int(slots[c]) + 10)
+    cand = _candidates(library, np.stack(queries), depth + len(profile.exclude), allowed, profile.exclude)
+    if not cand:
+        return []
+    cand_vecs = library.store.get_vectors(cand, profile.vectors.shape[1])
+    sims = cand_vecs @ profile.vectors.T  # (C, P)
+    penalty = np.zeros(len(cand), dtype=np.float32)
+    if len(profile.negatives):
+        penalty = settings.negative_weight * (cand_vecs @ profile.negatives.T).max(axis=1)
+    scores = np.full((n_clusters, len(cand)), -np.inf, dtype=np.float32)
+    for c, m in enumerate(members):
+        relative = profile.weights[m] / profile.weights[m].max()
+        scores[c] = (sims[:, m] * relative).max(axis=1) - penalty
+
+    picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda)
+    ranked = [(cand[i], float(scores[c, i])) for i, c in picks]
+    hits = {hit.id: hit for hit in to_hits(library, ranked)}
+    pk_to_id = {pk: stored.paper.id for pk, stored in library.store.get_many(pk for pk, _ in ranked).items()}
+    items = []
+    for i, c in picks:
+        hit = hits.get(pk_to_id.get(cand[i], ""))
+        if hit is not None:
+            items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i]), int(c)))
+    return items
+
+
+def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float) -> list[tuple[int, int]]:
+    """(candidate, interest) picks: the interest furthest behind its share picks next, by MMR."""
+    taken = np.zeros(scores.shape[1], dtype=bool)
+    max_sim = np.zeros(scores.shape[1], dtype=np.float32)
+    filled = np.zeros(len(slots), dtype=np.int64)
+    active = slots > 0
+    picks: list[tuple[int, int]] = []
+    while len(picks) < min(k, scores.shape[1]):
+        if not active.any():
+            active = np.isfinite(scores).any(axis=1)  # an interest ran dry: the others take its slots
+            slots = np.maximum(slots, filled + 1)
+        behind = np.where(active, filled / np.maximum(slots, 1), np.inf)
+        c = int(np.argmin(behind))
+        mmr = np.where(taken, -np.inf, lam * scores[c] - (1 - lam) * max_sim)
+        i = int(np.argmax(mmr))
+        if not np.isfinite(mmr[i]):
+            active[c] = False
+            continue
+        picks.append((i, c))
+        taken[i] = True
+        filled[c] += 1
+        if filled[c] >= slots[c]:
+            active[c] = False
+        max_sim = np.maximum(max_sim, cand_vecs @ cand_vecs[i])
+    return picks
+
+
+def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | None) -> list[FeedItem]:
+    ranked = users(library).popular_pks(allowed, profile.exclude, k)
+    note = "popular in this index; like or save papers to personalise this feed"
+    return [FeedItem(hit, {"because": [], "note": note}, 0) for hit in to_hits(library, ranked)]
+
+
+def user_feed(library: Library, user_id: int, k: int = 10, filters: Filters | None = None) -> list[FeedItem]:
+    """Papers for this user, none of which they have already liked, disliked, saved, seen or dismissed."""
+    return rank_profile(library, build_profile(library, user_id), k, filters)
+
+
+def collection_feed(library: Library, user_id: int, name: str, k: int = 10, filters: Filters | None = None) -> list[FeedItem]:
+    """More like a collection: its papers are the positives; the user's dislikes and exclusions still apply."""
+    collection = get_collection(library, user_id, name)
+    profile = build_profile(library, user_id, extra_positive_ids=collection.paper_ids)
+    keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(collection.paper_ids)]
+    profile.vectors, profile.weights = profile.vectors[keep], profile.weights[keep]
+    profile.labels = [profile.labels[i] for i in keep]
+    return rank_profile(library, profile, k, filters)

@@ -1,0 +1,191 @@
+"""Users and what they tell us: interactions with papers, free-text interests, collections.
+
+Validation lives here so the API and the CLI reject the same things with the same messages; the
+SQL lives in ``store.UserStore``. Every write holds ``library.lock`` because the API shares one
+SQLite connection between request threads.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import CollectionNotFound, InteractionNotFound, InvalidInput, PaperNotFound, UserNotFound
+from .library import Library
+from .store import CollectionRow, InteractionRow, InterestRow, UserRow, UserStore
+
+Kind = Literal["like", "dislike", "save", "seen", "not_interested"]
+KINDS: tuple[str, ...] = ("like", "dislike", "save", "seen", "not_interested")
+POSITIVE_KINDS: tuple[str, ...] = ("like", "save")
+NEGATIVE_KINDS: tuple[str, ...] = ("dislike", "not_interested")
+
+MAX_NAME_CHARS = 100
+MAX_COLLECTION_CHARS = 100
+MAX_INTERESTS = 20
+MAX_INTEREST_CHARS = 500
+
+
+@dataclass
+class UserSummary:
+    id: int
+    name: str
+    created_at: str
+    interactions: int
+    interests: list[str]
+    collections: list[str]
+
+
+def users(library: Library) -> UserStore:
+    return UserStore(library.store)
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
+def check_name(name: str, what: str = "user name", limit: int = MAX_NAME_CHARS) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"{what} is empty")
+    name = name.strip()
+    if len(name) > limit:
+        raise InvalidInput(f"{what} is {len(name)} characters; the limit is {limit}")
+    if _has_control_chars(name):
+        raise InvalidInput(f"{what} contains control characters")
+    return name
+
+
+def check_collection_name(name: str) -> str:
+    """Collection names appear in URLs and file names: no '/', no '..', no control characters."""
+    name = check_name(name, "collection name", MAX_COLLECTION_CHARS)
+    if "/" in name or "\\" in name or ".." in name:
+        raise InvalidInput(f"collection name {name[:80]!r} may not contain '/', '\\' or '..'")
+    return name
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown interaction kind {str(kind)[:40]!r}; choose one of {', '.join(KINDS)}")
+    return kind
+
+
+def create_user(library: Library, name: str) -> UserRow:
+    name = check_name(name)
+    with library.lock:
+        return users(library).add_user(name)
+
+
+def get_user(library: Library, user_id: int) -> UserRow:
+    user = users(library).get_user(int(user_id))
+    if user is None:
+        raise UserNotFound(user_id)
+    return user
+
+
+def summarise_user(library: Library, user_id: int) -> UserSummary:
+    user = get_user(library, user_id)
+    store = users(library)
+    return UserSummary(user.id, user.name, user.created_at, len(store.interactions(user.id)),
+                       [i.text for i in store.interests(user.id)], [c.name for c in store.collections(user.id)])
+
+
+def delete_user(library: Library, user_id: int) -> None:
+    with library.lock:
+        if not users(library).delete_user(int(user_id)):
+            raise UserNotFound(user_id)
+
+
+def _check_paper(library: Library, paper_id: str) -> str:
+    if not isinstance(paper_id, str) or library.store.get(paper_id) is None:
+        raise PaperNotFound(str(paper_id))
+    return paper_id
+
+
+def record_interaction(library: Library, user_id: int, paper_id: str, kind: str) -> InteractionRow:
+    """Like and dislike exclude each other: the newer one replaces the older."""
+    check_kind(kind)
+    get_user(library, user_id)
+    _check_paper(library, paper_id)
+    opposite = {"like": "dislike", "dislike": "like"}.get(kind)
+    with library.lock:
+        store = users(library)
+        if opposite:
+            store.delete_interactions(user_id, paper_id, opposite)
+        return store.add_interaction(user_id, paper_id, kind)
+
+
+def list_interactions(library: Library, user_id: int, kind: str | None = None) -> list[InteractionRow]:
+    get_user(library, user_id)
+    return users(library).interactions(user_id, [check_kind(kind)] if kind else None)
+
+
+def remove_interaction(library: Library, user_id: int, paper_id: str, kind: str | None = None) -> int:
+    if kind is not None:
+        check_kind(kind)
+    get_user(library, user_id)
+    with library.lock:
+        removed = users(library).delete_interactions(user_id, paper_id, kind)
+    if not removed:
+        raise InteractionNotFound(f"user {user_id} has no {kind or 'interaction'} on paper {paper_id!r}")
+    return removed
+
+
+def set_interests(library: Library, user_id: int, interests: list[str]) -> list[str]:
+    """Encoded once here, so a feed never waits for the model."""
+    get_user(library, user_id)
+    if len(interests) > MAX_INTERESTS:
+        raise InvalidInput(f"at most {MAX_INTERESTS} interests, got {len(interests)}")
+    texts = [check_name(text, "interest", MAX_INTEREST_CHARS) for text in interests]
+    texts = list(dict.fromkeys(texts))
+    vectors = library.encoder.encode(texts) if texts else None
+    with library.lock:
+        users(library).set_interests(user_id, texts, vectors if vectors is not None else [])
+    return texts
+
+
+def get_interests(library: Library, user_id: int) -> list[InterestRow]:
+    get_user(library, user_id)
+    return users(library).interests(user_id)
+
+
+def put_collection(library: Library, user_id: int, name: str) -> tuple[CollectionRow, bool]:
+    name = check_collection_name(name)
+    get_user(library, user_id)
+    with library.lock:
+        return users(library).put_collection(user_id, name)
+
+
+def get_collection(library: Library, user_id: int, name: str) -> CollectionRow:
+    name = check_collection_name(name)
+    get_user(library, user_id)
+    collection = users(library).get_collection(user_id, name)
+    if collection is None:
+        raise CollectionNotFound(name)
+    return collection
+
+
+def list_collections(library: Library, user_id: int) -> list[CollectionRow]:
+    get_user(library, user_id)
+    return users(library).collections(user_id)
+
+
+def delete_collection(library: Library, user_id: int, name: str) -> None:
+    get_collection(library, user_id, name)
+    with library.lock:
+        users(library).delete_collection(user_id, name)
+
+
+def add_to_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
+    get_collection(library, user_id, name)
+    _check_paper(library, paper_id)
+    with library.lock:
+        users(library).add_to_collection(user_id, name, paper_id)
+    return get_collection(library, user_id, name)
+
+
+def remove_from_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
+    get_collection(library, user_id, name)
+    with library.lock:
+        if not users(library).remove_from_collection(user_id, name, paper_id):
+            raise PaperNotFound(paper_id)
+    return get_collection(library, user_id, name)
