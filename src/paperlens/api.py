@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
+from .api_feeds import add_feed_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
@@ -254,6 +255,9 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Results:
         hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy)
         return _results(hits)
+
+    # Users, feeds, collections, exports and the web page (api_feeds.py); before the catch-all below.
+    add_feed_routes(app)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
     def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:

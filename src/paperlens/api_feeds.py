@@ -1,0 +1,342 @@
+"""HTTP routes of personal feeds: users, interactions, interests, collections, feeds and exports.
+
+Thin handlers over users.py, feeds.py and exports.py, added to the app by ``add_feed_routes``
+(before the catch-all ``/papers/{id}`` route, so ``/papers/{id}/similar.bib`` is reachable).
+Also the Semantic-Scholar-compatible recommendations endpoint and the web page.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from .errors import InvalidInput
+from .exports import ExportItem, atom_feed, bibtex
+from .feeds import FeedItem, collection_feed, user_feed
+from .library import Library
+from .papers import Paper
+from .recommend import recommend
+from .search import Filters, Hit, make_filters, search_text, similar_to_paper
+from .store import CollectionRow, InteractionRow
+from . import users as user_ops
+
+MAX_K = 1000
+ATOM = "application/atom+xml; charset=utf-8"
+BIBTEX = "application/x-bibtex; charset=utf-8"
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+class UserIn(BaseModel):
+    name: str = Field(..., min_length=1, max_length=user_ops.MAX_NAME_CHARS)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    created_at: str
+    interactions: int
+    interests: list[str]
+    collections: list[str]
+
+
+class InteractionIn(BaseModel):
+    paper_id: str = Field(..., min_length=1, max_length=200)
+    kind: str = Field(..., description="like, dislike, save, seen or not_interested")
+
+
+class InteractionOut(BaseModel):
+    paper_id: str
+    kind: str
+    created_at: str
+
+
+class Interactions(BaseModel):
+    interactions: list[InteractionOut]
+
+
+class InterestsIn(BaseModel):
+    interests: list[str] = Field(..., max_length=user_ops.MAX_INTERESTS, description="free text, e.g. 'video question answering'")
+
+
+class InterestsOut(BaseModel):
+    interests: list[str]
+
+
+class CollectionOut(BaseModel):
+    name: str
+    created_at: str
+    papers: list[str]
+
+
+class Collections(BaseModel):
+    collections: list[CollectionOut]
+
+
+class CollectionPaperIn(BaseModel):
+    paper_id: str = Field(..., min_length=1, max_length=200)
+
+
+class Deleted(BaseModel):
+    deleted: int | str
+
+
+class FeedEntry(BaseModel):
+    id: str
+    title: str
+    score: float
+    date: str | None
+    authors: str
+    url: str | None
+    snippet: str
+    categories: list[str]
+    popularity: float
+    reason: dict[str, Any] = Field(..., description='{"because": [{"paper_id", "title", "similarity"} | {"interest", "similarity"}]}')
+    interest: int = Field(..., description="which of the user's interests (clusters) the item was picked for")
+
+
+class Feed(BaseModel):
+    user: int
+    results: list[FeedEntry]
+
+
+class S2RecommendRequest(BaseModel):
+    positivePaperIds: list[str] = Field(..., min_length=1)
+    negativePaperIds: list[str] = []
+
+
+class S2Author(BaseModel):
+    name: str
+
+
+class S2Paper(BaseModel):
+    paperId: str
+    title: str
+    url: str | None
+    year: int | None
+    authors: list[S2Author]
+    abstract: str
+    publicationDate: str | None
+    externalIds: dict[str, str]
+
+
+class S2Recommendations(BaseModel):
+    recommendedPapers: list[S2Paper]
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def get_library(request: Request) -> Library:
+    return request.app.state.library
+
+
+LibraryDep = Annotated[Library, Depends(get_library)]
+KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+Format = Literal["json", "bibtex", "atom"]
+
+
+def feed_filters(
+    since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
+    category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
+) -> Filters:
+    return make_filters(since, None, category, None)
+
+
+FeedFiltersDep = Annotated[Filters, Depends(feed_filters)]
+
+
+def _user_out(library: Library, user_id: int) -> UserOut:
+    return UserOut(**user_ops.summarise_user(library, user_id).__dict__)
+
+
+def _interaction_out(row: InteractionRow) -> InteractionOut:
+    return InteractionOut(paper_id=row.paper_id, kind=row.kind, created_at=row.created_at)
+
+
+def _collection_out(row: CollectionRow) -> CollectionOut:
+    return CollectionOut(name=row.name, created_at=row.created_at, papers=row.paper_ids)
+
+
+def _papers(library: Library, ids: list[str]) -> dict[str, Paper]:
+    pks = library.store.pks_for_ids(ids)
+    stored = library.store.get_many(pks.values())
+    return {sp.paper.id: sp.paper for sp in stored.values()}
+
+
+def export_items(library: Library, hits: list[Hit], reasons: list[dict[str, Any]] | None = None) -> list[ExportItem]:
+    papers = _papers(library, [hit.id for hit in hits])
+    reasons = reasons or [{} for _ in hits]
+    return [ExportItem(papers[h.id], h.score, r) for h, r in zip(hits, reasons) if h.id in papers]
+
+
+def _bibtex_response(library: Library, hits: list[Hit]) -> Response:
+    return Response(bibtex([item.paper for item in export_items(library, hits)]), media_type=BIBTEX)
+
+
+def _feed_response(library: Library, request: Request, user_id: int, items: list[FeedItem], fmt: Format, title: str) -> Any:
+    if fmt == "bibtex":
+        return _bibtex_response(library, [item.hit for item in items])
+    if fmt == "atom":
+        exported = export_items(library, [item.hit for item in items], [item.reason for item in items])
+        url = str(request.url)
+        return Response(atom_feed(exported, title, url, url, library.settings), media_type=ATOM)
+    return Feed(user=user_id, results=[FeedEntry(**item.hit.__dict__, reason=item.reason, interest=item.interest) for item in items])
+
+
+def _s2_paper(paper: Paper) -> S2Paper:
+    external = {"ArXiv": paper.id} if paper.url and "arxiv.org" in paper.url else {}
+    return S2Paper(paperId=paper.id, title=paper.title, url=paper.url, year=int(paper.date[:4]) if paper.date else None,
+                   authors=[S2Author(name=name) for name in paper.authors], abstract=paper.abstract,
+                   publicationDate=paper.date, externalIds=external)
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+
+router = APIRouter()
+
+
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
+def create_user(library: LibraryDep, body: UserIn) -> UserOut:
+    return _user_out(library, user_ops.create_user(library, body.name).id)
+
+
+@router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
+def get_user(library: LibraryDep, user_id: int) -> UserOut:
+    return _user_out(library, user_id)
+
+
+@router.delete("/users/{user_id}", response_model=Deleted, tags=["users"])
+def delete_user(library: LibraryDep, user_id: int) -> Deleted:
+    user_ops.delete_user(library, user_id)
+    return Deleted(deleted=user_id)
+
+
+@router.post("/users/{user_id}/interactions", response_model=InteractionOut, status_code=201, tags=["users"])
+def add_interaction(library: LibraryDep, user_id: int, body: InteractionIn) -> InteractionOut:
+    return _interaction_out(user_ops.record_interaction(library, user_id, body.paper_id, body.kind))
+
+
+@router.get("/users/{user_id}/interactions", response_model=Interactions, tags=["users"])
+def list_interactions(library: LibraryDep, user_id: int, kind: str | None = None) -> Interactions:
+    return Interactions(interactions=[_interaction_out(r) for r in user_ops.list_interactions(library, user_id, kind)])
+
+
+@router.delete("/users/{user_id}/interactions/{paper_id:path}", response_model=Deleted, tags=["users"])
+def delete_interaction(library: LibraryDep, user_id: int, paper_id: str, kind: str | None = None) -> Deleted:
+    return Deleted(deleted=user_ops.remove_interaction(library, user_id, paper_id, kind))
+
+
+@router.put("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
+def put_interests(library: LibraryDep, user_id: int, body: InterestsIn) -> InterestsOut:
+    return InterestsOut(interests=user_ops.set_interests(library, user_id, body.interests))
+
+
+@router.get("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
+def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
+    return InterestsOut(interests=[i.text for i in user_ops.get_interests(library, user_id)])
+
+
+@router.get("/users/{user_id}/feed", tags=["feeds"], response_model=None)
+def get_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
+             format: Format = "json") -> Feed | Response:
+    """Ranked for the user; ``format=bibtex`` or ``atom`` for the same list in those formats."""
+    items = user_feed(library, user_id, k, filters)
+    return _feed_response(library, request, user_id, items, format, f"paperlens feed of {user_ops.get_user(library, user_id).name}")
+
+
+@router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response)
+def get_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 20) -> Response:
+    return get_feed(library, request, filters, user_id, k, "atom")
+
+
+@router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response)
+def get_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10) -> Response:
+    return get_feed(library, request, filters, user_id, k, "bibtex")
+
+
+@router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
+def list_collections(library: LibraryDep, user_id: int) -> Collections:
+    return Collections(collections=[_collection_out(c) for c in user_ops.list_collections(library, user_id)])
+
+
+@router.put("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
+def put_collection(library: LibraryDep, user_id: int, name: str, response: Response) -> CollectionOut:
+    collection, created = user_ops.put_collection(library, user_id, name)
+    response.status_code = 201 if created else 200
+    return _collection_out(collection)
+
+
+@router.get("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
+def get_collection(library: LibraryDep, user_id: int, name: str) -> CollectionOut:
+    return _collection_out(user_ops.get_collection(library, user_id, name))
+
+
+@router.delete("/users/{user_id}/collections/{name}", response_model=Deleted, tags=["collections"])
+def delete_collection(library: LibraryDep, user_id: int, name: str) -> Deleted:
+    user_ops.delete_collection(library, user_id, name)
+    return Deleted(deleted=name)
+
+
+@router.post("/users/{user_id}/collections/{name}/papers", response_model=CollectionOut, status_code=201, tags=["collections"])
+def add_collection_paper(library: LibraryDep, user_id: int, name: str, body: CollectionPaperIn) -> CollectionOut:
+    return _collection_out(user_ops.add_to_collection(library, user_id, name, body.paper_id))
+
+
+@router.delete("/users/{user_id}/collections/{name}/papers/{paper_id:path}", response_model=CollectionOut, tags=["collections"])
+def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_id: str) -> CollectionOut:
+    return _collection_out(user_ops.remove_from_collection(library, user_id, name, paper_id))
+
+
+@router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=None)
+def get_collection_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+                        k: KQuery = 10, format: Format = "json") -> Feed | Response:
+    items = collection_feed(library, user_id, name, k, filters)
+    return _feed_response(library, request, user_id, items, format, f"paperlens: more like the collection {name}")
+
+
+@router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response)
+def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+                             k: KQuery = 20) -> Response:
+    return get_collection_feed(library, request, filters, user_id, name, k, "atom")
+
+
+@router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response)
+def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+                            k: KQuery = 10) -> Response:
+    return get_collection_feed(library, request, filters, user_id, name, k, "bibtex")
+
+
+@router.get("/search.bib", tags=["exports"], response_class=Response)
+def search_bib(library: LibraryDep, q: Annotated[str, Query(min_length=1)], k: KQuery = 10) -> Response:
+    """The results of ``/search`` as BibTeX."""
+    return _bibtex_response(library, search_text(library, q, k))
+
+
+@router.get("/papers/{paper_id:path}/similar.bib", tags=["exports"], response_class=Response)
+def similar_bib(library: LibraryDep, paper_id: str, k: KQuery = 10) -> Response:
+    """The results of ``/papers/{id}/similar`` as BibTeX."""
+    return _bibtex_response(library, similar_to_paper(library, paper_id, k))
+
+
+@router.post("/recommendations/v1/papers", response_model=S2Recommendations, tags=["recommend"])
+def s2_recommendations(library: LibraryDep, body: S2RecommendRequest,
+                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> S2Recommendations:
+    """Same request and response shape as Semantic Scholar's recommendations API, over this index."""
+    if len(body.positivePaperIds) + len(body.negativePaperIds) > 1000:
+        raise InvalidInput("at most 1000 positive and negative paper ids together")
+    hits = recommend(library, body.positivePaperIds, body.negativePaperIds, k=min(limit, library.settings.max_k))
+    papers = _papers(library, [h.id for h in hits])
+    return S2Recommendations(recommendedPapers=[_s2_paper(papers[h.id]) for h in hits if h.id in papers])
+
+
+def add_feed_routes(app: FastAPI) -> None:
+    """Users, feeds, collections, exports and the web page; call before the ``/papers/{id}`` catch-all."""
+    from .web import add_web_routes
+
+    app.include_router(router)
+    add_web_routes(app)

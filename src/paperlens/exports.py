@@ -1,0 +1,177 @@
+"""Papers out of paperlens: Atom feeds (feedgen), BibTeX (bibtexparser), HTML digest e-mails (Jinja2).
+
+Each format is written by a library that knows its escaping rules, never by string concatenation:
+a title with '&', '%' or '<' must not break a reference manager or a feed reader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import smtplib
+import unicodedata
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .papers import Paper, arxiv_base_id
+
+TEMPLATES = Path(__file__).resolve().parent / "web" / "templates"
+
+
+@dataclass
+class ExportItem:
+    """One paper as exported: the full record, and why it was recommended when it was."""
+
+    paper: Paper
+    score: float | None = None
+    reason: dict[str, Any] = field(default_factory=dict)
+
+
+def paper_link(paper: Paper, settings: Settings) -> str:
+    return paper.url or f"{settings.public_url.rstrip('/')}/paper/{paper.id}"
+
+
+def _day(paper: Paper) -> dt.datetime | None:
+    if not paper.date:
+        return None
+    return dt.datetime.fromisoformat(paper.date).replace(tzinfo=dt.timezone.utc)
+
+
+def reason_text(reason: dict[str, Any]) -> str:
+    """'because you liked “X” (0.71), your interest “Y” (0.55)': the reason as one readable line."""
+    parts = []
+    for item in reason.get("because", []):
+        if "interest" in item:
+            parts.append(f"your interest “{item['interest']}” ({item['similarity']:.2f})")
+        else:
+            parts.append(f"“{item['title']}” ({item['similarity']:.2f})")
+    if parts:
+        return "because of " + ", ".join(parts)
+    return reason.get("note", "")
+
+
+def atom_feed(items: list[ExportItem], title: str, feed_id: str, link: str, settings: Settings) -> bytes:
+    """An Atom 1.0 document; entries keep the feed's order, each with its reason in the summary."""
+    from feedgen.feed import FeedGenerator
+
+    generator = FeedGenerator()
+    generator.id(feed_id)
+    generator.title(title)
+    generator.link(href=link, rel="alternate")
+    generator.author({"name": "paperlens"})
+    generator.generator("paperlens")
+    now = dt.datetime.now(dt.timezone.utc)
+    generator.updated(now)
+    for item in items:
+        paper = item.paper
+        entry = generator.add_entry(order="append")
+        entry.id(paper_link(paper, settings))
+        entry.title(paper.title or paper.id)
+        entry.link(href=paper_link(paper, settings))
+        summary = paper.abstract
+        if item.reason:
+            summary = f"{reason_text(item.reason)}\n\n{summary}".strip()
+        entry.summary(summary)
+        for name in paper.authors:
+            entry.author({"name": name})
+        for category in paper.categories:
+            entry.category(term=category)
+        day = _day(paper)
+        if day:
+            entry.published(day)
+        entry.updated(day or now)
+    return generator.atom_str(pretty=True)
+
+
+def _key_part(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]", "", ascii_text)
+
+
+def citation_key(paper: Paper, taken: set[str]) -> str:
+    """'smith2024protein': surname, year, first long title word; a letter added when taken."""
+    surname = _key_part(paper.authors[0].split()[-1]).lower() if paper.authors and paper.authors[0].split() else ""
+    year = (paper.date or "")[:4]
+    word = next((_key_part(w).lower() for w in paper.title.split() if len(_key_part(w)) > 3), "")
+    base = (surname + year + word) or _key_part(paper.id) or "paper"
+    key, suffix = base, 0
+    while key in taken:
+        suffix += 1
+        key = f"{base}{chr(ord('a') + (suffix - 1) % 26)}{'' if suffix <= 26 else suffix}"
+    taken.add(key)
+    return key
+
+
+def _balanced(text: str) -> str:
+    """BibTeX values are brace-delimited: unbalanced braces in a title would end the value early."""
+    depth = 0
+    for ch in text:
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            break
+    return text if depth == 0 else text.replace("{", "(").replace("}", ")")
+
+
+def bibtex(papers: list[Paper]) -> str:
+    """One @misc (or @article-like arXiv e-print) entry per paper, LaTeX-escaped by bibtexparser."""
+    import bibtexparser
+    from bibtexparser.library import Library as BibLibrary
+    from bibtexparser.middlewares import LatexEncodingMiddleware
+    from bibtexparser.model import Entry, Field
+
+    library = BibLibrary()
+    taken: set[str] = set()
+    for paper in papers:
+        fields = [Field("title", _balanced(paper.title or paper.id))]
+        if paper.authors:
+            fields.append(Field("author", _balanced(" and ".join(paper.authors))))
+        if paper.date:
+            fields.append(Field("year", paper.date[:4]))
+            if len(paper.date) >= 7:
+                fields.append(Field("month", str(int(paper.date[5:7]))))
+        if paper.abstract:
+            fields.append(Field("abstract", _balanced(paper.abstract)))
+        if paper.url:
+            fields.append(Field("url", paper.url))
+        if arxiv_base_id(paper.id) == paper.id:
+            fields += [Field("eprint", paper.id), Field("archivePrefix", "arXiv")]
+        if paper.categories:
+            fields.append(Field("keywords", ", ".join(paper.categories)))
+        library.add(Entry("misc", citation_key(paper, taken), fields))
+    return bibtexparser.write_string(library, prepend_middleware=[LatexEncodingMiddleware(keep_math=True)])
+
+
+def templates() -> "Any":
+    """The Jinja2 environment of the web page and the digest, autoescaping HTML."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]))
+    env.filters["reason_text"] = reason_text
+    return env
+
+
+def digest_html(user_name: str, items: list[ExportItem], settings: Settings) -> str:
+    links = [paper_link(item.paper, settings) for item in items]
+    return templates().get_template("digest.html").render(
+        user_name=user_name, items=list(zip(items, links)), public_url=settings.public_url.rstrip("/"),
+        date=dt.date.today().isoformat(),
+    )
+
+
+def send_email(html: str, subject: str, to: str, settings: Settings) -> None:
+    """Through ``settings.smtp_host``; STARTTLS and login only when configured."""
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message.set_content("This digest is HTML; open it in a mail reader that shows HTML.")
+    message.add_alternative(html, subtype="html")
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls()
+        if settings.smtp_user:
+            smtp.login(settings.smtp_user, settings.smtp_password or "")
+        smtp.send_message(message)

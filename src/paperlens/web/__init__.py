@@ -1,0 +1,89 @@
+"""The web page: server-rendered Jinja2 templates, a stylesheet and a little plain JavaScript.
+
+Pages read; the buttons write through the JSON API (``/users/...``) with fetch, so the page and
+the API can never disagree. The current user is a cookie holding their id, nothing more: this is
+a personal tool on a trusted network, not an account system.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..errors import PaperlensError, PaperNotFound, UserNotFound
+from ..exports import templates
+from ..feeds import user_feed
+from ..library import Library
+from ..search import search_text, similar_to_paper
+from ..store import UserRow
+from .. import users as user_ops
+
+STATIC = Path(__file__).resolve().parent / "static"
+USER_COOKIE = "paperlens_user"
+PAGE_K = 20
+
+
+def current_user(library: Library, request: Request) -> UserRow | None:
+    """The user named by the cookie, or None when it is missing, malformed or stale."""
+    raw = request.cookies.get(USER_COOKIE, "")
+    if not raw.isdigit():
+        return None
+    try:
+        return user_ops.get_user(library, int(raw))
+    except UserNotFound:
+        return None
+
+
+def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[str]]:
+    if user is None:
+        return {}
+    kinds: dict[str, list[str]] = {}
+    for row in user_ops.list_interactions(library, user.id):
+        kinds.setdefault(row.paper_id, []).append(row.kind)
+    return kinds
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    library: Library = request.app.state.library
+    user = current_user(library, request)
+    html = templates().get_template(name).render(
+        user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library), **context
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def search_page(request: Request, q: str = "") -> HTMLResponse:
+    library: Library = request.app.state.library
+    error, hits = None, []
+    if q.strip():
+        try:
+            hits = search_text(library, q, PAGE_K)
+        except PaperlensError as exc:
+            error = str(exc)
+    return _render(request, "search.html", status=422 if error else 200, q=q, hits=hits, error=error)
+
+
+def paper_page(request: Request, paper_id: str) -> HTMLResponse:
+    library: Library = request.app.state.library
+    stored = library.store.get(paper_id)
+    if stored is None:
+        return _render(request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
+    return _render(request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
+
+
+def feed_page(request: Request) -> HTMLResponse:
+    library: Library = request.app.state.library
+    user = current_user(library, request)
+    items = user_feed(library, user.id, PAGE_K) if user else []
+    return _render(request, "feed.html", items=items)
+
+
+def add_web_routes(app: FastAPI) -> None:
+    app.add_api_route("/", search_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/feed", feed_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/paper/{paper_id:path}", paper_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
