@@ -325,5 +325,151 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, index:
     uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning")
 
 
+# --- users, feeds and digests --------------------------------------------------------------------
+
+
+def _index_option(func: Callable) -> Callable:
+    return click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")(func)
+
+
+def _user_id(text: str) -> int:
+    if not text.isdigit():
+        raise InvalidInput(f"user must be a numeric id (as printed by 'paperlens user add'), got {text[:40]!r}")
+    return int(text)
+
+
+def print_feed(items: list, as_json: bool) -> None:
+    from .exports import reason_text
+
+    if as_json:
+        click.echo(json.dumps({"results": [{**asdict(i.hit), "reason": i.reason, "interest": i.interest} for i in items]},
+                              ensure_ascii=False))
+        return
+    if not items:
+        click.echo("no results")
+    for rank, item in enumerate(items, start=1):
+        click.echo(f"{rank:>3}. {item.hit.title} [{item.hit.id}] {item.hit.date or ''}")
+        click.echo(f"     {reason_text(item.reason)}")
+
+
+@main.group("user")
+def user_group() -> None:
+    """Users: likes, dislikes, feeds and exports."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@index_options
+@handle_errors
+def user_add_command(name: str, index: str | None, as_json: bool) -> None:
+    """Create a user; prints their id."""
+    from .users import create_user
+
+    with _open(index) as library:
+        user = create_user(library, name)
+    click.echo(json.dumps(asdict(user)) if as_json else f"user {user.id}: {user.name}")
+
+
+def _interaction_command(kind: str) -> Callable:
+    @index_options
+    @handle_errors
+    def command(user: str, paper_id: str, index: str | None, as_json: bool) -> None:
+        from .users import record_interaction
+
+        with _open(index) as library:
+            row = record_interaction(library, _user_id(user), paper_id, kind)
+        click.echo(json.dumps(asdict(row)) if as_json else f"user {user}: {kind} {paper_id}")
+
+    command.__doc__ = f"Record that USER gives PAPER_ID a {kind}."
+    return command
+
+
+for _kind in ("like", "dislike", "save"):
+    user_group.command(_kind)(click.argument("user")(click.argument("paper_id")(_interaction_command(_kind))))
+
+
+@user_group.command("feed")
+@click.argument("user")
+@click.option("-k", "k", default=10, show_default=True, help="number of papers")
+@click.option("--since", help="earliest date, YYYY-MM-DD")
+@index_options
+@handle_errors
+def user_feed_command(user: str, k: int, since: str | None, index: str | None, as_json: bool) -> None:
+    """USER's feed, each paper with the reason it is there."""
+    from .feeds import user_feed
+
+    with _open(index) as library:
+        print_feed(user_feed(library, _user_id(user), k, make_filters(since)), as_json)
+
+
+@user_group.command("export")
+@click.argument("user")
+@click.option("--format", "fmt", type=click.Choice(["atom", "bibtex"]), required=True)
+@click.option("-k", "k", default=20, show_default=True, help="number of papers")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@_index_option
+@handle_errors
+def user_export_command(user: str, fmt: str, k: int, output: Path | None, index: str | None) -> None:
+    """USER's feed as an Atom feed or a BibTeX file."""
+    from .exports import ExportItem, atom_feed, bibtex
+    from .feeds import user_feed
+    from .users import get_user
+
+    with _open(index) as library:
+        user_id = _user_id(user)
+        name = get_user(library, user_id).name
+        items = user_feed(library, user_id, k)
+        papers = {sp.paper.id: sp.paper for sp in library.store.get_many(library.store.pks_for_ids(i.hit.id for i in items).values()).values()}
+        exported = [ExportItem(papers[i.hit.id], i.hit.score, i.reason) for i in items if i.hit.id in papers]
+        if fmt == "atom":
+            link = f"{library.settings.public_url.rstrip('/')}/users/{user_id}/feed.atom"
+            text = atom_feed(exported, f"paperlens feed of {name}", link, link, library.settings).decode()
+        else:
+            text = bibtex([item.paper for item in exported])
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(exported)} papers to {output}", err=True)
+    else:
+        click.echo(text)
+
+
+@main.command("digest")
+@click.argument("user")
+@click.option("--to", "to", help="e-mail address; sent through PAPERLENS_SMTP_HOST when that is set")
+@click.option("-k", "k", default=10, show_default=True, help="number of papers")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
+@_index_option
+@handle_errors
+def digest_command(user: str, to: str | None, k: int, output: Path | None, index: str | None) -> None:
+    """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
+    import datetime as dt
+    import smtplib
+
+    from .exports import ExportItem, digest_html, send_email
+    from .feeds import user_feed
+    from .users import get_user
+
+    with _open(index) as library:
+        user_id = _user_id(user)
+        name = get_user(library, user_id).name
+        items = user_feed(library, user_id, k)
+        papers = {sp.paper.id: sp.paper for sp in library.store.get_many(library.store.pks_for_ids(i.hit.id for i in items).values()).values()}
+        exported = [ExportItem(papers[i.hit.id], i.hit.score, i.reason) for i in items if i.hit.id in papers]
+        settings = library.settings
+    html = digest_html(name, exported, settings)
+    today = dt.date.today().isoformat()
+    if to and settings.smtp_host:
+        try:
+            send_email(html, f"paperlens: {len(exported)} papers for {name}, {today}", to, settings)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise PaperlensError(f"could not send the digest through {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
+        click.echo(f"sent {len(exported)} papers to {to}")
+        return
+    path = output or Path(f"digest-{user_id}-{today}.html")
+    path.write_text(html, encoding="utf-8")
+    reason = "" if not to else " (PAPERLENS_SMTP_HOST is not set, so nothing was sent)"
+    click.echo(f"wrote {path}{reason}")
+
+
 if __name__ == "__main__":
     main()

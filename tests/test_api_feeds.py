@@ -1,0 +1,160 @@
+"""Users, feeds, collections and exports through the HTTP API, on a writable copy of the demo index."""
+
+import shutil
+import xml.etree.ElementTree as ET
+
+import bibtexparser
+import pytest
+from fastapi.testclient import TestClient
+
+from paperlens.api import create_app
+from paperlens.config import Settings
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+@pytest.fixture(scope="module")
+def client(demo_index_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("feeds-api") / "index"
+    shutil.copytree(demo_index_dir, folder)
+    with TestClient(create_app(Settings(index=folder))) as client:
+        yield client
+
+
+def top(client, query, k=2):
+    return [hit["id"] for hit in client.get("/search", params={"q": query, "k": k}).json()["results"]]
+
+
+@pytest.fixture(scope="module")
+def two_topic_user(client):
+    """The acceptance case: likes the top two of a video query and the top two of an LLM-safety query."""
+    user = client.post("/users", json={"name": "Ada"})
+    assert user.status_code == 201 and user.json()["name"] == "Ada"
+    video, safety = top(client, "video understanding"), top(client, "LLM safety")
+    for paper_id in video + safety:
+        assert client.post(f"/users/{user.json()['id']}/interactions", json={"paper_id": paper_id, "kind": "like"}).status_code == 201
+    return user.json()["id"], video, safety
+
+
+def test_feed_has_both_topics_no_liked_papers_and_a_reason_on_every_item(client, two_topic_user):
+    user_id, video, safety = two_topic_user
+    results = client.get(f"/users/{user_id}/feed", params={"k": 10}).json()["results"]
+    assert len(results) == 10
+    assert not {r["id"] for r in results} & set(video + safety)
+    assert all(r["reason"]["because"] for r in results)
+    reasons = {r["reason"]["because"][0]["paper_id"] for r in results}
+    assert reasons & set(video) and reasons & set(safety)
+    assert {r["interest"] for r in results} == {0, 1}
+    titles = " ".join(r["title"].lower() for r in results)
+    assert "video" in titles and ("jailbreak" in titles or "toxic" in titles or "harm" in titles or "detox" in titles)
+
+
+def test_atom_feed_is_well_formed(client, two_topic_user):
+    user_id, _, _ = two_topic_user
+    response = client.get(f"/users/{user_id}/feed.atom", params={"k": 5})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/atom+xml")
+    root = ET.fromstring(response.content)
+    entries = root.findall(f"{ATOM}entry")
+    assert root.tag == f"{ATOM}feed" and len(entries) == 5
+    assert all(e.find(f"{ATOM}title").text and e.find(f"{ATOM}id").text for e in entries)
+    assert "because of" in entries[0].find(f"{ATOM}summary").text
+    same = client.get(f"/users/{user_id}/feed", params={"k": 5, "format": "atom"})
+    assert ET.fromstring(same.content).tag == f"{ATOM}feed"
+
+
+def test_bibtex_exports_parse(client, two_topic_user, demo_papers):
+    user_id, video, _ = two_topic_user
+    for path, params in ((f"/users/{user_id}/feed.bib", {"k": 4}), (f"/users/{user_id}/feed", {"k": 4, "format": "bibtex"}),
+                         ("/search.bib", {"q": "video", "k": 3}), (f"/papers/{video[0]}/similar.bib", {"k": 3})):
+        response = client.get(path, params=params)
+        assert response.status_code == 200 and "bibtex" in response.headers["content-type"], path
+        library = bibtexparser.parse_string(response.text)
+        assert not library.failed_blocks and len(library.entries) == params["k"], path
+        assert len({e.key for e in library.entries}) == params["k"]
+        assert all(e.fields_dict["title"].value for e in library.entries)
+
+
+def test_user_lifecycle_interactions_and_interests(client):
+    user_id = client.post("/users", json={"name": "Bo"}).json()["id"]
+    paper = top(client, "code generation", 1)[0]
+    client.post(f"/users/{user_id}/interactions", json={"paper_id": paper, "kind": "save"})
+    client.post(f"/users/{user_id}/interactions", json={"paper_id": paper, "kind": "seen"})
+    listed = client.get(f"/users/{user_id}/interactions").json()["interactions"]
+    assert {(i["paper_id"], i["kind"]) for i in listed} == {(paper, "save"), (paper, "seen")}
+    assert len(client.get(f"/users/{user_id}/interactions", params={"kind": "seen"}).json()["interactions"]) == 1
+    assert client.delete(f"/users/{user_id}/interactions/{paper}", params={"kind": "seen"}).json() == {"deleted": 1}
+    assert client.delete(f"/users/{user_id}/interactions/{paper}", params={"kind": "seen"}).status_code == 404
+    assert client.put(f"/users/{user_id}/interests", json={"interests": ["sparse autoencoders"]}).status_code == 200
+    body = client.get(f"/users/{user_id}").json()
+    assert body["interactions"] == 1 and body["interests"] == ["sparse autoencoders"]
+    feed = client.get(f"/users/{user_id}/feed", params={"k": 5}).json()["results"]
+    assert any("interest" in b for r in feed for b in r["reason"]["because"])
+    assert client.delete(f"/users/{user_id}").json() == {"deleted": user_id}
+    assert client.get(f"/users/{user_id}").status_code == 404
+    assert client.get(f"/users/{user_id}/feed").status_code == 404
+
+
+def test_collections(client):
+    user_id = client.post("/users", json={"name": "Cy"}).json()["id"]
+    base = f"/users/{user_id}/collections/reading list"
+    assert client.put(base).status_code == 201 and client.put(base).status_code == 200
+    video = top(client, "video question answering", 2)
+    assert client.post(f"{base}/papers", json={"paper_id": video[0]}).json()["papers"] == [video[0]]
+    client.post(f"{base}/papers", json={"paper_id": video[1]})
+    feed = client.get(f"{base}/feed", params={"k": 5}).json()["results"]
+    assert len(feed) == 5 and not {r["id"] for r in feed} & set(video)
+    assert all(b["paper_id"] in video for r in feed for b in r["reason"]["because"])
+    assert ET.fromstring(client.get(f"{base}/feed.atom").content).tag == f"{ATOM}feed"
+    assert bibtexparser.parse_string(client.get(f"{base}/feed.bib", params={"k": 2}).text).entries
+    assert client.delete(f"{base}/papers/{video[1]}").json()["papers"] == [video[0]]
+    assert [c["name"] for c in client.get(f"/users/{user_id}/collections").json()["collections"]] == ["reading list"]
+    assert client.delete(base).status_code == 200 and client.get(base).status_code == 404
+
+
+def test_semantic_scholar_compatible_recommendations(client):
+    video = top(client, "video understanding")
+    response = client.post("/recommendations/v1/papers", params={"limit": 5},
+                           json={"positivePaperIds": video, "negativePaperIds": top(client, "jailbreak", 1)})
+    papers = response.json()["recommendedPapers"]
+    assert response.status_code == 200 and len(papers) == 5
+    assert {"paperId", "title", "url", "year", "authors", "abstract"} <= set(papers[0])
+    assert not {p["paperId"] for p in papers} & set(video)
+    assert client.post("/recommendations/v1/papers", json={"positivePaperIds": ["nope"]}).status_code == 404
+    assert client.post("/recommendations/v1/papers", json={"positivePaperIds": []}).status_code == 422
+    assert client.post("/recommendations/v1/papers", params={"limit": 0}, json={"positivePaperIds": video}).status_code == 422
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("get", "/users/99999", None, 404),
+    ("get", "/users/x", None, 422),
+    ("post", "/users", {"name": ""}, 422),
+    ("post", "/users", {"name": "a\x00b"}, 422),
+    ("post", "/users/99999/interactions", {"paper_id": "h10e3cad7e9bc49cb", "kind": "like"}, 404),
+    ("post", "/users/{u}/interactions", {"paper_id": "no-such-paper", "kind": "like"}, 404),
+    ("post", "/users/{u}/interactions", {"paper_id": "h10e3cad7e9bc49cb", "kind": "love"}, 422),
+    ("get", "/users/{u}/interactions?kind=love", None, 422),
+    ("put", "/users/{u}/collections/a..b", None, 422),
+    ("put", "/users/{u}/collections/a%00b", None, 422),
+    ("put", "/users/{u}/collections/" + "x" * 101, None, 422),
+    ("get", "/users/{u}/collections/missing", None, 404),
+    ("post", "/users/{u}/collections/missing/papers", {"paper_id": "h10e3cad7e9bc49cb"}, 404),
+    ("get", "/users/{u}/feed?k=0", None, 422),
+    ("get", "/users/{u}/feed?since=yesterday", None, 422),
+    ("get", "/users/{u}/feed?format=pdf", None, 422),
+    ("put", "/users/{u}/interests", {"interests": ["x"] * 21}, 422),
+    ("put", "/users/{u}/interests", {"interests": [""]}, 422),
+    ("get", "/papers/no-such-paper/similar.bib", None, 404),
+])
+def test_bad_input_is_404_or_422_with_a_message(client, method, path, body, status):
+    user_id = client.post("/users", json={"name": "Err"}).json()["id"]
+    response = getattr(client, method)(path.replace("{u}", str(user_id)), **({"json": body} if body is not None else {}))
+    assert response.status_code == status and response.json()["detail"]
+
+
+def test_the_page_serves_a_search_form(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'name="q"' in page.text and "/static/style.css" in page.text
+    results = client.get("/", params={"q": "video question answering"})
+    assert "Temporal" in results.text and "/paper/" in results.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/paper/no-such-paper").status_code == 404
