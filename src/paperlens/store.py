@@ -531,9 +531,11 @@ class UserStore:
         """Interactions, interests and collections go with the user (ON DELETE CASCADE)."""
         return self.conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
 
-    def add_interaction(self, user_id: int, paper_id: str, kind: str) -> InteractionRow:
-        """Re-recording the same interaction refreshes its time (a second like counts as recent)."""
-        now = _now()
+    def add_interaction(self, user_id: int, paper_id: str, kind: str, created_at: str | None = None) -> InteractionRow:
+        """Re-recording the same interaction refreshes its time (a second like counts as recent).
+
+        ``created_at`` (ISO 8601) is for imports of older histories; by default it is now."""
+        now = created_at or _now()
         self.conn.execute(
             "INSERT INTO interactions(user_id, paper_id, kind, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(user_id, paper_id, kind) DO UPDATE SET created_at = excluded.created_at",
