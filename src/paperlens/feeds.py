@@ -12,7 +12,7 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
    interest gets a share of the feed proportional to its total (decayed) weight, and at least
    one slot while there are slots to give.
 3. Candidates. One batched FAISS search from each interest's centroid and from its strongest
-   members (at most 16), deep enough to survive the exclusions.
+   members (at most 4); deeper only when the user's own papers crowd out the candidates.
 4. Score, per interest: the best similarity to any of its members, each member scaled by its
    weight relative to the strongest member of that interest, minus ``negative_weight`` (0.5)
    times the best similarity to any negative: a disliked paper pushes its neighbourhood down.
@@ -37,7 +37,8 @@ from .library import Library
 from .search import Filters, Hit, check_k, to_hits
 from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
 
-MEMBER_QUERIES = 16  # strongest members of an interest searched on their own, besides its centroid
+MEMBER_QUERIES = 4  # strongest members of an interest searched on their own, besides its centroid
+SHALLOW_EXCLUDE = 32  # room for excluded papers in the first, shallow candidate search
 REASONS_PER_ITEM = 2
 
 
@@ -144,12 +145,24 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def _candidates(library: Library, queries: np.ndarray, depth: int, allowed: np.ndarray | None, exclude: set[int]) -> list[int]:
-    """Union of the neighbours of all queries, in one batched FAISS call."""
-    depth = min(depth, len(library.index))
-    with library.lock:
-        _scores, ids = library.index.search(np.ascontiguousarray(queries, dtype=np.float32), depth, allowed)
-    return [pk for pk in dict.fromkeys(int(i) for i in ids.ravel()) if pk >= 0 and pk not in exclude]
+def _candidates(library: Library, queries: np.ndarray, need: int, allowed: np.ndarray | None, exclude: set[int]) -> list[int]:
+    """Union of the neighbours of all queries (one batched FAISS call), ``need`` per query not counting ``exclude``.
+
+    FAISS cannot leave the user's own papers out, so they are dropped afterwards. Searching
+    ``need + len(exclude)`` deep every time made a 1,000-interaction feed several times slower,
+    so the search starts shallow and goes deeper only for as long as exclusions crowd out a query."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    total = len(library.index)
+    depth = min(total, need + min(len(exclude), SHALLOW_EXCLUDE))
+    while True:
+        with library.lock:
+            _scores, ids = library.index.search(queries, depth, allowed)
+        crowded = any(
+            row.min() >= 0 and sum(int(i) not in exclude for i in row) < need for row in ids
+        )  # a row with -1 has run out of (allowed) papers: going deeper cannot help it
+        if not crowded or depth >= total:
+            return [pk for pk in dict.fromkeys(int(i) for i in ids.ravel()) if pk >= 0 and pk not in exclude]
+        depth = min(total, depth + len(exclude))
 
 
 def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
@@ -182,7 +195,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
         queries.extend(profile.vectors[strongest])
         depth = max(depth, 3 * int(slots[c]) + 10)
-    cand = _candidates(library, np.stack(queries), depth + len(profile.exclude), allowed, profile.exclude)
+    cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
     if not cand:
         return []
     cand_vecs = library.store.get_vectors(cand, profile.vectors.shape[1])

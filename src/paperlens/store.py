@@ -607,7 +607,10 @@ class UserStore:
 
     def popular_pks(self, allowed: np.ndarray | None, exclude: set[int], k: int) -> list[tuple[int, float]]:
         """Most popular, then newest papers: what a user with no history is shown first."""
-        rows = self.conn.execute("SELECT pk, popularity FROM papers ORDER BY popularity DESC, date DESC, pk DESC").fetchall()
+        sql = "SELECT pk, popularity FROM papers ORDER BY popularity DESC, date DESC, pk DESC"
+        if allowed is None:  # without filters, k plus the excluded papers are always enough
+            sql += f" LIMIT {int(k) + len(exclude)}"
+        rows = self.conn.execute(sql).fetchall()
         allowed_set = set(allowed.tolist()) if allowed is not None else None
         out = []
         for pk, popularity in rows:
