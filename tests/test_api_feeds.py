@@ -62,7 +62,7 @@ def test_atom_feed_is_well_formed(client, two_topic_user):
     assert ET.fromstring(same.content).tag == f"{ATOM}feed"
 
 
-def test_bibtex_exports_parse(client, two_topic_user, demo_papers):
+def test_bibtex_exports_parse(client, two_topic_user):
     user_id, video, _ = two_topic_user
     for path, params in ((f"/users/{user_id}/feed.bib", {"k": 4}), (f"/users/{user_id}/feed", {"k": 4, "format": "bibtex"}),
                          ("/search.bib", {"q": "video", "k": 3}), (f"/papers/{video[0]}/similar.bib", {"k": 3})):

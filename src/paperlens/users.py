@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
 
 from .errors import CollectionNotFound, InteractionNotFound, InvalidInput, PaperNotFound, UserNotFound
 from .library import Library
 from .store import CollectionRow, InteractionRow, InterestRow, UserRow, UserStore
 
-Kind = Literal["like", "dislike", "save", "seen", "not_interested"]
 KINDS: tuple[str, ...] = ("like", "dislike", "save", "seen", "not_interested")
 POSITIVE_KINDS: tuple[str, ...] = ("like", "save")
 NEGATIVE_KINDS: tuple[str, ...] = ("dislike", "not_interested")
