@@ -158,3 +158,24 @@ def test_the_page_serves_a_search_form(client):
     assert "Temporal" in results.text and "/paper/" in results.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/paper/no-such-paper").status_code == 404
+
+
+def test_with_api_keys_users_need_their_token(demo_index_dir, tmp_path):
+    folder = tmp_path / "index"
+    shutil.copytree(demo_index_dir, folder)
+    with TestClient(create_app(Settings(index=folder, api_key="admin-key"))) as keyed:
+        assert keyed.post("/users", json={"name": "Ada"}).status_code == 401
+        created = keyed.post("/users", json={"name": "Ada"}, headers={"X-API-Key": "admin-key"})
+        assert created.status_code == 201 and created.json()["token"]
+        user_id, token = created.json()["id"], created.json()["token"]
+        assert keyed.get(f"/users/{user_id}/feed").status_code == 401
+        assert keyed.get(f"/users/{user_id}/feed", headers={"X-User-Token": "wrong"}).status_code == 403
+        liked = keyed.post(f"/users/{user_id}/interactions", json={"paper_id": "h10e3cad7e9bc49cb", "kind": "like"},
+                           headers={"X-User-Token": token})
+        assert liked.status_code == 201
+        feed = keyed.get(f"/users/{user_id}/feed", params={"k": 3}, headers={"X-User-Token": token})
+        assert feed.status_code == 200 and len(feed.json()["results"]) == 3
+        assert keyed.get(f"/users/{user_id}", headers={"X-API-Key": "admin-key"}).json()["token"] is None
+        keyed.cookies.set("paperlens_user", str(user_id))
+        page = keyed.get("/feed")
+        assert page.status_code == 200 and "Signed in" not in page.text and 'id="user-form"' not in page.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from .errors import InvalidInput
@@ -19,12 +19,18 @@ from .library import Library
 from .papers import Paper
 from .recommend import recommend
 from .search import Filters, Hit, make_filters, search_text, similar_to_paper
+from .security import api_key_header, check_user_access, issue_user_token, require_api_key, user_token_header
 from .store import CollectionRow, InteractionRow
 from . import users as user_ops
 
 MAX_K = 1000
 ATOM = "application/atom+xml; charset=utf-8"
 BIBTEX = "application/x-bibtex; charset=utf-8"
+ATOM_DOC = {200: {"content": {"application/atom+xml": {"schema": {"type": "string"}}}, "description": "an Atom 1.0 feed"}}
+BIBTEX_DOC = {200: {"content": {"application/x-bibtex": {"schema": {"type": "string"}}}, "description": "BibTeX entries"}}
+FEED_DOC = {200: {"content": {"application/atom+xml": {"schema": {"type": "string"}},
+                              "application/x-bibtex": {"schema": {"type": "string"}}},
+                  "description": "the feed as JSON, or as Atom / BibTeX with format=atom / format=bibtex"}}
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -41,6 +47,7 @@ class UserOut(BaseModel):
     interactions: int
     interests: list[str]
     collections: list[str]
+    token: str | None = Field(None, description="only in the answer to POST /users: send it as X-User-Token; it is not stored")
 
 
 class InteractionIn(BaseModel):
@@ -197,51 +204,71 @@ def _s2_paper(paper: Paper) -> S2Paper:
 # --- routes ----------------------------------------------------------------------------------------
 
 
+# Access (security.py): creating a user is a write (X-API-Key when the server has keys); everything
+# under /users/{user_id} needs that user's X-User-Token or an admin key. Open mode lets all through.
+MAX_USER_ID = 2**63 - 1  # SQLite's INTEGER: a larger id in a URL is a 422, not an overflow
+
+
+def require_feed_user(
+    request: Request,
+    user_id: Annotated[int, Path(ge=1, le=MAX_USER_ID)],
+    token: Annotated[str | None, Depends(user_token_header)],
+    api_key: Annotated[str | None, Depends(api_key_header)],
+) -> int:
+    """security.require_user with the id bounded before it reaches SQLite."""
+    check_user_access(request.app.state.settings, request.app.state.library.store, user_id, token, api_key)
+    return user_id
+
+
 router = APIRouter()
+user_router = APIRouter(dependencies=[Depends(require_feed_user)])
 
 
-@router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=[Depends(require_api_key)])
 def create_user(library: LibraryDep, body: UserIn) -> UserOut:
-    return _user_out(library, user_ops.create_user(library, body.name).id)
+    user = user_ops.create_user(library, body.name)
+    with library.lock:
+        token = issue_user_token(library.store, user.id)
+    return _user_out(library, user.id).model_copy(update={"token": token})
 
 
-@router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
+@user_router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
 def get_user(library: LibraryDep, user_id: int) -> UserOut:
     return _user_out(library, user_id)
 
 
-@router.delete("/users/{user_id}", response_model=Deleted, tags=["users"])
+@user_router.delete("/users/{user_id}", response_model=Deleted, tags=["users"])
 def delete_user(library: LibraryDep, user_id: int) -> Deleted:
     user_ops.delete_user(library, user_id)
     return Deleted(deleted=user_id)
 
 
-@router.post("/users/{user_id}/interactions", response_model=InteractionOut, status_code=201, tags=["users"])
+@user_router.post("/users/{user_id}/interactions", response_model=InteractionOut, status_code=201, tags=["users"])
 def add_interaction(library: LibraryDep, user_id: int, body: InteractionIn) -> InteractionOut:
     return _interaction_out(user_ops.record_interaction(library, user_id, body.paper_id, body.kind))
 
 
-@router.get("/users/{user_id}/interactions", response_model=Interactions, tags=["users"])
+@user_router.get("/users/{user_id}/interactions", response_model=Interactions, tags=["users"])
 def list_interactions(library: LibraryDep, user_id: int, kind: str | None = None) -> Interactions:
     return Interactions(interactions=[_interaction_out(r) for r in user_ops.list_interactions(library, user_id, kind)])
 
 
-@router.delete("/users/{user_id}/interactions/{paper_id:path}", response_model=Deleted, tags=["users"])
+@user_router.delete("/users/{user_id}/interactions/{paper_id:path}", response_model=Deleted, tags=["users"])
 def delete_interaction(library: LibraryDep, user_id: int, paper_id: str, kind: str | None = None) -> Deleted:
     return Deleted(deleted=user_ops.remove_interaction(library, user_id, paper_id, kind))
 
 
-@router.put("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
+@user_router.put("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
 def put_interests(library: LibraryDep, user_id: int, body: InterestsIn) -> InterestsOut:
     return InterestsOut(interests=user_ops.set_interests(library, user_id, body.interests))
 
 
-@router.get("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
+@user_router.get("/users/{user_id}/interests", response_model=InterestsOut, tags=["users"])
 def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
     return InterestsOut(interests=[i.text for i in user_ops.get_interests(library, user_id)])
 
 
-@router.get("/users/{user_id}/feed", tags=["feeds"], response_model=None)
+@user_router.get("/users/{user_id}/feed", tags=["feeds"], response_model=Feed, responses=FEED_DOC)
 def get_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
              format: Format = "json") -> Feed | Response:
     """Ranked for the user; ``format=bibtex`` or ``atom`` for the same list in those formats."""
@@ -249,75 +276,75 @@ def get_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, use
     return _feed_response(library, request, user_id, items, format, f"paperlens feed of {user_ops.get_user(library, user_id).name}")
 
 
-@router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response)
+@user_router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response, responses=ATOM_DOC)
 def get_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 20) -> Response:
     return get_feed(library, request, filters, user_id, k, "atom")
 
 
-@router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response)
+@user_router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response, responses=BIBTEX_DOC)
 def get_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10) -> Response:
     return get_feed(library, request, filters, user_id, k, "bibtex")
 
 
-@router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
+@user_router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
 def list_collections(library: LibraryDep, user_id: int) -> Collections:
     return Collections(collections=[_collection_out(c) for c in user_ops.list_collections(library, user_id)])
 
 
-@router.put("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
+@user_router.put("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
 def put_collection(library: LibraryDep, user_id: int, name: str, response: Response) -> CollectionOut:
     collection, created = user_ops.put_collection(library, user_id, name)
     response.status_code = 201 if created else 200
     return _collection_out(collection)
 
 
-@router.get("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
+@user_router.get("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
 def get_collection(library: LibraryDep, user_id: int, name: str) -> CollectionOut:
     return _collection_out(user_ops.get_collection(library, user_id, name))
 
 
-@router.delete("/users/{user_id}/collections/{name}", response_model=Deleted, tags=["collections"])
+@user_router.delete("/users/{user_id}/collections/{name}", response_model=Deleted, tags=["collections"])
 def delete_collection(library: LibraryDep, user_id: int, name: str) -> Deleted:
     user_ops.delete_collection(library, user_id, name)
     return Deleted(deleted=name)
 
 
-@router.post("/users/{user_id}/collections/{name}/papers", response_model=CollectionOut, status_code=201, tags=["collections"])
+@user_router.post("/users/{user_id}/collections/{name}/papers", response_model=CollectionOut, status_code=201, tags=["collections"])
 def add_collection_paper(library: LibraryDep, user_id: int, name: str, body: CollectionPaperIn) -> CollectionOut:
     return _collection_out(user_ops.add_to_collection(library, user_id, name, body.paper_id))
 
 
-@router.delete("/users/{user_id}/collections/{name}/papers/{paper_id:path}", response_model=CollectionOut, tags=["collections"])
+@user_router.delete("/users/{user_id}/collections/{name}/papers/{paper_id:path}", response_model=CollectionOut, tags=["collections"])
 def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_id: str) -> CollectionOut:
     return _collection_out(user_ops.remove_from_collection(library, user_id, name, paper_id))
 
 
-@router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=None)
+@user_router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=Feed, responses=FEED_DOC)
 def get_collection_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
                         k: KQuery = 10, format: Format = "json") -> Feed | Response:
     items = collection_feed(library, user_id, name, k, filters)
     return _feed_response(library, request, user_id, items, format, f"paperlens: more like the collection {name}")
 
 
-@router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response)
+@user_router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response, responses=ATOM_DOC)
 def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
                              k: KQuery = 20) -> Response:
     return get_collection_feed(library, request, filters, user_id, name, k, "atom")
 
 
-@router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response)
+@user_router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response, responses=BIBTEX_DOC)
 def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
                             k: KQuery = 10) -> Response:
     return get_collection_feed(library, request, filters, user_id, name, k, "bibtex")
 
 
-@router.get("/search.bib", tags=["exports"], response_class=Response)
+@router.get("/search.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
 def search_bib(library: LibraryDep, q: Annotated[str, Query(min_length=1)], k: KQuery = 10) -> Response:
     """The results of ``/search`` as BibTeX."""
     return _bibtex_response(library, search_text(library, q, k))
 
 
-@router.get("/papers/{paper_id:path}/similar.bib", tags=["exports"], response_class=Response)
+@router.get("/papers/{paper_id:path}/similar.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
 def similar_bib(library: LibraryDep, paper_id: str, k: KQuery = 10) -> Response:
     """The results of ``/papers/{id}/similar`` as BibTeX."""
     return _bibtex_response(library, similar_to_paper(library, paper_id, k))
@@ -339,4 +366,5 @@ def add_feed_routes(app: FastAPI) -> None:
     from .web import add_web_routes
 
     app.include_router(router)
+    app.include_router(user_router)
     add_web_routes(app)

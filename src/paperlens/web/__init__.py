@@ -28,7 +28,13 @@ PAGE_K = 20
 
 
 def current_user(library: Library, request: Request) -> UserRow | None:
-    """The user named by the cookie, or None when it is missing, malformed or stale."""
+    """The user named by the cookie, or None when it is missing, malformed or stale.
+
+    A cookie with a bare user id is only safe in open mode (loopback, no API keys); when the
+    server has keys, the page offers search and paper pages only, and feeds go through the API
+    with the user's token."""
+    if library.settings.api_keys():
+        return None
     raw = request.cookies.get(USER_COOKIE, "")
     if not raw.isdigit():
         return None
@@ -51,7 +57,8 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> H
     library: Library = request.app.state.library
     user = current_user(library, request)
     html = templates().get_template(name).render(
-        user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library), **context
+        user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library),
+        personal=not library.settings.api_keys(), **context
     )
     return HTMLResponse(html, status_code=status)
 

@@ -72,7 +72,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const switchButton = document.getElementById("switch-user");
   const switchForm = document.getElementById("switch-form");
   if (switchButton) switchButton.addEventListener("click", () => { switchForm.hidden = !switchForm.hidden; });
-  switchForm.addEventListener("submit", (event) => {
+  if (switchForm) switchForm.addEventListener("submit", (event) => {
     event.preventDefault();
     if (/^[0-9]+$/.test(switchForm.elements.id.value)) setUser(switchForm.elements.id.value);
   });
