@@ -291,7 +291,8 @@ def list_collections(library: LibraryDep, user_id: int) -> Collections:
     return Collections(collections=[_collection_out(c) for c in user_ops.list_collections(library, user_id)])
 
 
-@user_router.put("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"])
+@user_router.put("/users/{user_id}/collections/{name}", response_model=CollectionOut, tags=["collections"],
+                 responses={201: {"model": CollectionOut, "description": "the collection was created"}})
 def put_collection(library: LibraryDep, user_id: int, name: str, response: Response) -> CollectionOut:
     collection, created = user_ops.put_collection(library, user_id, name)
     response.status_code = 201 if created else 200
