@@ -87,7 +87,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE users ADD COLUMN token_hash TEXT;
     """,
-    # 4: what users did with papers, their free-text interests and their collections. Interactions
+    # 5: what users did with papers, their free-text interests and their collections. Interactions
     # keep the paper's id (not its pk) so a re-ingested paper keeps its history.
     """
     CREATE TABLE interactions (
