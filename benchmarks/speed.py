@@ -246,7 +246,7 @@ def print_layouts(title: str, rows: list[LayoutRow]) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="collection sizes for the layout table")
-    parser.add_argument("--full", action="store_true", help="add 1,000,000 papers (about 15 minutes on 2 cores)")
+    parser.add_argument("--full", action="store_true", help="add 1,000,000 papers (long on 2 cores: HNSW build and IVF-PQ training)")
     parser.add_argument("--sweep", type=int, default=0, metavar="N", help="also sweep efSearch/nprobe at N papers")
     parser.add_argument("--backends", default="torch,onnx-int8")
     parser.add_argument("--ingest-papers", type=int, default=256)
