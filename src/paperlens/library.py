@@ -25,7 +25,10 @@ from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .faults import crash_point
-from .index import VectorIndex, choose_layout, create_index, fsync_dir, load_index
+from .index import (
+    SearchTuning, VectorIndex, choose_layout, create_index, fsync_dir, layout_outdated, layout_params, load_index,
+    training_sample,
+)
 from .limits import check_paper_sizes
 from .papers import InvalidRecord, Paper, normalise_id
 from .store import Store
@@ -44,6 +47,8 @@ class Manifest:
     dim: int
     layout: str
     count: int = 0
+    # Build-time parameters of the layout (HNSW's M, IVF's nlist, ...), as chosen by layout_params.
+    index_params: dict = field(default_factory=dict)
     # What vectors.faiss holds: compared with the file and the store at every open.
     generation: int = 0
     max_pk: int = 0
@@ -113,11 +118,17 @@ class Library:
             device=self.settings.device,
             batch_size=self.settings.batch_size,
             max_seq_length=self.settings.max_seq_length,
+            backend=self.settings.backend,
+            threads=self.settings.threads,
         )
         encoder = load_encoder(spec)
         if self.manifest and encoder.dim != self.manifest.dim:
             raise IndexMismatch(f"model {spec.model!r} gives {encoder.dim}-d vectors but {self.folder} holds {self.manifest.dim}-d ones")
         return encoder
+
+    @property
+    def tuning(self) -> SearchTuning:
+        return search_tuning(self.settings)
 
     def __len__(self) -> int:
         return self.store.count()
@@ -130,6 +141,10 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def search_tuning(settings: Settings) -> SearchTuning:
+    return SearchTuning(ef_search=settings.ef_search, nprobe=settings.nprobe, device="cpu" if settings.device == "cpu" else "auto")
 
 
 def open_library(settings: Settings, folder: Path | None = None, create: bool = False) -> Library:
@@ -214,9 +229,11 @@ def _load_or_rebuild(library: Library, force: bool = False) -> VectorIndex:
     problem = "an earlier save was interrupted" if force else index_problem(library, path)
     if problem is None:
         try:
-            index = load_index(manifest.layout, path)
+            index = load_index(manifest.layout, path, manifest.index_params, library.tuning)
             if len(index) == manifest.count and index.dim == manifest.dim:
-                return index
+                library.index = index
+                rebuild_if_needed(library)
+                return library.index
             problem = f"{path.name} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
         except RuntimeError as exc:
             problem = f"{path.name} is unreadable ({exc})"
@@ -225,18 +242,47 @@ def _load_or_rebuild(library: Library, force: bool = False) -> VectorIndex:
     return rebuild_index(library)
 
 
-def rebuild_index(library: Library) -> VectorIndex:
-    """A fresh FAISS index from the vectors in the store; no model needed."""
+def rebuild_if_needed(library: Library) -> bool:
+    """Rebuild when the collection outgrew its layout or the index asks for it (HNSW tombstones)."""
+    reason = layout_outdated(library.manifest.layout, len(library.index), library.settings.layout) or library.index.needs_rebuild()
+    if not reason:
+        return False
+    log.warning("rebuilding the index of %s from stored vectors: %s", library.folder, reason)
+    rebuild_index(library)
+    return True
+
+
+def rebuild_index(library: Library, layout: str | None = None) -> VectorIndex:
+    """A fresh FAISS index from the vectors in the store; no model needed.
+
+    ``layout`` None keeps the manifest's layout unless the collection outgrew it (``layout_outdated``).
+    Trained layouts (SQ8, PQ) are retrained on a sample of the stored vectors.
+    """
     with library.lock:
         manifest = library.manifest
-        layout = choose_layout(library.store.vector_count(), library.settings.layout)
-        index = create_index(layout, manifest.dim)
+        count = library.store.vector_count()
+        if layout is None:
+            outdated = layout_outdated(manifest.layout, count, library.settings.layout)
+            layout = choose_layout(count, library.settings.layout) if outdated else manifest.layout
+        if count == 0:
+            layout = "flat"  # nothing to train a quantiser on; the next ingest grows it into the configured layout
+        params = layout_params(layout, count)
+        training = _stored_sample(library, count) if layout != "flat" else None
+        index = create_index(layout, manifest.dim, params, training, library.tuning)
         for pks, vectors in library.store.iter_vectors():
             index.add(pks, vectors)
         manifest.layout = layout
+        manifest.index_params = params
         library.index = index
         _persist(library, library.store.generation())
         return index
+
+
+def _stored_sample(library: Library, count: int, size: int = 100_000) -> np.ndarray:
+    """About ``size`` stored vectors taken evenly from every batch, without holding them all."""
+    keep = min(1.0, size / max(count, 1))
+    parts = [training_sample(vectors, int(np.ceil(len(vectors) * keep)), seed=i) for i, (_, vectors) in enumerate(library.store.iter_vectors())]
+    return np.concatenate(parts) if parts else np.zeros((0, library.manifest.dim), np.float32)
 
 
 def _persist(library: Library, generation: int) -> None:
@@ -275,7 +321,8 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
         new_manifest = library.manifest is None
         if new_manifest:
             enc = encoder or library.encoder
-            library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=choose_layout(len(papers), library.settings.layout))
+            layout = choose_layout(len(papers), library.settings.layout)
+            library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
         generation = library.store.generation()
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
@@ -289,15 +336,23 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
         crash_point("ingest:after-commit")
         if to_encode or library.index is None or not (library.folder / INDEX_FILE).exists():
             changed_pks = np.array([outcomes[i].pk for i in to_encode], dtype=np.int64)
-            index = library.index.copy() if library.index is not None else create_index(library.manifest.layout, library.manifest.dim)
+            index = library.index.copy() if library.index is not None else _new_index(library, vectors)
             index.remove(changed_pks)
             index.add(changed_pks, vectors if vectors is not None else np.zeros((0, library.manifest.dim), np.float32))
             library.index = index
-            _persist(library, generation)
+            if not rebuild_if_needed(library):
+                _persist(library, generation)
     report.encoded = len(to_encode)
     for outcome in outcomes:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
     return report
+
+
+def _new_index(library: Library, vectors: np.ndarray | None) -> VectorIndex:
+    """The first index of a library, its quantisers (if any) trained on the first papers."""
+    manifest = library.manifest
+    training = training_sample(vectors) if vectors is not None and manifest.layout != "flat" else None
+    return create_index(manifest.layout, manifest.dim, manifest.index_params, training, library.tuning)
 
 
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
@@ -314,7 +369,8 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
             index = library.index.copy()
             index.remove(np.array(list(found.values()), dtype=np.int64))
             library.index = index
-            _persist(library, generation)
+            if not rebuild_if_needed(library):
+                _persist(library, generation)
     return list(found)
 
 

@@ -1,18 +1,25 @@
 """The vector index interface: integer ids (store pks) in, (scores, ids) out.
 
 One file per FAISS layout implements it; ``paperlens.index.create_index`` chooses among them.
+Build-time parameters (HNSW's M, IVF's nlist, ...) live in the manifest; search-time ones
+(efSearch, nprobe) come from Settings on every open, so they can be tuned without a rebuild.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
 from ..faults import crash_point
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_index(index: faiss.Index, path: Path) -> None:
@@ -34,11 +41,32 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class SearchTuning:
+    """Search-time knobs, from Settings: more means better recall and slower queries."""
+
+    ef_search: int = 96
+    nprobe: int = 32
+    device: str = "auto"  # 'auto' searches on a GPU when the installed faiss has one, 'cpu' never does
+
+
+def gpu_available() -> bool:
+    """True only with a GPU build of faiss (faiss-gpu) and a visible GPU; faiss-cpu has no such attribute."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
 class VectorIndex(ABC):
     layout: str
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: faiss.Index, params: dict[str, Any] | None = None, tuning: SearchTuning | None = None):
         self.faiss_index = index
+        self.params: dict[str, Any] = dict(params or {})
+        self.tuning = tuning or SearchTuning()
+        # A GPU copy for search only: the CPU index stays the one that is mutated and saved,
+        # because GPU indexes cannot remove ids nor be written to disk directly.
+        self._gpu_index: faiss.Index | None = None
+        self._gpu_resources: Any = None
+        self._gpu_stale = True
 
     @property
     def dim(self) -> int:
@@ -50,26 +78,71 @@ class VectorIndex(ABC):
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.faiss_index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
+            self._gpu_stale = True
 
     def remove(self, ids: np.ndarray) -> int:
         if not len(ids):
             return 0
+        self._gpu_stale = True
         return int(self.faiss_index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64))))
 
     def copy(self) -> "VectorIndex":
         """An independent copy: writers change a copy and swap it in, so searches never see a half-done change."""
-        return type(self)(faiss.clone_index(self.faiss_index))
+        return type(self)(faiss.clone_index(self.faiss_index), self.params, self.tuning)
 
     def ids(self) -> np.ndarray:
         """The ids held, sorted: 'paperlens check' compares them with the store's."""
         id_map = getattr(self.faiss_index, "id_map", None)
         if id_map is None:
             raise NotImplementedError(f"{type(self).__name__} does not list its ids")
-        return np.sort(faiss.vector_to_array(id_map).astype(np.int64))
+        held = faiss.vector_to_array(id_map).astype(np.int64)
+        return np.sort(held[held != -1])  # -1 marks an HNSW tombstone
 
-    @abstractmethod
+    def needs_rebuild(self) -> str | None:
+        """A reason to rebuild from the store (e.g. too many tombstones), or None."""
+        return None
+
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top k by inner product; ``allowed`` restricts to those ids (filters). Missing slots have id -1."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(k, len(self)))
+        gpu = self._gpu_for_search() if allowed is None else None
+        if gpu is not None:
+            return gpu.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)) if allowed is not None else None
+        widen = 1.0 if allowed is None else max(1.0, len(self) / max(len(allowed), 1))
+        return self.faiss_index.search(queries, k, params=self.search_parameters(selector, widen))
+
+    @abstractmethod
+    def search_parameters(self, selector: faiss.IDSelector | None, widen: float = 1.0) -> faiss.SearchParameters | None:
+        """The layout's search knobs plus an optional id filter.
+
+        ``widen`` is 1 / the share of papers a filter lets through: approximate layouts look at
+        that many times more candidates, else a narrow filter would leave result slots empty.
+        """
+
+    def supports_gpu(self) -> bool:
+        return False
+
+    def _gpu_for_search(self) -> faiss.Index | None:
+        """The GPU copy, refreshed after mutations; None when searching on the CPU."""
+        if self.tuning.device == "cpu" or not self.supports_gpu() or not gpu_available():
+            return None
+        if self._gpu_stale or self._gpu_index is None:
+            try:
+                if self._gpu_resources is None:
+                    self._gpu_resources = faiss.StandardGpuResources()
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.faiss_index)
+                self._configure_gpu(self._gpu_index)
+            except RuntimeError as exc:  # e.g. a PQ size the GPU kernels do not support
+                log.warning("%s index cannot move to the GPU (%s); searching on the CPU", self.layout, exc)
+                self.tuning = SearchTuning(self.tuning.ef_search, self.tuning.nprobe, "cpu")
+                return None
+            self._gpu_stale = False
+        return self._gpu_index
+
+    def _configure_gpu(self, gpu_index: faiss.Index) -> None:
+        """Apply search knobs to the GPU copy (layouts with knobs override)."""
 
     def save(self, path: Path) -> None:
         atomic_write_index(self.faiss_index, path)

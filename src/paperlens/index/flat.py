@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
-from .base import VectorIndex
+from .base import SearchTuning, VectorIndex
 
 
 class FlatIndex(VectorIndex):
     layout = "flat"
 
     @classmethod
-    def create(cls, dim: int) -> "FlatIndex":
+    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> "FlatIndex":
         # IDMap2 keeps the id→slot table, so remove_ids works and ids are the store's pks.
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
+        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)), params, tuning)
 
     @classmethod
-    def load(cls, path: Path) -> "FlatIndex":
-        return cls(faiss.read_index(str(path)))
+    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> "FlatIndex":
+        return cls(faiss.read_index(str(path)), params, tuning)
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = max(1, min(k, len(self)))
-        if allowed is None:
-            return self.faiss_index.search(queries, k)
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
-        return self.faiss_index.search(queries, k, params=params)
+    def search_parameters(self, selector: faiss.IDSelector | None, widen: float = 1.0) -> faiss.SearchParameters | None:
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def supports_gpu(self) -> bool:
+        return True

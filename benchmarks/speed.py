@@ -1,0 +1,277 @@
+"""Speed and scale of paperlens on this machine: prints tables of medians over repeated runs.
+
+    PYTHONPATH=src python benchmarks/speed.py [--sizes 10000,100000] [--full] [--sweep]
+
+1. Ingest rate: real abstracts (scifact-subset) through ``library.ingest`` per encoder backend.
+2. Index layouts at 10k, 100k (and 1M with --full): RAM per paper, recall@10 against exact
+   search, single-query latency p50/p99 inside FAISS.
+
+Large collections are synthetic but built from real embeddings: each vector mixes two scifact
+abstract embeddings (600 parents by default; weight a ~ U(0.5, 1) on the first) plus Gaussian noise (sigma 0.03 per
+dimension, noise norm ~0.6), renormalised. Queries come from the same generator with another
+seed, so they are never in the index. Sibling vectors of one parent make dense, noisy
+neighbourhoods, which is harder for ANN than real data: recall here is a floor.
+
+Each table is built by one function returning rows, so further columns (HTTP latency, other
+engines) can be added by another function with the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Spinning OpenMP threads starve each other on a shared machine (IVF training took 10x longer).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import faiss  # noqa: E402
+import numpy as np  # noqa: E402
+
+from paperlens.config import Settings  # noqa: E402
+from paperlens.embed import EncoderSpec, load_encoder
+from paperlens.index import SearchTuning, choose_layout, create_index, layout_params, training_sample
+from paperlens.library import ingest, open_library
+from paperlens.papers import Paper, read_papers
+
+DATA = Path(os.environ.get("PAPERLENS_BENCH_DATA", "/work/shared/data/scifact-subset"))
+
+
+@dataclass
+class LayoutRow:
+    size: int
+    layout: str
+    params: str
+    build_s: float
+    file_bytes_per_paper: float
+    ram_bytes_per_paper: float
+    recall_at_10: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class IngestRow:
+    backend: str
+    papers: int
+    papers_per_s: float
+    query_ms: float
+
+
+def machine_header(argv: list[str]) -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    simd = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in flags)
+    return (
+        f"# command: {' '.join(['python', *argv])}\n"
+        f"# machine: {cpu}, {os.cpu_count()} cores ({simd}), load {os.getloadavg()[0]:.1f}; "
+        f"faiss {faiss.__version__}, numpy {np.__version__}, python {platform.python_version()}"
+    )
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+def bench_ingest(backend: str, papers: list[Paper], repeats: int) -> IngestRow:
+    """Papers/s through the real ingest path (encode + SQLite + FAISS), model load excluded."""
+    settings = Settings(backend=backend, show_progress=False)
+    load_encoder(EncoderSpec("default", backend=backend)).encode(["warm up"])
+    rates, queries = [], []
+    for _ in range(repeats):
+        folder = Path(tempfile.mkdtemp(prefix="paperlens-bench-"))
+        try:
+            with open_library(settings, folder, create=True) as library:
+                start = time.perf_counter()
+                ingest(library, papers)
+                rates.append(len(papers) / (time.perf_counter() - start))
+                encoder = library.encoder
+                for text in ("protein folding in the endoplasmic reticulum", "vaccine efficacy in older adults"):
+                    start = time.perf_counter()
+                    encoder.encode_query(text)
+                    queries.append((time.perf_counter() - start) * 1000)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return IngestRow(backend, len(papers), statistics.median(rates), statistics.median(queries))
+
+
+def ingest_table(backends: list[str], count: int, repeats: int) -> list[IngestRow]:
+    papers = read_papers(DATA).papers[:count]
+    return [bench_ingest(backend, papers, repeats) for backend in backends]
+
+
+# --- synthetic collections -------------------------------------------------------------------
+
+def real_embeddings(parents: int, cache: Path = Path.home() / ".cache" / "paperlens" / "bench") -> np.ndarray:
+    """The first ``parents`` scifact abstracts, encoded with the default model (onnx-int8, the
+    faster backend: the generator adds far more noise than int8 does), cached between runs."""
+    path = cache / f"{DATA.name}-{parents}-minilm-int8.npy"
+    if path.exists():
+        return np.load(path)
+    papers = read_papers(DATA).papers[:parents]
+    vectors = load_encoder(EncoderSpec("default", backend="onnx-int8")).encode([p.text for p in papers], show_progress=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def synthetic(base: np.ndarray, n: int, seed: int, sigma: float = 0.03, chunk: int = 200_000) -> np.ndarray:
+    """Mixtures of two real embeddings plus Gaussian noise, renormalised (see module docstring)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, base.shape[1]), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        a = rng.uniform(0.5, 1.0, size=(m, 1)).astype(np.float32)
+        x = a * base[rng.integers(len(base), size=m)] + (1 - a) * base[rng.integers(len(base), size=m)]
+        x += rng.normal(0, sigma, size=x.shape).astype(np.float32)
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def exact_top10(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index.search(queries, 10)[1]
+
+
+# --- layouts ---------------------------------------------------------------------------------
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def build(layout: str, vectors: np.ndarray, params: dict) -> tuple[object, float]:
+    start = time.perf_counter()
+    training = training_sample(vectors) if layout != "flat" else None
+    index = create_index(layout, vectors.shape[1], params, training, SearchTuning())
+    for begin in range(0, len(vectors), 100_000):
+        index.add(np.arange(begin + 1, begin + 1 + len(vectors[begin:begin + 100_000])), vectors[begin:begin + 100_000])
+    return index, time.perf_counter() - start
+
+
+def memory_per_paper(index) -> tuple[float, float]:
+    """(file bytes, RAM bytes) per paper: the saved size, and the RSS growth when loading it."""
+    blob = faiss.serialize_index(index.faiss_index)
+    before = rss_bytes()
+    loaded = faiss.deserialize_index(blob)
+    ram = rss_bytes() - before
+    del loaded
+    return blob.nbytes / len(index), ram / len(index)
+
+
+def measure(index, queries: np.ndarray, truth: np.ndarray, repeats: int = 3) -> tuple[float, float, float]:
+    """recall@10 against exact, and p50/p99 ms of one query at a time (the API's case)."""
+    found = index.search(queries, 10)[1]
+    recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
+    times = []
+    # One query at a time with one OpenMP thread: FAISS parallelises across queries, and on a
+    # shared 2-core machine an OpenMP team for a single query mostly waits at barriers.
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    for _ in range(repeats):
+        for query in queries:
+            start = time.perf_counter()
+            index.search(query[None, :], 10)
+            times.append((time.perf_counter() - start) * 1000)
+    faiss.omp_set_num_threads(threads)
+    return recall, float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def layout_rows(size: int, vectors: np.ndarray, queries: np.ndarray, tuning: SearchTuning, layouts: list[str]) -> list[LayoutRow]:
+    truth = exact_top10(vectors, queries) + 1  # ids are row + 1, as store pks start at 1
+    rows = []
+    for layout in layouts:
+        params = layout_params(layout, size)
+        index, build_s = build(layout, vectors, params)
+        index.tuning = tuning
+        file_b, ram_b = memory_per_paper(index)
+        recall, p50, p99 = measure(index, queries, truth)
+        shown = ",".join(f"{k}={v}" for k, v in params.items()) + _search_knobs(layout, tuning)
+        rows.append(LayoutRow(size, layout, shown, build_s, file_b, ram_b, recall, p50, p99))
+        print(_format_layout(rows[-1]), file=sys.stderr, flush=True)
+        del index
+    return rows
+
+
+def _search_knobs(layout: str, tuning: SearchTuning) -> str:
+    return {"hnsw": f",ef_search={tuning.ef_search}", "ivfpq": f",nprobe={tuning.nprobe}"}.get(layout, "")
+
+
+def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray) -> list[LayoutRow]:
+    """recall and latency per efSearch / nprobe, one build per layout: how the defaults were chosen."""
+    truth = exact_top10(vectors, queries) + 1
+    rows = []
+    for layout, knob, values in (("hnsw", "ef_search", (32, 64, 96, 128, 256)), ("ivfpq", "nprobe", (8, 16, 32, 64, 128))):
+        params = layout_params(layout, size)
+        index, build_s = build(layout, vectors, params)
+        file_b, ram_b = memory_per_paper(index)
+        for value in values:
+            index.tuning = SearchTuning(**{knob: value})
+            recall, p50, p99 = measure(index, queries, truth, repeats=1)
+            rows.append(LayoutRow(size, layout, f"{params} {knob}={value}", build_s, file_b, ram_b, recall, p50, p99))
+            print(_format_layout(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+# --- output ----------------------------------------------------------------------------------
+
+LAYOUT_HEADER = "| papers | layout | parameters | build s | file B/paper | RAM B/paper | recall@10 | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|---|---|"
+
+
+def _format_layout(row: LayoutRow) -> str:
+    return (f"| {row.size:,} | {row.layout} | {row.params} | {row.build_s:.1f} | {row.file_bytes_per_paper:.0f} | "
+            f"{row.ram_bytes_per_paper:.0f} | {row.recall_at_10:.3f} | {row.p50_ms:.2f} | {row.p99_ms:.2f} |")
+
+
+def print_ingest(rows: list[IngestRow]) -> None:
+    print("\n## Ingest (real scifact abstracts, library.ingest, median)\n")
+    print("| backend | papers | papers/s | query encode ms |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.backend} | {row.papers} | {row.papers_per_s:.1f} | {row.query_ms:.1f} |")
+
+
+def print_layouts(title: str, rows: list[LayoutRow]) -> None:
+    print(f"\n## {title}\n")
+    print(LAYOUT_HEADER)
+    for row in rows:
+        print(_format_layout(row))
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000", help="collection sizes for the layout table")
+    parser.add_argument("--full", action="store_true", help="add 1,000,000 papers (long on 2 cores: HNSW build and IVF-PQ training)")
+    parser.add_argument("--sweep", type=int, default=0, metavar="N", help="also sweep efSearch/nprobe at N papers")
+    parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--ingest-papers", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--layouts", default="flat,hnsw,ivfpq")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--parents", type=int, default=600, help="real abstracts the synthetic vectors are mixed from")
+    args = parser.parse_args(argv[1:])
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    print(machine_header(argv))
+    if not args.skip_ingest:
+        print_ingest(ingest_table(args.backends.split(","), args.ingest_papers, args.repeats))
+    base = real_embeddings(args.parents)
+    queries = synthetic(base, args.queries, seed=1)
+    sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
+    tuning = Settings()
+    rows = []
+    for size in sizes:
+        vectors = synthetic(base, size, seed=0)
+        rows += layout_rows(size, vectors, queries, SearchTuning(tuning.ef_search, tuning.nprobe, "cpu"), args.layouts.split(","))
+    print_layouts(f"Layouts (synthetic from scifact embeddings; auto picks {', '.join(f'{choose_layout(s)} at {s:,}' for s in sizes)})", rows)
+    if args.sweep:
+        print_layouts(f"Sweep at {args.sweep:,} papers", sweep_rows(args.sweep, synthetic(base, args.sweep, seed=0), queries))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

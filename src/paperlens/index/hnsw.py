@@ -1,0 +1,95 @@
+"""HNSW graph over 8-bit scalar-quantised vectors: sub-linear search for 50k to a few million papers.
+
+SQ8 stores each 384-d vector in 384 bytes instead of 1,536; with M=32 the graph adds about 260
+bytes a paper, which keeps a million papers under 0.8 KB each (see benchmarks/speed.py).
+
+Deletion: a FAISS HNSW graph cannot drop nodes (``remove_ids`` is not implemented), so a removed
+paper becomes a tombstone. Its slot in the IndexIDMap2 id table is set to -1 and every search
+excludes id -1 with an ID selector; the node itself stays in the graph, where it still helps to
+route searches. Tombstones are saved with the index (they are the id table). Once they exceed
+``TOMBSTONE_REBUILD_FRACTION`` of the slots, ``needs_rebuild`` says so and the library rebuilds
+the index from the vectors in the store (``library.rebuild_index``), which reclaims the space.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ..errors import PaperlensError
+from .base import SearchTuning, VectorIndex
+
+# Beyond this share of dead slots, searches visit many useless nodes and memory is wasted.
+TOMBSTONE_REBUILD_FRACTION = 0.2
+# Every live id is a store pk (>= 1); tombstones are -1. This selector keeps the live ones.
+_LIVE_IDS = (0, 2**62)
+# Narrow filters widen efSearch up to this; past it the search is close to exhaustive anyway.
+MAX_FILTERED_EF = 4096
+
+
+class HNSWIndex(VectorIndex):
+    layout = "hnsw"
+
+    def __init__(self, index: faiss.Index, params: dict[str, Any] | None = None, tuning: SearchTuning | None = None):
+        super().__init__(index, params, tuning)
+        self._tombstones = int(np.count_nonzero(self._id_table() == -1))
+        self._live_selector = faiss.IDSelectorRange(*_LIVE_IDS)
+
+    @classmethod
+    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> "HNSWIndex":
+        m, sq8 = int(params.get("m", 32)), bool(params.get("sq8", True))
+        if sq8:
+            inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = int(params.get("ef_construction", 80))
+        if not inner.is_trained:
+            if training is None or not len(training):
+                raise PaperlensError("an hnsw index with sq8 needs vectors to train its quantiser; ingest papers first")
+            inner.train(np.ascontiguousarray(training, dtype=np.float32))
+        return cls(faiss.IndexIDMap2(inner), params, tuning)
+
+    @classmethod
+    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> "HNSWIndex":
+        return cls(faiss.read_index(str(path)), params, tuning)
+
+    def __len__(self) -> int:
+        return int(self.faiss_index.ntotal) - self._tombstones
+
+    @property
+    def tombstones(self) -> int:
+        return self._tombstones
+
+    def _id_table(self) -> np.ndarray:
+        return faiss.vector_to_array(self.faiss_index.id_map)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Tombstone the slots of these ids; returns how many live papers were removed."""
+        if not len(ids) or not self.faiss_index.ntotal:
+            return 0
+        table = self._id_table()
+        dead = np.isin(table, np.asarray(ids, dtype=np.int64)) & (table != -1)
+        removed = int(np.count_nonzero(dead))
+        if removed:
+            table[dead] = -1
+            faiss.copy_array_to_vector(table, self.faiss_index.id_map)
+            self.faiss_index.construct_rev_map()
+            self._tombstones += removed
+        return removed
+
+    def needs_rebuild(self) -> str | None:
+        slots = int(self.faiss_index.ntotal)
+        if slots and self._tombstones > TOMBSTONE_REBUILD_FRACTION * slots:
+            return f"{self._tombstones} of {slots} hnsw slots are deleted papers (over {TOMBSTONE_REBUILD_FRACTION:.0%})"
+        return None
+
+    def search_parameters(self, selector: faiss.IDSelector | None, widen: float = 1.0) -> faiss.SearchParameters:
+        # An 'allowed' batch never holds -1, so it already skips tombstones.
+        if selector is None and self._tombstones:
+            selector = self._live_selector
+        # The graph walk still passes through filtered-out nodes; it just needs a longer queue.
+        ef = min(MAX_FILTERED_EF, int(self.tuning.ef_search * widen))
+        return faiss.SearchParametersHNSW(efSearch=max(ef, int(self.tuning.ef_search)), sel=selector)

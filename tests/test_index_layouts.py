@@ -1,0 +1,136 @@
+"""Each index layout behind the VectorIndex interface, and the choice between them by size."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paperlens.config import Settings
+from paperlens.index import (
+    FLAT_LIMIT, IVFPQ_LIMIT, LAYOUTS, SearchTuning, choose_layout, create_index, layout_outdated, layout_params, load_index,
+)
+from paperlens.index.hnsw import HNSWIndex
+from paperlens.library import Manifest, delete, ingest, open_library
+from paperlens.papers import Paper
+from paperlens.search import search_text, similar_to_paper
+
+DIM = 64
+SMALL_PARAMS = {"flat": {}, "hnsw": {"m": 16, "ef_construction": 40, "sq8": True}, "ivfpq": {"nlist": 8, "pq_m": 8, "nbits": 8}}
+
+
+def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=list(LAYOUTS))
+def layout(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def filled(layout: str):
+    vectors = unit_vectors(600)
+    index = create_index(layout, DIM, SMALL_PARAMS[layout], vectors, SearchTuning(ef_search=64, nprobe=8))
+    index.add(np.arange(1, 601), vectors)
+    return index, vectors
+
+
+def test_a_vector_finds_itself(filled):
+    index, vectors = filled
+    _, ids = index.search(vectors[:50], 1)
+    assert (ids[:, 0] == np.arange(1, 51)).mean() >= 0.98  # PQ may swap a near tie
+
+
+def test_removed_ids_are_never_returned(filled):
+    index, vectors = filled
+    gone = np.arange(1, 101)
+    assert index.remove(gone) == 100
+    assert len(index) == 500
+    _, ids = index.search(vectors[:100], 50)
+    assert not set(ids.ravel()) & set(gone.tolist())
+
+
+def test_filter_restricts_results(filled):
+    index, vectors = filled
+    allowed = np.array([3, 7, 11])
+    _, ids = index.search(vectors[:5], 3, allowed=allowed)
+    assert set(ids.ravel()) <= {3, 7, 11, -1}
+    assert (ids[2, 0], ids[:, :3].ravel().tolist().count(-1)) == (3, 0)
+
+
+def test_save_and_load_keep_contents(filled, tmp_path: Path, layout: str):
+    index, vectors = filled
+    index.remove(np.array([5]))
+    index.save(tmp_path / "v.faiss")
+    loaded = load_index(layout, tmp_path / "v.faiss", SMALL_PARAMS[layout], index.tuning)
+    assert len(loaded) == 599
+    _, ids = loaded.search(vectors[5:6], 20)
+    assert 5 not in ids
+
+
+def test_choose_layout_by_size():
+    assert choose_layout(10) == "flat"
+    assert choose_layout(FLAT_LIMIT - 1) == "flat"
+    assert choose_layout(FLAT_LIMIT) == "hnsw"
+    assert choose_layout(IVFPQ_LIMIT) == "ivfpq"
+    assert choose_layout(10, "ivfpq") == "ivfpq"
+
+
+def test_growth_triggers_a_rebuild_and_shrinking_does_not():
+    assert layout_outdated("flat", FLAT_LIMIT + 1) is not None
+    assert layout_outdated("hnsw", 10) is None
+    assert layout_outdated("flat", 10, "hnsw") is not None
+
+
+def test_layout_params_fit_the_collection():
+    params = layout_params("ivfpq", 1_000_000)
+    assert params["nlist"] * 39 <= 1_000_000 and params["nlist"] >= 1024
+    assert layout_params("ivfpq", 1000)["nlist"] * 39 <= 1000
+
+
+def test_hnsw_asks_for_a_rebuild_after_many_deletions():
+    vectors = unit_vectors(100)
+    index = create_index("hnsw", DIM, SMALL_PARAMS["hnsw"], vectors)
+    index.add(np.arange(1, 101), vectors)
+    index.remove(np.arange(1, 11))
+    assert isinstance(index, HNSWIndex) and index.needs_rebuild() is None
+    index.remove(np.arange(11, 31))
+    assert "hnsw slots" in index.needs_rebuild()
+
+
+# --- through the library: manifest, rebuild on open, deletes persisted ------------------------
+
+TOPICS = ["protein folding", "graph neural networks", "malaria vaccines", "galaxy formation", "soil bacteria", "quantum error correction"]
+
+
+@pytest.fixture(scope="module")
+def flat_library(tmp_path_factory) -> Path:
+    """300 short papers ingested once with the real packaged model (the flat layout, by size)."""
+    folder = tmp_path_factory.mktemp("lib") / "idx"
+    papers = [Paper(f"p{i}", f"A study of {TOPICS[i % 6]} number {i}", f"We report finding {i} on {TOPICS[i % 6]}.") for i in range(300)]
+    with open_library(Settings(show_progress=False), folder, create=True) as library:
+        ingest(library, papers)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["hnsw", "ivfpq"])
+def test_library_rebuilds_into_configured_layout_and_reloads(flat_library: Path, tmp_path: Path, name: str):
+    folder = tmp_path / "idx"
+    shutil.copytree(flat_library, folder)
+    settings = Settings(layout=name, show_progress=False)
+    with open_library(settings, folder) as library:  # configured layout differs: rebuilt on open
+        assert library.index.layout == name
+        delete(library, ["p7"])
+    manifest = Manifest.read(folder)
+    assert (manifest.layout, manifest.count) == (name, 299)
+    assert manifest.index_params == layout_params(name, 300)
+    with open_library(settings, folder) as library:  # now loaded from the file as saved
+        assert library.index.layout == name and len(library.index) == 299
+        hits = search_text(library, "malaria vaccines", k=20)
+        assert "p7" not in [h.id for h in hits]
+        assert sum("malaria" in h.title for h in hits) >= 15
+        assert similar_to_paper(library, "p8", k=5)
