@@ -7,13 +7,14 @@ Also the Semantic-Scholar-compatible recommendations endpoint and the web page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from .errors import InvalidInput
-from .exports import ExportItem, atom_feed, bibtex
+from .exports import ExportItem, atom_feed, bibtex, export_items
 from .feeds import FeedItem, collection_feed, user_feed
 from .library import Library
 from .papers import Paper
@@ -40,14 +41,9 @@ class UserIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=user_ops.MAX_NAME_CHARS)
 
 
-class UserOut(BaseModel):
-    id: int
-    name: str
-    created_at: str
-    interactions: int
-    interests: list[str]
-    collections: list[str]
-    token: str | None = Field(None, description="only in the answer to POST /users: send it as X-User-Token; it is not stored")
+@dataclass
+class UserOut(user_ops.UserSummary):
+    token: str | None = None  # only in the answer to POST /users: send it as X-User-Token; it is not stored
 
 
 class InteractionIn(BaseModel):
@@ -91,18 +87,13 @@ class Deleted(BaseModel):
     deleted: int | str
 
 
-class FeedEntry(BaseModel):
-    id: str
-    title: str
-    score: float
-    date: str | None
-    authors: str
-    url: str | None
-    snippet: str
-    categories: list[str]
-    popularity: float
-    reason: dict[str, Any] = Field(..., description='{"because": [{"paper_id", "title", "similarity"} | {"interest", "similarity"}]}')
-    interest: int = Field(..., description="which of the user's interests (clusters) the item was picked for")
+@dataclass
+class FeedEntry(Hit):
+    """A hit plus why it is in the feed: {"because": [{"paper_id", "title", "similarity"} | {"interest", "similarity"}]},
+    and which of the user's interests (clusters) it was picked for."""
+
+    reason: dict[str, Any] = field(default_factory=dict)
+    interest: int = 0
 
 
 class Feed(BaseModel):
@@ -168,16 +159,6 @@ def _collection_out(row: CollectionRow) -> CollectionOut:
     return CollectionOut(name=row.name, created_at=row.created_at, papers=row.paper_ids)
 
 
-def _papers(library: Library, ids: list[str]) -> dict[str, Paper]:
-    pks = library.store.pks_for_ids(ids)
-    stored = library.store.get_many(pks.values())
-    return {sp.paper.id: sp.paper for sp in stored.values()}
-
-
-def export_items(library: Library, hits: list[Hit], reasons: list[dict[str, Any]] | None = None) -> list[ExportItem]:
-    papers = _papers(library, [hit.id for hit in hits])
-    reasons = reasons or [{} for _ in hits]
-    return [ExportItem(papers[h.id], h.score, r) for h, r in zip(hits, reasons) if h.id in papers]
 
 
 def _bibtex_response(library: Library, hits: list[Hit]) -> Response:
@@ -229,7 +210,9 @@ def create_user(library: LibraryDep, body: UserIn) -> UserOut:
     user = user_ops.create_user(library, body.name)
     with library.lock:
         token = issue_user_token(library.store, user.id)
-    return _user_out(library, user.id).model_copy(update={"token": token})
+    out = _user_out(library, user.id)
+    out.token = token
+    return out
 
 
 @user_router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
@@ -358,8 +341,7 @@ def s2_recommendations(library: LibraryDep, body: S2RecommendRequest,
     if len(body.positivePaperIds) + len(body.negativePaperIds) > 1000:
         raise InvalidInput("at most 1000 positive and negative paper ids together")
     hits = recommend(library, body.positivePaperIds, body.negativePaperIds, k=min(limit, library.settings.max_k))
-    papers = _papers(library, [h.id for h in hits])
-    return S2Recommendations(recommendedPapers=[_s2_paper(papers[h.id]) for h in hits if h.id in papers])
+    return S2Recommendations(recommendedPapers=[_s2_paper(item.paper) for item in export_items(library, hits)])
 
 
 def add_feed_routes(app: FastAPI) -> None:

@@ -411,7 +411,7 @@ def user_feed_command(user: str, k: int, since: str | None, index: str | None, a
 @handle_errors
 def user_export_command(user: str, fmt: str, k: int, output: Path | None, index: str | None) -> None:
     """USER's feed as an Atom feed or a BibTeX file."""
-    from .exports import ExportItem, atom_feed, bibtex
+    from .exports import atom_feed, bibtex, export_items
     from .feeds import user_feed
     from .users import get_user
 
@@ -419,8 +419,7 @@ def user_export_command(user: str, fmt: str, k: int, output: Path | None, index:
         user_id = _user_id(user)
         name = get_user(library, user_id).name
         items = user_feed(library, user_id, k)
-        papers = {sp.paper.id: sp.paper for sp in library.store.get_many(library.store.pks_for_ids(i.hit.id for i in items).values()).values()}
-        exported = [ExportItem(papers[i.hit.id], i.hit.score, i.reason) for i in items if i.hit.id in papers]
+        exported = export_items(library, [i.hit for i in items], [i.reason for i in items])
         if fmt == "atom":
             link = f"{library.settings.public_url.rstrip('/')}/users/{user_id}/feed.atom"
             text = atom_feed(exported, f"paperlens feed of {name}", link, link, library.settings).decode()
@@ -445,7 +444,7 @@ def digest_command(user: str, to: str | None, k: int, output: Path | None, index
     import datetime as dt
     import smtplib
 
-    from .exports import ExportItem, digest_html, send_email
+    from .exports import digest_html, export_items, send_email
     from .feeds import user_feed
     from .users import get_user
 
@@ -453,8 +452,7 @@ def digest_command(user: str, to: str | None, k: int, output: Path | None, index
         user_id = _user_id(user)
         name = get_user(library, user_id).name
         items = user_feed(library, user_id, k)
-        papers = {sp.paper.id: sp.paper for sp in library.store.get_many(library.store.pks_for_ids(i.hit.id for i in items).values()).values()}
-        exported = [ExportItem(papers[i.hit.id], i.hit.score, i.reason) for i in items if i.hit.id in papers]
+        exported = export_items(library, [i.hit for i in items], [i.reason for i in items])
         settings = library.settings
     html = digest_html(name, exported, settings)
     today = dt.date.today().isoformat()

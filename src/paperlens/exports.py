@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
+from .library import Library
 from .papers import Paper, arxiv_base_id
+from .search import Hit
 
 TEMPLATES = Path(__file__).resolve().parent / "web" / "templates"
 
@@ -28,6 +30,14 @@ class ExportItem:
     paper: Paper
     score: float | None = None
     reason: dict[str, Any] = field(default_factory=dict)
+
+
+def export_items(library: Library, hits: list[Hit], reasons: list[dict[str, Any]] | None = None) -> list[ExportItem]:
+    """Full records for a list of hits (search, similar, feed), in order, with their reasons."""
+    stored = library.store.get_many(library.store.pks_for_ids(hit.id for hit in hits).values())
+    papers = {sp.paper.id: sp.paper for sp in stored.values()}
+    reasons = reasons or [{} for _ in hits]
+    return [ExportItem(papers[h.id], h.score, r) for h, r in zip(hits, reasons) if h.id in papers]
 
 
 def paper_link(paper: Paper, settings: Settings) -> str:
