@@ -394,13 +394,16 @@ class Store:
 
     def keyword_scores(self, match: str, pks: list[int], weights: tuple[float, float]) -> dict[int, float]:
         """BM25 scores of given papers for a MATCH expression (hybrid fusion fills in the candidates
-        that only the dense side found); papers with no matching word are absent."""
-        rows = self._select_in(
-            "SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN ({marks})",
-            (int(pk) for pk in pks),
-            (*weights, match),
+        that only the dense side found); papers with no matching word are absent.
+
+        One pass over the query's matches: ``rowid IN (...)`` next to MATCH makes FTS5 run the
+        query once per rowid, 8x slower on scifact-subset (55 ms against 7 ms for 100 candidates).
+        """
+        wanted = {int(pk) for pk in pks}
+        rows = self.conn.execute(
+            "SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ?", (*weights, match)
         )
-        return {int(pk): float(score) for pk, score in rows}
+        return {int(pk): float(score) for pk, score in rows if pk in wanted}
 
     def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
         last = 0
