@@ -69,3 +69,13 @@ def test_recommend_errors(small_library):
         recommend(small_library, ["nope"])
     with pytest.raises(InvalidInput, match="strategy"):
         recommend(small_library, ["2401.00001"], strategy="magic")
+
+
+def test_papers_deleted_under_a_running_search_drop_out(small_library):
+    """A search works on an index snapshot; a paper deleted meanwhile must vanish, not fail the request."""
+    with small_library.store.transaction():  # the store forgets the paper, the snapshot still has it
+        small_library.store.delete(["2402.00004"])
+    for mode in ("hybrid", "dense", "bm25"):
+        ids = [h.id for h in search_text(small_library, "dark matter halos in dwarf galaxies", k=6, mode=mode)]
+        assert "2402.00004" not in ids and "2402.00003" in ids, mode
+    assert "2402.00004" not in [h.id for h in recommend(small_library, ["2402.00003"], k=5)]

@@ -198,7 +198,9 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
     if not cand:
         return []
-    cand_vecs = library.store.get_vectors(cand, profile.vectors.shape[1])
+    cand, cand_vecs = library.store.candidate_vectors(cand, profile.vectors.shape[1])
+    if not cand:
+        return []
     sims = cand_vecs @ profile.vectors.T  # (C, P)
     penalty = np.zeros(len(cand), dtype=np.float32)
     if len(profile.negatives):

@@ -126,8 +126,7 @@ def recommend(
         candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, anchor, depth, filters, exclude)))
     if not candidates:
         return []
-    cand_pks = list(candidates)
-    cand_vecs = library.store.get_vectors(cand_pks, library.manifest.dim)
+    cand_pks, cand_vecs = library.store.candidate_vectors(list(candidates), library.manifest.dim)
     similarity = cand_vecs @ anchors.T
     scores = (similarity if anchor_w is None else similarity * anchor_w).max(axis=1)
     if len(neg_pks):

@@ -165,11 +165,11 @@ def hybrid_rank(library: Library, query: str, vector: np.ndarray, k: int, filter
     keyword = keyword_search(library, query, depth, filters, settings.title_weight)
     if settings.fusion == "rrf":
         return rrf([dense, keyword], settings.rrf_k)[:k]
-    pks = list(dict.fromkeys(pk for pk, _ in dense + keyword))
+    # Candidates deleted since the index snapshot found them drop out here.
+    pks, vectors = library.store.candidate_vectors(list(dict.fromkeys(pk for pk, _ in dense + keyword)), library.manifest.dim)
     # Fill in the side that did not return a candidate, so that depth decides only who competes,
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score and vice versa.
-    vectors = library.store.get_vectors(pks, library.manifest.dim) if pks else np.zeros((0, 1), np.float32)
-    dense_scores = vectors @ vector if pks else np.zeros(0, np.float32)
+    dense_scores = vectors @ vector
     known = dict(keyword)
     known.update(keyword_scores(library, query, [pk for pk in pks if pk not in known], settings.title_weight))
     keyword_array = np.array([known.get(pk, 0.0) for pk in pks], dtype=np.float32)

@@ -425,14 +425,20 @@ class Store:
         )
 
     def get_vectors(self, pks: list[int], dim: int) -> np.ndarray:
-        """Vectors in the order of pks (by-id similar reads them instead of re-encoding)."""
+        """Vectors in the order of pks (by-id similar reads them instead of re-encoding); every pk must exist."""
+        present, vectors = self.candidate_vectors(pks, dim)
+        if len(present) != len(pks):
+            raise ConcurrentChange("a paper of this request was deleted while it was being read; try again")
+        return vectors
+
+    def candidate_vectors(self, pks: list[int], dim: int) -> tuple[list[int], np.ndarray]:
+        """Vectors of search candidates, leaving out any deleted since the (snapshot) index found them."""
         by_pk = dict(self._select_in("SELECT pk, vector FROM vectors WHERE pk IN ({marks})", {int(pk) for pk in pks}))
-        out = np.zeros((len(pks), dim), dtype=np.float32)
-        for i, pk in enumerate(pks):
-            if int(pk) not in by_pk:
-                raise ConcurrentChange("a paper of this request was deleted while it was being read; try again")
-            out[i] = np.frombuffer(by_pk[int(pk)], dtype=np.float32)
-        return out
+        present = [int(pk) for pk in pks if int(pk) in by_pk]
+        out = np.zeros((len(present), dim), dtype=np.float32)
+        for i, pk in enumerate(present):
+            out[i] = np.frombuffer(by_pk[pk], dtype=np.float32)
+        return present, out
 
     def iter_vectors(self, batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (pks, vectors) in pk order, in batches: the FAISS index is rebuilt from these."""
