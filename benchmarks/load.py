@@ -5,7 +5,8 @@ check that every acknowledged paper is still there (and every acknowledged delet
     python benchmarks/load.py --url http://127.0.0.1:8000 --clients 32 --seconds 60
 
 Prints requests/s, p50/p99 latency per kind and errors. Bounded in time (--seconds) and count
-(--max-requests). Likes are not exercised: this server has no user endpoints.
+(--max-requests). Each client is a user of its own (POST /users) who likes papers of the demo
+corpus; at the end every acknowledged paper, delete and like is checked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 QUERIES = ["protein structure", "dark matter", "robot grasping", "language models", "graph neural networks",
            "reinforcement learning", "image segmentation", "speech recognition", "quantum computing", "climate"]
-MIX = (("search", 0.8), ("ingest", 0.12), ("delete", 0.08))
+MIX = (("search", 0.72), ("like", 0.08), ("ingest", 0.12), ("delete", 0.08))
 
 
 @dataclass
@@ -36,11 +37,25 @@ class Tally:
     errors: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     acknowledged: set[str] = field(default_factory=set)
     deleted: set[str] = field(default_factory=set)
+    likes: set[tuple[int, str]] = field(default_factory=set)
     requests: int = 0
 
 
+@dataclass
+class LoadUser:
+    id: int
+    headers: dict[str, str]
+
+
+async def create_user(client: httpx.AsyncClient, name: int, headers: dict[str, str]) -> LoadUser:
+    response = await client.post("/users", json={"name": f"load-{name}"}, headers=headers)
+    response.raise_for_status()
+    body = response.json()
+    return LoadUser(body["id"], {**headers, "X-User-Token": body["token"]} if body.get("token") else headers)
+
+
 async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, max_requests: int, rng: random.Random,
-                      name: int, headers: dict[str, str]) -> None:
+                      name: int, headers: dict[str, str], user: LoadUser, likeable: list[str]) -> None:
     serial = 0
     while time.monotonic() < deadline and tally.requests < max_requests:
         tally.requests += 1
@@ -52,6 +67,13 @@ async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, 
             if kind == "search":
                 response = await client.get("/search", params={"q": rng.choice(QUERIES), "k": 10})
                 ok = response.status_code == 200
+            elif kind == "like":
+                paper_id = rng.choice(likeable)
+                response = await client.post(f"/users/{user.id}/interactions", json={"paper_id": paper_id, "kind": "like"},
+                                             headers=user.headers)
+                ok = response.status_code == 201
+                if ok:
+                    tally.likes.add((user.id, paper_id))
             elif kind == "ingest":
                 serial += 1
                 paper_id = f"load-{name}-{serial}"
@@ -73,8 +95,14 @@ async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, 
         tally.latencies[kind].append(time.perf_counter() - start)
 
 
-async def verify(client: httpx.AsyncClient, tally: Tally) -> list[str]:
+async def verify(client: httpx.AsyncClient, tally: Tally, users: list[LoadUser]) -> list[str]:
     problems = []
+    for user in users:
+        response = await client.get(f"/users/{user.id}/interactions", params={"kind": "like"}, headers=user.headers)
+        stored = {item["paper_id"] for item in response.json()["interactions"]}
+        for user_id, paper_id in sorted(tally.likes):
+            if user_id == user.id and paper_id not in stored:
+                problems.append(f"like of {paper_id} by user {user_id} is missing")
     for paper_id in sorted(tally.acknowledged):
         status = (await client.get(f"/papers/{paper_id}")).status_code
         expected = 404 if paper_id in tally.deleted else 200
@@ -98,13 +126,13 @@ def report(tally: Tally, elapsed: float, problems: list[str]) -> None:
         values = tally.latencies.get(kind, [])
         print(f"{kind:8} {len(values):7d} {len(values) / elapsed:7.1f} {percentile(values, 0.5) * 1000:8.1f} "
               f"{percentile(values, 0.99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d}")
-    print("like     skipped (no user endpoints on this server)")
     for kind, messages in tally.errors.items():
         for message in messages[:3]:
             print(f"  {kind} error: {message}")
     kept = len(tally.acknowledged - tally.deleted)
     print(f"acknowledged: {len(tally.acknowledged)} ingested, {len(tally.deleted)} deleted; "
-          f"{kept} must be there: {'all there' if not problems else f'{len(problems)} PROBLEMS'}")
+          f"{len(tally.likes)} likes; {kept} papers and the likes must be there: "
+          f"{'all there' if not problems else f'{len(problems)} PROBLEMS'}")
     for problem in problems[:10]:
         print("  " + problem)
 
@@ -114,12 +142,14 @@ async def run(url: str, clients: int, seconds: float, max_requests: int, api_key
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await client.get("/search", params={"q": "warm up", "k": 1})
+        warm = await client.get("/search", params={"q": "language models", "k": 50})
+        likeable = [hit["id"] for hit in warm.json()["results"]]  # papers of the corpus, never deleted here
+        users = [await create_user(client, i, headers) for i in range(clients)]
         start = time.monotonic()
-        await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers)
-                               for i in range(clients)))
+        await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers,
+                                           users[i], likeable) for i in range(clients)))
         elapsed = time.monotonic() - start
-        problems = await verify(client, tally)
+        problems = await verify(client, tally, users)
     report(tally, elapsed, problems)
     return 1 if problems or any(tally.errors.values()) else 0
 
