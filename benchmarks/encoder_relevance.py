@@ -22,7 +22,7 @@ import numpy as np
 from paperlens.embed import EncoderSpec, load_encoder
 from paperlens.papers import read_papers
 
-DATA = Path("/work/shared/data/scifact-subset")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"
 
 
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
