@@ -41,7 +41,7 @@ from paperlens.index import SearchTuning, choose_layout, create_index, layout_pa
 from paperlens.library import ingest, open_library
 from paperlens.papers import Paper, read_papers
 
-DATA = Path(os.environ.get("PAPERLENS_BENCH_DATA", "/work/shared/data/scifact-subset"))
+DATA = Path(os.environ.get("PAPERLENS_BENCH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"))
 
 
 @dataclass
