@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from _common import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -111,21 +112,14 @@ async def verify(client: httpx.AsyncClient, tally: Tally, users: list[LoadUser])
     return problems
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def report(tally: Tally, elapsed: float, problems: list[str]) -> None:
     total = sum(len(v) for v in tally.latencies.values())
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.1f} requests/s")
     print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for kind, _ in MIX:
         values = tally.latencies.get(kind, [])
-        print(f"{kind:8} {len(values):7d} {len(values) / elapsed:7.1f} {percentile(values, 0.5) * 1000:8.1f} "
-              f"{percentile(values, 0.99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d}")
+        print(f"{kind:8} {len(values):7d} {len(values) / elapsed:7.1f} {percentile(values, 50) * 1000:8.1f} "
+              f"{percentile(values, 99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d}")
     for kind, messages in tally.errors.items():
         for message in messages[:3]:
             print(f"  {kind} error: {message}")

@@ -1,4 +1,3 @@
-import os
 import shutil
 
 import numpy as np
@@ -8,7 +7,7 @@ from conftest import topic_papers
 from paperlens.config import Settings
 from paperlens.embed import packaged_model_path
 from paperlens.errors import IndexMismatch, IndexNotFound, NothingToIngest
-from paperlens.library import INDEX_FILE, MANIFEST_FILE, Manifest, delete, ingest, open_library
+from paperlens.library import INDEX_FILE, Manifest, delete, ingest, open_library
 from paperlens.papers import Paper
 from paperlens.search import search_text, similar_to_paper
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from .errors import InvalidInput
-from .exports import ExportItem, atom_feed, bibtex, export_items
+from .exports import atom_feed, bibtex, export_items
 from .feeds import FeedItem, collection_feed, user_feed
 from .library import Library
 from .papers import Paper
