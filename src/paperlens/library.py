@@ -312,12 +312,15 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
     papers = list({paper.id: paper for paper in papers}.values())
     report = IngestReport()
     hashes = [text_hash(paper.text) for paper in papers]
+    # Encode before taking the writer lock, the slow part: searches never wait for it and another
+    # writer can commit meanwhile. A vector depends only on the text, so it stays valid; what to
+    # store is decided again under the lock. A model failure leaves nothing half-written.
+    encoded = _encode(library, papers, _changed(library, papers, hashes), {}, show_progress)
     with library.lock:
-        known = library.store.text_hashes([p.id for p in papers])
-        to_encode = [i for i, (p, h) in enumerate(zip(papers, hashes)) if known.get(p.id) != h]
-        # Encode before touching the store: a model failure then leaves nothing half-written.
+        to_encode = _changed(library, papers, hashes)
+        encoded = _encode(library, papers, to_encode, encoded)
+        vectors = np.stack([encoded[i] for i in to_encode]) if to_encode else None
         encoder = library.encoder if to_encode else None
-        vectors = encoder.encode([papers[i].text for i in to_encode], show_progress=show_progress) if encoder else None
         new_manifest = library.manifest is None
         if new_manifest:
             enc = encoder or library.encoder
@@ -346,6 +349,22 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
     for outcome in outcomes:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
     return report
+
+
+def _changed(library: Library, papers: list[Paper], hashes: list[str]) -> list[int]:
+    """Positions of the papers whose text differs from the stored one (or that are new)."""
+    known = library.store.text_hashes([p.id for p in papers])
+    return [i for i, (paper, text) in enumerate(zip(papers, hashes)) if known.get(paper.id) != text]
+
+
+def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: dict[int, np.ndarray],
+            show_progress: bool = False) -> dict[int, np.ndarray]:
+    """Vectors by paper position for ``wanted``, encoding only those ``encoded`` lacks."""
+    missing = [i for i in wanted if i not in encoded]
+    if not missing:
+        return encoded
+    vectors = library.encoder.encode([papers[i].text for i in missing], show_progress=show_progress)
+    return {**encoded, **dict(zip(missing, vectors))}
 
 
 def _new_index(library: Library, vectors: np.ndarray | None) -> VectorIndex:
