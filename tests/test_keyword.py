@@ -74,6 +74,23 @@ def test_filters_apply_to_bm25(library: Library):
     assert ids(hits) == ["galaxies"]
 
 
+def test_filters_apply_to_both_sides_of_hybrid(library: Library):
+    hits = search_text(library, "cardiac zebrafish galaxies", k=3, mode="hybrid", filters=make_filters(categories=["astro-ph"]))
+    assert ids(hits) == ["galaxies"]
+    assert search_text(library, QUERY, k=3, mode="hybrid", filters=make_filters(since="2030-01-01")) == []
+
+
+def test_hybrid_scores_every_candidate_on_both_sides(library: Library):
+    """The fused score is the convex combination of each side's max-normalised exact score."""
+    dense = {h.id: h.score for h in search_text(library, QUERY, k=3, mode="dense")}
+    bm25 = {h.id: h.score for h in search_text(library, QUERY, k=3, mode="bm25")}
+    assert set(bm25) == {"society"}  # only one paper has the words: the others must get BM25 0, not vanish
+    top_dense, top_bm25 = max(dense.values()), max(bm25.values())
+    for hit in search_text(library, QUERY, k=3, mode="hybrid"):
+        expected = 0.5 * dense[hit.id] / top_dense + 0.5 * bm25.get(hit.id, 0.0) / top_bm25
+        assert hit.score == pytest.approx(expected, abs=1e-4)
+
+
 def test_keyword_side_follows_deletes(library: Library, settings: Settings):
     delete(library, ["galaxies"])
     assert keyword_search(library, "galaxies", 5) == []

@@ -322,7 +322,10 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, index:
         library.encoder  # fail here, with a message, if the model cannot load
     click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs); "
                f"{exposure}", err=True)
-    uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning")
+    # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
+    # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
+    # closed got a read error under the paced load benchmark.
+    uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 # --- users, feeds and digests --------------------------------------------------------------------
