@@ -1,8 +1,11 @@
 """Speed and scale of paperlens on this machine: prints tables of medians over repeated runs.
 
-    PYTHONPATH=src python benchmarks/speed.py [--sizes 10000,100000] [--full] [--sweep]
+    PYTHONPATH=src python benchmarks/speed.py [--sizes 10000,100000] [--full] [--sweep N] [--http]
 
-1. Ingest rate: real abstracts (scifact-subset) through ``library.ingest`` per encoder backend.
+1. Ingest rate and free-text query latency in process: real abstracts and claims
+   (scifact-subset) through ``library.ingest`` and ``search_text`` per encoder backend, and
+   txtai (same model, texts and queries) as the column to beat, when it is installed.
+   With --http, the whole ``paperlens ingest`` command and the HTTP API (api_latency.py).
 2. Index layouts at 10k, 100k (and 1M with --full): RAM per paper, recall@10 against exact
    search, single-query latency p50/p99 inside FAISS.
 
@@ -19,6 +22,7 @@ engines) can be added by another function with the same shape.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -36,10 +40,11 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from paperlens.config import Settings  # noqa: E402
-from paperlens.embed import EncoderSpec, load_encoder
+from paperlens.embed import EncoderSpec, load_encoder, packaged_model_path  # noqa: E402
 from paperlens.index import SearchTuning, choose_layout, create_index, layout_params, training_sample
 from paperlens.library import ingest, open_library
-from paperlens.papers import Paper, read_papers
+from paperlens.papers import Paper, read_papers  # noqa: E402
+from paperlens.search import search_text  # noqa: E402
 
 DATA = Path(os.environ.get("PAPERLENS_BENCH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"))
 
@@ -59,10 +64,11 @@ class LayoutRow:
 
 @dataclass
 class IngestRow:
-    backend: str
+    engine: str
     papers: int
     papers_per_s: float
-    query_ms: float
+    dense_query_ms: float  # p50 of a whole free-text query (encode + search), in process
+    hybrid_query_ms: float | None = None
 
 
 def machine_header(argv: list[str]) -> str:
@@ -78,11 +84,16 @@ def machine_header(argv: list[str]) -> str:
 
 # --- ingest ---------------------------------------------------------------------------------
 
-def bench_ingest(backend: str, papers: list[Paper], repeats: int) -> IngestRow:
-    """Papers/s through the real ingest path (encode + SQLite + FAISS), model load excluded."""
+def scifact_queries() -> list[str]:
+    return [json.loads(line)["text"] for line in (DATA / "queries.jsonl").open(encoding="utf-8")]
+
+
+def bench_ingest(backend: str, papers: list[Paper], queries: list[str], repeats: int) -> IngestRow:
+    """Papers/s through the real ingest path (encode + SQLite + FAISS + FTS5), model load excluded;
+    then the p50 of whole free-text queries on what was ingested."""
     settings = Settings(backend=backend, show_progress=False)
     load_encoder(EncoderSpec("default", backend=backend)).encode(["warm up"])
-    rates, queries = [], []
+    rates, dense, hybrid = [], [], []
     for _ in range(repeats):
         folder = Path(tempfile.mkdtemp(prefix="paperlens-bench-"))
         try:
@@ -90,19 +101,50 @@ def bench_ingest(backend: str, papers: list[Paper], repeats: int) -> IngestRow:
                 start = time.perf_counter()
                 ingest(library, papers)
                 rates.append(len(papers) / (time.perf_counter() - start))
-                encoder = library.encoder
-                for text in ("protein folding in the endoplasmic reticulum", "vaccine efficacy in older adults"):
-                    start = time.perf_counter()
-                    encoder.encode_query(text)
-                    queries.append((time.perf_counter() - start) * 1000)
+                dense.append(_p50_ms(lambda q: search_text(library, q, 10, mode="dense"), queries))
+                hybrid.append(_p50_ms(lambda q: search_text(library, q, 10, mode="hybrid"), queries))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-    return IngestRow(backend, len(papers), statistics.median(rates), statistics.median(queries))
+    name = f"paperlens ({load_encoder(EncoderSpec('default', backend=backend)).backend})"
+    return IngestRow(name, len(papers), statistics.median(rates), statistics.median(dense), statistics.median(hybrid))
+
+
+def bench_txtai(papers: list[Paper], queries: list[str], repeats: int) -> IngestRow | None:
+    """txtai's Embeddings on the same model, texts and queries: the engine a Python user would pick instead."""
+    try:
+        from txtai import Embeddings
+    except ImportError:
+        print("# txtai is not installed (pip install txtai): its row is left out", file=sys.stderr)
+        return None
+    model = str(packaged_model_path())
+    Embeddings(path=model, backend="faiss", content=False).index([("warm", "warm up", None)])
+    rates, dense = [], []
+    for _ in range(repeats):
+        embeddings = Embeddings(path=model, backend="faiss", content=False)
+        start = time.perf_counter()
+        embeddings.index([(paper.id, paper.text, None) for paper in papers])
+        rates.append(len(papers) / (time.perf_counter() - start))
+        dense.append(_p50_ms(lambda q: embeddings.search(q, 10), queries))
+    return IngestRow("txtai (torch)", len(papers), statistics.median(rates), statistics.median(dense))
+
+
+def _p50_ms(run, queries: list[str]) -> float:
+    for query in queries[:3]:
+        run(query)
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        run(query)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
 
 
 def ingest_table(backends: list[str], count: int, repeats: int) -> list[IngestRow]:
     papers = read_papers(DATA).papers[:count]
-    return [bench_ingest(backend, papers, repeats) for backend in backends]
+    queries = scifact_queries()
+    rows = [bench_ingest(backend, papers, queries, repeats) for backend in backends]
+    txtai_row = bench_txtai(papers, queries, repeats)
+    return rows + ([txtai_row] if txtai_row else [])
 
 
 # --- synthetic collections -------------------------------------------------------------------
@@ -203,11 +245,15 @@ def _search_knobs(layout: str, tuning: SearchTuning) -> str:
     return {"hnsw": f",ef_search={tuning.ef_search}", "ivfpq": f",nprobe={tuning.nprobe}"}.get(layout, "")
 
 
-def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray) -> list[LayoutRow]:
+SWEEPS = {"hnsw": ("ef_search", (32, 64, 96, 128, 192, 256)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
+
+
+def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray, layouts: list[str]) -> list[LayoutRow]:
     """recall and latency per efSearch / nprobe, one build per layout: how the defaults were chosen."""
     truth = exact_top10(vectors, queries) + 1
     rows = []
-    for layout, knob, values in (("hnsw", "ef_search", (32, 64, 96, 128, 256)), ("ivfpq", "nprobe", (8, 16, 32, 64, 128))):
+    for layout in layouts:
+        knob, values = SWEEPS[layout]
         params = layout_params(layout, size)
         index, build_s = build(layout, vectors, params)
         file_b, ram_b = memory_per_paper(index)
@@ -230,10 +276,11 @@ def _format_layout(row: LayoutRow) -> str:
 
 
 def print_ingest(rows: list[IngestRow]) -> None:
-    print("\n## Ingest (real scifact abstracts, library.ingest, median)\n")
-    print("| backend | papers | papers/s | query encode ms |\n|---|---|---|---|")
+    print("\n## Ingest and free-text query, in process (real scifact abstracts and claims, medians)\n")
+    print("| engine | papers | papers/s | dense query p50 ms | hybrid query p50 ms |\n|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row.backend} | {row.papers} | {row.papers_per_s:.1f} | {row.query_ms:.1f} |")
+        hybrid = f"{row.hybrid_query_ms:.1f}" if row.hybrid_query_ms is not None else "n/a"
+        print(f"| {row.engine} | {row.papers} | {row.papers_per_s:.1f} | {row.dense_query_ms:.1f} | {hybrid} |")
 
 
 def print_layouts(title: str, rows: list[LayoutRow]) -> None:
@@ -248,18 +295,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sizes", default="10000,100000", help="collection sizes for the layout table")
     parser.add_argument("--full", action="store_true", help="add 1,000,000 papers (long on 2 cores: HNSW build and IVF-PQ training)")
     parser.add_argument("--sweep", type=int, default=0, metavar="N", help="also sweep efSearch/nprobe at N papers")
-    parser.add_argument("--backends", default="torch,onnx-int8")
+    parser.add_argument("--backends", default="onnx-int8,torch")
     parser.add_argument("--ingest-papers", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--layouts", default="flat,hnsw,ivfpq")
+    parser.add_argument("--sweep-layouts", default="hnsw,ivfpq", help="layouts whose search knob --sweep varies")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--http", action="store_true", help="also time the whole ingest command and the HTTP API on scifact-subset")
     parser.add_argument("--parents", type=int, default=600, help="real abstracts the synthetic vectors are mixed from")
     args = parser.parse_args(argv[1:])
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     print(machine_header(argv))
     if not args.skip_ingest:
         print_ingest(ingest_table(args.backends.split(","), args.ingest_papers, args.repeats))
+    if args.http:
+        from api_latency import measure, print_figures
+
+        print("\n## Through the CLI and HTTP (scifact-subset, whole `paperlens ingest`, then `paperlens serve`)\n")
+        print_figures(measure(DATA))
     base = real_embeddings(args.parents)
     queries = synthetic(base, args.queries, seed=1)
     sizes = [int(s) for s in args.sizes.split(",") if s] + ([1_000_000] if args.full else [])
@@ -270,7 +324,8 @@ def main(argv: list[str]) -> None:
         rows += layout_rows(size, vectors, queries, SearchTuning(tuning.ef_search, tuning.nprobe, "cpu"), args.layouts.split(","))
     print_layouts(f"Layouts (synthetic from scifact embeddings; auto picks {', '.join(f'{choose_layout(s)} at {s:,}' for s in sizes)})", rows)
     if args.sweep:
-        print_layouts(f"Sweep at {args.sweep:,} papers", sweep_rows(args.sweep, synthetic(base, args.sweep, seed=0), queries))
+        sweep = sweep_rows(args.sweep, synthetic(base, args.sweep, seed=0), queries, args.sweep_layouts.split(","))
+        print_layouts(f"Sweep at {args.sweep:,} papers", sweep)
 
 
 if __name__ == "__main__":

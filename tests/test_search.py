@@ -1,6 +1,9 @@
 import pytest
 
+from conftest import topic_papers
 from paperlens.errors import InvalidInput, PaperNotFound
+from paperlens.library import ingest
+from paperlens.papers import Paper
 from paperlens.recommend import Example, recommend
 from paperlens.search import make_filters, search_text, similar_to_paper, similar_to_text
 
@@ -79,3 +82,13 @@ def test_papers_deleted_under_a_running_search_drop_out(small_library):
         ids = [h.id for h in search_text(small_library, "dark matter halos in dwarf galaxies", k=6, mode=mode)]
         assert "2402.00004" not in ids and "2402.00003" in ids, mode
     assert "2402.00004" not in [h.id for h in recommend(small_library, ["2402.00003"], k=5)]
+
+
+def test_similar_leaves_out_copies_of_the_paper_under_other_ids(small_library):
+    original = topic_papers()[0]
+    ingest(small_library, [Paper(id="copy-of-2401.00001", title=original.title, abstract=original.abstract)])
+    hits = [h.id for h in similar_to_paper(small_library, "2401.00001", k=5)]
+    assert "2401.00001" not in hits and "copy-of-2401.00001" not in hits
+    assert hits[0] == "2401.00002"  # the other protein paper is still the nearest neighbour
+    with pytest.raises(PaperNotFound):
+        similar_to_paper(small_library, "no-such-paper")

@@ -225,11 +225,12 @@ def search_text(library: Library, query: str, k: int = 10, filters: Filters | No
 def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
     """Neighbours of a stored paper, from its stored vector; the paper and its duplicates left out."""
     check_k(library, k)
-    stored = library.store.get(paper_id)
-    if stored is None:
+    found = library.store.paper_and_copies(paper_id)
+    if found is None:
         raise PaperNotFound(paper_id)
-    vector = library.store.get_vectors([stored.pk], library.manifest.dim)
-    exclude = {stored.pk, *library.store.pks_with_same_text(stored.pk)}
+    pk, copies = found
+    vector = library.store.get_vectors([pk], library.manifest.dim)
+    exclude = {pk, *copies}
     return to_hits(library, rank_by_vector(library, vector, k, filters, exclude))
 
 

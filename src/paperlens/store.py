@@ -356,12 +356,15 @@ class Store:
     def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
         return {row[0]: row[1] for row in self._select_in("SELECT id, pk FROM papers WHERE id IN ({marks})", ids)}
 
-    def pks_with_same_text(self, pk: int) -> list[int]:
-        """Other records of the same text (a paper ingested under two ids), left out of its neighbours."""
+    def paper_and_copies(self, paper_id: str) -> tuple[int, list[int]] | None:
+        """The paper's pk and the pks of other records of the same text (a paper ingested under two
+        ids), which by-id similar leaves out; one indexed query, None for an unknown id."""
         rows = self.conn.execute(
-            "SELECT b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.pk = ? AND b.pk != ?", (pk, pk)
-        )
-        return [row[0] for row in rows]
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.id = ?", (paper_id,)
+        ).fetchall()
+        if not rows:
+            return None
+        return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
 
     def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         return {row[0]: row[1] for row in self._select_in("SELECT id, text_hash FROM papers WHERE id IN ({marks})", ids)}
