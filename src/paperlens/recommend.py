@@ -121,9 +121,9 @@ def recommend(
         anchors, anchor_w = pos_vecs, pos_w / pos_w.max()
     # Candidates: the overall centroid's neighbours plus each anchor's own.
     depth = min(k + len(exclude), library.settings.max_k)
-    candidates: dict[int, None] = dict.fromkeys(pk for pk, _ in rank_by_vector(library, centroid, depth, filters, exclude))
+    candidates: dict[int, None] = dict.fromkeys(pk for pk, _ in rank_by_vector(library, centroid, depth, filters, exclude, exact=False))
     for anchor in anchors[:50]:
-        candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, anchor, depth, filters, exclude)))
+        candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, anchor, depth, filters, exclude, exact=False)))
     if not candidates:
         return []
     cand_pks, cand_vecs = library.store.candidate_vectors(list(candidates), library.manifest.dim)

@@ -94,12 +94,19 @@ def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
     return library.store.filter_pks(filters) if filters is not None and filters.active() else None
 
 
+# Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored
+# with the float32 vectors kept in the store: quantised distances misorder near neighbours
+# (see RERANK_NOTE in README's Performance section for the measurement).
+RERANK_DEPTH = 40
+
+
 def rank_by_vector(
     library: Library, vectors: np.ndarray, k: int, filters: Filters | None = None, exclude: set[int] = frozenset(),
-    allowed: np.ndarray | None = None,
+    allowed: np.ndarray | None = None, exact: bool = True,
 ) -> list[tuple[int, float]]:
     """(pk, score) of the top k for one query vector, filters (or ``allowed`` pks) applied inside FAISS,
-    ``exclude`` left out."""
+    ``exclude`` left out. With ``exact`` an approximate layout's candidates are re-scored with the
+    stored vectors; callers that re-score candidates themselves pass False."""
     if library.index is None or len(library.index) == 0:
         return []
     if allowed is None:
@@ -108,8 +115,16 @@ def rank_by_vector(
         return []
     # No lock: writers swap in a changed copy, so this search keeps a whole index to itself.
     index = library.index
-    scores, ids = index.search(np.atleast_2d(vectors), k + len(exclude), allowed)
+    query = np.atleast_2d(vectors)
+    rerank = exact and index.layout != "flat"
+    wanted = k + len(exclude)
+    scores, ids = index.search(query, max(wanted, RERANK_DEPTH) if rerank else wanted, allowed)
     ranked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0 and int(i) not in exclude]
+    if rerank and ranked:
+        # Candidates deleted since the index snapshot found them drop out here.
+        pks, stored = library.store.candidate_vectors([pk for pk, _ in ranked], library.manifest.dim)
+        exact_scores = stored @ query[0]
+        ranked = [(pks[i], float(exact_scores[i])) for i in np.argsort(-exact_scores, kind="stable")]
     return ranked[:k]
 
 
@@ -174,7 +189,7 @@ def hybrid_rank(library: Library, query: str, vector: np.ndarray, k: int, filter
     allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
-    dense = rank_by_vector(library, vector, depth, allowed=allowed)
+    dense = rank_by_vector(library, vector, depth, allowed=allowed, exact=False)
     match_pks, match_scores = keyword_matches(library, query, settings.title_weight)
     if allowed is not None:
         keep = np.isin(match_pks, allowed)
