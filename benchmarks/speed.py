@@ -258,10 +258,10 @@ def layout_rows(size: int, vectors: np.ndarray, queries: np.ndarray, tuning: Sea
 
 
 def _search_knobs(layout: str, tuning: SearchTuning) -> str:
-    return {"hnsw": f",ef_search={tuning.ef_search}", "ivfpq": f",nprobe={tuning.nprobe}"}.get(layout, "")
+    return {"hnsw": f",ef_search={tuning.ef_search or 'auto'}", "ivfpq": f",nprobe={tuning.nprobe}"}.get(layout, "")
 
 
-SWEEPS = {"hnsw": ("ef_search", (32, 64, 96, 128, 192, 256)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
+SWEEPS = {"hnsw": ("ef_search", (64, 128, 256, 512, 768)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
 
 
 def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray, layouts: list[str]) -> list[LayoutRow]:

@@ -12,7 +12,7 @@ from paperlens.config import Settings
 from paperlens.index import (
     FLAT_LIMIT, IVFPQ_LIMIT, LAYOUTS, SearchTuning, choose_layout, create_index, layout_outdated, layout_params, load_index,
 )
-from paperlens.index.hnsw import HNSWIndex
+from paperlens.index.hnsw import HNSWIndex, auto_ef_search
 from paperlens.library import Manifest, delete, ingest, open_library
 from paperlens.papers import Paper
 from paperlens.search import search_text, similar_to_paper
@@ -134,3 +134,15 @@ def test_library_rebuilds_into_configured_layout_and_reloads(flat_library: Path,
         assert "p7" not in [h.id for h in hits]
         assert sum("malaria" in h.title for h in hits) >= 15
         assert similar_to_paper(library, "p8", k=5)
+
+
+def test_hnsw_search_breadth_grows_with_the_collection_unless_set():
+    assert auto_ef_search(1_000) == auto_ef_search(100_000) == 128
+    assert 700 <= auto_ef_search(1_000_000) <= 800
+    assert auto_ef_search(10**9) == 4096
+    vectors = np.random.default_rng(0).standard_normal((300, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = create_index("hnsw", DIM, SMALL_PARAMS["hnsw"], vectors, SearchTuning())
+    assert index.search_parameters(None).efSearch == 128
+    index.tuning = SearchTuning(ef_search=40)
+    assert index.search_parameters(None).efSearch == 40

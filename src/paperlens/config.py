@@ -23,10 +23,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(16, ge=1, le=4096, description="encode batch; 16 beats 64 on 2 CPU cores")
     max_seq_length: int | None = Field(None, ge=16, description="override the model's token limit")
     layout: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
-    # Search-time recall/speed knobs, read on every open (no rebuild needed). benchmarks/speed.py
-    # --sweep 100000: hnsw recall@10 0.935 / 0.959 / 0.980 at ef_search 96 / 128 / 256 (0.23 /
-    # 0.30 / 0.61 ms); 128 is the cheapest past 0.95. ivfpq 0.88 at 10k with nprobe 32.
-    ef_search: int = Field(128, ge=1, le=4096, description="HNSW candidates per query (hnsw layout)")
+    # Search-time recall/speed knobs, read on every open (no rebuild needed). ef_search None grows
+    # with the collection (index/hnsw.py auto_ef_search: 128 up to 100k, ~770 at 1M), for recall@10
+    # >= 0.95 after re-ranking on benchmarks/speed.py's synthetic sets. ivfpq 0.88 at 10k, nprobe 32.
+    ef_search: int | None = Field(None, ge=1, le=4096, description="HNSW candidates per query (hnsw layout); None: by size")
     nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
     # 'auto': torch on a GPU, onnx-int8 on a CPU (0.3 nDCG@10 points for 3.3x faster queries, see embed.py).
     backend: Literal["auto", "torch", "onnx-int8"] = Field("auto", description="encoder runtime; onnx-int8 is CPU only")

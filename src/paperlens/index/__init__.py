@@ -58,8 +58,9 @@ def choose_layout(expected_count: int, configured: str = "auto") -> str:
 def layout_params(layout: str, count: int) -> dict[str, Any]:
     """Build-time parameters for a layout at this size; they are recorded in the manifest."""
     if layout == "hnsw":
-        # M=32 + SQ8: 664 bytes a paper on disk; recall@10 0.998 at 10k and 0.959 at 100k with
-        # efSearch 128 (benchmarks/speed.py, synthetic vectors). M and efConstruction not yet swept.
+        # M=32 + SQ8: 664 bytes a paper on disk; recall@10 0.998 at 10k, 0.959 at 100k (efSearch
+        # 128) and 0.959 at 1M after re-ranking (efSearch 768; hnsw.auto_ef_search), synthetic
+        # vectors in benchmarks/speed.py. M not yet swept.
         return {"m": 32, "ef_construction": 80, "sq8": True}
     if layout == "ivfpq":
         # ~4*sqrt(n) lists as usual, a power of two, with at least 39 training points per list.

@@ -58,7 +58,7 @@ def fsync_dir(folder: Path) -> None:
 class SearchTuning:
     """Search-time knobs, from Settings: more means better recall and slower queries."""
 
-    ef_search: int = 128
+    ef_search: int | None = None  # None: chosen by the collection's size (hnsw.auto_ef_search)
     nprobe: int = 32
     device: str = "auto"  # 'auto' searches on a GPU when the installed faiss has one, 'cpu' never does
 
