@@ -10,9 +10,6 @@ backend change shows up per query too, which is why the table also gives the vec
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,39 +17,24 @@ from pathlib import Path
 import numpy as np
 
 from paperlens.embed import EncoderSpec, load_encoder
-from paperlens.papers import read_papers
+from paperlens.evaluate import load_beir, score_run
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"
 
 
-def load_qrels(path: Path) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path) as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return qrels
-
-
-def ndcg_at_10(ranked: list[str], relevant: dict[str, int]) -> float:
-    dcg = sum(relevant.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranked[:10]))
-    ideal = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(sorted(relevant.values(), reverse=True)[:10]))
-    return dcg / ideal if ideal else 0.0
-
-
 def evaluate(backend: str, max_len: int, data: Path) -> tuple[float, float, np.ndarray]:
-    papers = read_papers(data).papers
-    queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in open(data / "queries.jsonl")}
-    qrels = load_qrels(data / "qrels" / "test.tsv")
+    """Dense nDCG@10 (ranx, as ``paperlens eval``), abstracts/s of the document encode, and the vectors."""
+    beir = load_beir(data)
     encoder = load_encoder(EncoderSpec("default", backend=backend, max_seq_length=max_len))
     start = time.perf_counter()
-    docs = encoder.encode([p.text for p in papers])
-    rate = len(papers) / (time.perf_counter() - start)
-    ids = [p.id for p in papers]
-    scores = []
-    for qid, relevant in qrels.items():
-        order = np.argsort(-(docs @ encoder.encode_query(queries[qid])))[:10]
-        scores.append(ndcg_at_10([ids[i] for i in order], relevant))
-    return float(np.mean(scores)), rate, docs
+    docs = encoder.encode([p.text for p in beir.papers])
+    rate = len(beir.papers) / (time.perf_counter() - start)
+    ids = [p.id for p in beir.papers]
+    run = {}
+    for qid, text in beir.queries.items():
+        order = np.argsort(-(docs @ encoder.encode_query(text)))[:100]
+        run[qid] = {ids[i]: float(100 - rank) for rank, i in enumerate(order)}
+    return score_run(beir.qrels, run)["ndcg@10"], rate, docs
 
 
 def main(argv: list[str]) -> None:
@@ -61,14 +43,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lengths", default="256,128")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv[1:])
-    print(f"# command: python {' '.join(argv)}\n\n| backend | max_seq_length | nDCG@10 (dense) | abstracts/s | cosine to torch-256 (min) |\n|---|---|---|---|---|")
+    rows = [(backend, int(length)) for length in args.lengths.split(",") for backend in args.backends.split(",")]
+    print(f"# command: python {' '.join(argv)}\n\n| backend | max_seq_length | nDCG@10 (dense) | abstracts/s | "
+          f"cosine to {rows[0][0]}-{rows[0][1]} (min) |\n|---|---|---|---|---|")
     reference = None
-    for length in (int(x) for x in args.lengths.split(",")):
-        for backend in args.backends.split(","):
-            score, rate, docs = evaluate(backend, length, args.data)
-            reference = docs if reference is None else reference
-            cosine = float((docs * reference).sum(axis=1).min())
-            print(f"| {backend} | {length} | {score:.4f} | {rate:.1f} | {cosine:.4f} |", flush=True)
+    for backend, length in rows:
+        score, rate, docs = evaluate(backend, length, args.data)
+        reference = docs if reference is None else reference  # the first row's vectors
+        cosine = float((docs * reference).sum(axis=1).min())
+        print(f"| {backend} | {length} | {score:.4f} | {rate:.1f} | {cosine:.4f} |", flush=True)
 
 
 if __name__ == "__main__":
