@@ -139,8 +139,8 @@ class Encoder:
             folder = ensure_exported(resolve_model(spec.model), lambda path: load_sentence_transformer(path, "cpu"))
         except PaperlensError:
             raise
-        except Exception as exc:  # export or quantisation failed: say which model, keep the cause
-            raise PaperlensError(f"cannot export model {spec.model!r} to ONNX: {exc.__class__.__name__}: {str(exc)[:300]}") from exc
+        except Exception as exc:  # export or quantisation failed: 'auto' then falls back to torch
+            raise UnsupportedModel(f"cannot export model {spec.model!r} to ONNX: {exc.__class__.__name__}: {str(exc)[:300]}") from exc
         self.onnx = OnnxInt8Encoder(folder, threads=spec.threads, max_seq_length=spec.max_seq_length)
         self.dim = self.onnx.dim
 

@@ -26,9 +26,9 @@ BATCH_THREADS = faiss.omp_get_max_threads()
 def use_threads_for(queries: int) -> None:
     """One OpenMP thread for a single query, all of them for a batch (per calling thread in OpenMP).
 
-    Measured through HTTP on 2 cores: a team of OpenMP threads per single-query search made by-id
-    similar 3.9 ms at p50 and /health 0.95 ms (idle team threads compete for the cores); with one
-    thread they took 1.7 ms and 0.6 ms. Concurrent requests already use the cores in parallel.
+    FAISS splits a search across queries, so a team for one query only adds start-up and idle
+    threads competing for the cores with concurrent requests (on 2 cores, forcing one thread cut
+    by-id similar through HTTP from ~3.5 to ~2 ms in one run; runs are noisy).
     """
     faiss.omp_set_num_threads(1 if queries == 1 else BATCH_THREADS)
 
