@@ -35,7 +35,7 @@ SHARED = ROOT.parent / "shared"
 # (label, mode, settings overrides): the rows of --ablation.
 ABLATION: list[tuple[str, str, dict]] = [
     ("dense (MiniLM, 256-token truncation)", "dense", {}),
-    ("bm25 (FTS5, porter, stop words)", "bm25", {}),
+    ("bm25 (tantivy, Snowball stemming, stop words)", "bm25", {}),
     ("rrf k=60 depth=100", "hybrid", {"fusion": "rrf", "rrf_k": 60}),
     ("rrf k=60 depth=1000", "hybrid", {"fusion": "rrf", "rrf_k": 60, "fusion_depth": 1000}),
     ("rrf k=10 depth=1000", "hybrid", {"fusion": "rrf", "rrf_k": 10, "fusion_depth": 1000}),

@@ -90,7 +90,7 @@ def scifact_queries() -> list[str]:
 
 
 def bench_ingest(backend: str, papers: list[Paper], queries: list[str], repeats: int) -> IngestRow:
-    """Papers/s through the real ingest path (encode + SQLite + FAISS + FTS5), model load excluded;
+    """Papers/s through the real ingest path (encode + SQLite + FAISS + keyword index), model load excluded;
     then the p50 of whole free-text queries on what was ingested."""
     settings = Settings(backend=backend, show_progress=False)
     load_encoder(EncoderSpec("default", backend=backend)).encode(["warm up"])

@@ -3,7 +3,8 @@
     indexes/NAME/
       papers.sqlite   papers and their vectors (the source of truth)
       vectors.faiss   the ANN index over those vectors (a cache: rebuilt from the store if stale)
-      manifest.json   model, dimension, count, layout, format version
+      keywords/       the BM25 index over titles and abstracts (tantivy; a cache, as vectors.faiss)
+      manifest.json   model, dimension, count, layout, format version, what each cache reflects
 
 Ingest and delete go through here so that the store, the index and the manifest never disagree.
 """
@@ -25,6 +26,7 @@ from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .faults import crash_point
+from .keyword import KeywordIndex
 from .index import (
     SearchTuning, VectorIndex, choose_layout, create_index, fsync_dir, layout_outdated, layout_params, load_index,
     training_sample,
@@ -39,6 +41,7 @@ FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
 INDEX_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
+KEYWORD_DIR = "keywords"
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Manifest:
     generation: int = 0
     max_pk: int = 0
     checksum: str = ""
+    # The store write keywords/ reflects (-1: none yet, as in folders from before it existed).
+    keyword_generation: int = -1
     format_version: int = FORMAT_VERSION
     created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     updated: str = ""
@@ -99,6 +104,8 @@ class Library:
         self.manifest = manifest
         # Replaced whole by writers (copy, change, swap): a search holds on to the one it started with.
         self.index = index
+        # The BM25 side; like ``index`` it is replaced whole by writers (KeywordIndex.write).
+        self.keywords: KeywordIndex | None = None
         # One writer at a time; searches never take it.
         self.lock = threading.RLock()
         # What open_library found and repaired (an interrupted save, a stale FAISS file), for 'check'.
@@ -175,9 +182,52 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
             recovered.append(f"{MANIFEST_FILE} was missing: model and dimension recovered from the store")
     library = Library(folder, settings, store, manifest, None)
     library.recovered = recovered
+    library.keywords = _open_keywords(library)
     if manifest:
         library.index = _load_or_rebuild(library, force=any(INDEX_FILE in note for note in recovered))
     return library
+
+
+def keywords_problem(library: Library, keywords: KeywordIndex) -> str | None:
+    """Why keywords/ cannot be trusted as the store's papers, or None if it can."""
+    store_generation = library.store.generation()
+    if library.manifest is not None and library.manifest.keyword_generation != store_generation:
+        return f"{KEYWORD_DIR}/ reflects write {library.manifest.keyword_generation}, the store is at write {store_generation}"
+    if len(keywords) != library.store.count():
+        return f"{KEYWORD_DIR}/ holds {len(keywords)} papers, the store {library.store.count()}"
+    return None
+
+
+def _open_keywords(library: Library) -> KeywordIndex:
+    """The keyword index as the manifest vouches for it, or rebuilt from the store (no model needed)."""
+    path = library.folder / KEYWORD_DIR
+    try:
+        keywords = KeywordIndex.open(path) if path.exists() else None
+    except (ValueError, OSError) as exc:
+        keywords, problem = None, f"{KEYWORD_DIR}/ is unreadable ({exc})"
+    else:
+        problem = f"{KEYWORD_DIR}/ is missing" if keywords is None else None
+    if keywords is not None:
+        keywords.generation = library.store.generation()
+        problem = keywords_problem(library, keywords)
+        if problem is None:
+            return keywords
+    return rebuild_keywords(library, problem)
+
+
+def rebuild_keywords(library: Library, reason: str) -> KeywordIndex:
+    """A fresh keyword index of every stored paper, vouched for in the manifest."""
+    with library.lock:
+        if library.store.count():
+            log.warning("%s: rebuilding it from the store", reason)
+            library.recovered.append(f"rebuilt {KEYWORD_DIR}/ from the store: {reason}")
+        generation = library.store.generation()
+        keywords = KeywordIndex.recreate(library.folder / KEYWORD_DIR, library.store.iter_texts(), generation)
+        library.keywords = keywords
+        if library.manifest is not None:
+            library.manifest.keyword_generation = generation
+            library.manifest.write(library.folder)
+        return keywords
 
 
 def _remove_interrupted_saves(folder: Path) -> list[str]:
@@ -295,6 +345,8 @@ def _persist(library: Library, generation: int) -> None:
     library.manifest.generation = generation
     library.manifest.max_pk = library.store.max_vector_pk()  # the index holds exactly the stored vectors
     library.manifest.checksum = file_sha256(path)
+    if library.keywords is not None:
+        library.manifest.keyword_generation = library.keywords.generation
     library.manifest.write(library.folder)
 
 
@@ -337,6 +389,9 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
                 library.store.set_meta("model", library.manifest.model)
                 library.store.set_meta("dim", str(library.manifest.dim))
         crash_point("ingest:after-commit")
+        if to_encode:  # exactly the papers whose title or abstract changed (or that are new)
+            changed = [outcomes[i].pk for i in to_encode]
+            library.keywords.write([(outcomes[i].pk, papers[i].title, papers[i].abstract) for i in to_encode], changed, generation)
         if to_encode or library.index is None or not (library.folder / INDEX_FILE).exists():
             changed_pks = np.array([outcomes[i].pk for i in to_encode], dtype=np.int64)
             index = library.index.copy() if library.index is not None else _new_index(library, vectors)
@@ -384,6 +439,7 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
             library.store.delete(found)
             generation = library.store.bump_generation()
         crash_point("delete:after-commit")
+        library.keywords.write((), found.values(), generation)
         if library.index is not None:
             index = library.index.copy()
             index.remove(np.array(list(found.values()), dtype=np.int64))
@@ -432,6 +488,12 @@ def check_library(library: Library, repair: bool = True, quick: bool = False) ->
                 report.repaired.append(note + ": encoded")
             else:
                 report.problems.append(note)
+        problem = keywords_problem(library, library.keywords)
+        if problem and repair:
+            rebuild_keywords(library, problem)
+            report.repaired.append(f"{problem}: rebuilt {KEYWORD_DIR}/ from the store")
+        elif problem:
+            report.problems.append(problem)
         if library.manifest is not None:
             problem = _faiss_problem(library)
             if problem and repair:

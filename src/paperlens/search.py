@@ -1,6 +1,6 @@
 """Queries: free text, by stored paper, by pasted text. Knows no HTTP and no terminal.
 
-Free text has three modes: "dense" (the encoder + FAISS), "bm25" (keyword.py, SQLite FTS5) and
+Free text has three modes: "dense" (the encoder + FAISS), "bm25" (keyword.py, tantivy) and
 "hybrid" (the default), which fuses the two here, in ``fuse`` and nowhere else. Measured on
 scifact-subset (benchmarks/relevance.py --ablation, nDCG@10, 47 queries): dense 0.800, BM25
 0.789, reciprocal rank fusion 0.785 (k=60) and 0.804 (k=10, depth 1,000), convex combination
@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
-from .keyword import keyword_matches, keyword_search
+from .keyword import query_terms
 from .library import Library
 from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
 from .store import Filters
@@ -180,41 +180,37 @@ def fuse(pks: list[int], dense: np.ndarray, keyword: np.ndarray, how: str, dense
     return [(pks[i], float(fused[i])) for i in order]
 
 
+def keyword_rank(library: Library, query: str, k: int, filters: Filters | None = None, allowed: np.ndarray | None = None) -> Ranked:
+    """(pk, BM25 score) of the top k papers with a query word; empty when the query has no usable word."""
+    if allowed is None:
+        allowed = allowed_pks(library, filters)
+    return library.keywords.top(query_terms(query), k, library.settings.title_weight, allowed)
+
+
 def hybrid_rank(library: Library, query: str, vector: np.ndarray, k: int, filters: Filters | None = None) -> Ranked:
     """Candidates from both sides, each scored exactly by both sides, then fused.
 
-    The filters are resolved once and one FTS5 pass gives every BM25 score this query needs."""
+    The filters are resolved once; each side's top list comes from its own index (FAISS, tantivy),
+    and one more tantivy query scores the dense side's finds that the keyword side did not return."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
     allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
     dense = rank_by_vector(library, vector, depth, allowed=allowed, exact=False)
-    match_pks, match_scores = keyword_matches(library, query, settings.title_weight)
-    if allowed is not None:
-        keep = np.isin(match_pks, allowed)
-        match_pks, match_scores = match_pks[keep], match_scores[keep]
-    top = np.argsort(-match_scores, kind="stable")[:depth]
-    keyword = [(int(match_pks[i]), float(match_scores[i])) for i in top]
+    terms = query_terms(query)
+    keyword = library.keywords.top(terms, depth, settings.title_weight, allowed)
     if settings.fusion == "rrf":
         return rrf([dense, keyword], settings.rrf_k)[:k]
     # Candidates deleted since the index snapshot found them drop out here.
     pks, vectors = library.store.candidate_vectors(list(dict.fromkeys(pk for pk, _ in dense + keyword)), library.manifest.dim)
     # Fill in the side that did not return a candidate, so that depth decides only who competes,
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score and vice versa.
-    dense_scores = vectors @ vector
-    return fuse(pks, dense_scores.astype(np.float32), scores_of(pks, match_pks, match_scores), settings.fusion, settings.dense_weight)[:k]
-
-
-def scores_of(pks: list[int], match_pks: np.ndarray, match_scores: np.ndarray) -> np.ndarray:
-    """BM25 score of each pk among the matches, 0 for a paper without a query word."""
-    wanted = np.asarray(pks, dtype=np.int64)
-    if len(match_pks) == 0:
-        return np.zeros(len(wanted), dtype=np.float32)
-    order = np.argsort(match_pks)
-    sorted_pks, sorted_scores = match_pks[order], match_scores[order]
-    position = np.minimum(np.searchsorted(sorted_pks, wanted), len(sorted_pks) - 1)
-    return np.where(sorted_pks[position] == wanted, sorted_scores[position], 0.0).astype(np.float32)
+    bm25 = dict(keyword)
+    bm25.update(library.keywords.scores(terms, [pk for pk in pks if pk not in bm25], settings.title_weight))
+    keyword_scores = np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32)
+    dense_scores = (vectors @ vector).astype(np.float32)
+    return fuse(pks, dense_scores, keyword_scores, settings.fusion, settings.dense_weight)[:k]
 
 
 def rank_text(library: Library, query: str, k: int, filters: Filters | None = None, mode: str | None = None) -> Ranked:
@@ -223,7 +219,7 @@ def rank_text(library: Library, query: str, k: int, filters: Filters | None = No
     if library.index is None:
         return []
     if mode == "bm25":
-        return keyword_search(library, query, k, filters, library.settings.title_weight)
+        return keyword_rank(library, query, k, filters)
     vector = library.encoder.encode_query(query)
     if mode == "dense":
         return rank_by_vector(library, vector, k, filters)

@@ -119,6 +119,14 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (user_id, name) REFERENCES collections(user_id, name) ON DELETE CASCADE
     ) WITHOUT ROWID;
     """,
+    # 6: the keyword side moved to a tantivy index beside the FAISS file (keyword.py): FTS5
+    # scored every matching paper, too slow past ~100k papers.
+    """
+    DROP TRIGGER IF EXISTS papers_fts_insert;
+    DROP TRIGGER IF EXISTS papers_fts_delete;
+    DROP TRIGGER IF EXISTS papers_fts_update;
+    DROP TABLE IF EXISTS papers_fts;
+    """,
 ]
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -381,36 +389,14 @@ class Store:
         rows = self.conn.execute(f"SELECT pk FROM papers WHERE {where}", params).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
-    def keyword_search(self, match: str, k: int, weights: tuple[float, float], filters: Filters | None = None) -> list[tuple[int, float]]:
-        """(pk, BM25 score) of the best k papers for an FTS5 MATCH expression; higher is better.
-
-        FTS5's bm25() is lower-is-better, so it is negated here. ``weights`` are (title, abstract).
-        """
-        where, params = _filter_clause(filters) if filters is not None and filters.active() else ("1", [])
-        rows = self.conn.execute(
-            "SELECT papers_fts.rowid, -bm25(papers_fts, ?, ?) AS score FROM papers_fts "
-            f"JOIN papers ON papers.pk = papers_fts.rowid WHERE papers_fts MATCH ? AND {where} "
-            "ORDER BY score DESC LIMIT ?",
-            (*weights, match, *params, k),
-        ).fetchall()
-        return [(int(pk), float(score)) for pk, score in rows]
-
-    def keyword_matches(self, match: str, weights: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-        """(pks, BM25 scores) of every paper matching an FTS5 MATCH expression, in one pass.
-
-        Hybrid search takes both its keyword candidates and the BM25 scores of the dense side's
-        candidates from this one pass: ``rowid IN (...)`` next to MATCH makes FTS5 run the query
-        once per rowid (55 ms against 7 ms for 100 candidates on scifact-subset), and a second
-        ORDER BY ... LIMIT pass would read the same matches again. Plain tuples, not sqlite3.Row:
-        rows here number in the thousands.
-        """
+    def iter_texts(self, batch: int = 5000) -> Iterator[tuple[int, str, str]]:
+        """(pk, title, abstract) of every paper in pk order: what the keyword index is rebuilt from."""
         cursor = self.conn.cursor()
         cursor.row_factory = None
-        rows = cursor.execute("SELECT rowid, -bm25(papers_fts, ?, ?) FROM papers_fts WHERE papers_fts MATCH ?", (*weights, match)).fetchall()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        matches = np.array(rows, dtype=np.float64)
-        return matches[:, 0].astype(np.int64), matches[:, 1].astype(np.float32)
+        last = 0
+        while rows := cursor.execute("SELECT pk, title, abstract FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall():
+            yield from rows
+            last = rows[-1][0]
 
     def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
         last = 0

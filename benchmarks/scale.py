@@ -1,0 +1,167 @@
+"""The HTTP API on a large collection: search and by-id latency, by-id QPS and memory at N papers.
+
+    PYTHONPATH=src python benchmarks/scale.py --papers 1000000 [--index /tmp/paperlens-1m] [--requests 300]
+
+Encoding a million abstracts takes ~14 hours on 2 cores, so the collection is made, not ingested:
+paper i takes the text of a scifact-subset abstract with 20 % of its words dropped at random (so
+BM25 sees varied lengths and term counts, not exact copies), and the vector speed.py's synthetic
+sets use (two real embeddings mixed, the text's own abstract the larger share, plus noise). The
+papers and vectors go into the store, then ``open_library`` builds keywords/ and vectors.faiss
+from the store as it would after any crash: the real rebuild path, timed. The server is the real
+``paperlens serve``; queries are scifact's claims and three-word cuts of them, encoded live.
+The folder is kept (--index) so a second run measures without rebuilding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import SCIFACT, header, percentile  # noqa: E402
+from api_latency import PAPERLENS, concurrent_rate, free_port, timed_requests, wait_healthy  # noqa: E402
+from speed import real_embeddings  # noqa: E402
+
+from paperlens.config import Settings  # noqa: E402
+from paperlens.embed import model_identity, text_hash  # noqa: E402
+from paperlens.library import INDEX_FILE, KEYWORD_DIR, open_library  # noqa: E402
+from paperlens.papers import Paper, read_papers  # noqa: E402
+from paperlens.store import Store  # noqa: E402
+
+CATEGORIES = ["q-bio.GN", "q-bio.NC", "q-bio.CB", "physics.med-ph", "cs.LG", "stat.ML"]
+
+
+def make_papers(parents: list[Paper], start: int, count: int, rng: random.Random) -> tuple[list[Paper], list[int]]:
+    """Papers start..start+count and the parent abstract each one's text comes from."""
+    papers, sources = [], []
+    for i in range(start, start + count):
+        source = rng.randrange(len(parents))
+        words = [w for w in parents[source].abstract.split() if rng.random() >= 0.2]
+        papers.append(Paper(
+            f"syn-{i}", parents[source].title, " ".join(words), authors=["A. Author"],
+            date=f"{2000 + rng.randrange(26)}-{1 + rng.randrange(12):02d}-01", categories=[rng.choice(CATEGORIES)],
+            popularity=float(rng.randrange(100)),
+        ))
+        sources.append(source)
+    return papers, sources
+
+
+def fill_store(folder: Path, n: int, base: np.ndarray, parents: list[Paper], batch: int = 20_000, seed: int = 0) -> float:
+    """Write n papers and their vectors straight into a new store; seconds taken."""
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store(folder / "papers.sqlite")
+    rng, vector_rng = random.Random(seed), np.random.default_rng(seed)
+    for start in range(0, n, batch):
+        papers, sources = make_papers(parents, start, min(batch, n - start), rng)
+        share = vector_rng.uniform(0.5, 1.0, size=(len(papers), 1)).astype(np.float32)
+        vectors = share * base[sources] + (1 - share) * base[vector_rng.integers(len(base), size=len(papers))]
+        vectors += vector_rng.normal(0, 0.03, size=vectors.shape).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        with store.transaction():
+            outcomes = store.upsert_papers(papers, [text_hash(p.text) for p in papers])
+            store.put_vectors([o.pk for o in outcomes], vectors)
+        print(f"  store: {start + len(papers):,} papers", file=sys.stderr, end="\r")
+    with store.transaction():
+        store.set_meta("model", model_identity("default"))
+        store.set_meta("dim", str(base.shape[1]))
+        store.bump_generation()
+    store.close()
+    return time.perf_counter() - started
+
+
+def build(folder: Path, n: int) -> dict[str, float]:
+    """The collection at ``folder`` (made if absent), opened once so its keyword and FAISS files exist."""
+    seconds = {}
+    if not (folder / "papers.sqlite").exists():
+        parents = read_papers(SCIFACT).papers
+        base = real_embeddings(len(parents))
+        seconds["store"] = fill_store(folder, n, base, parents)
+    started = time.perf_counter()
+    library = open_library(Settings(index=folder, show_progress=False))
+    seconds["open (rebuilds keywords/ and FAISS when absent)"] = time.perf_counter() - started
+    for note in library.recovered:
+        print(f"  {note}", file=sys.stderr)
+    library.close()
+    return seconds
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def folder_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def measure(folder: Path, n: int, requests: int, clients: int, seconds: float) -> tuple[dict[str, list[float]], float, float]:
+    port = free_port()
+    server = subprocess.Popen([PAPERLENS, "serve", "--index", str(folder), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(port, server, timeout=1800)
+        claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()]
+        short = [" ".join(q.split()[:3]) for q in claims]
+        rng = random.Random(1)
+        ids = [f"syn-{rng.randrange(n)}" for _ in range(requests)]
+        search = lambda qs, mode: ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]  # noqa: E731
+        similar = [f"/papers/{quote(paper_id)}/similar?k=10" for paper_id in ids]
+        timed_requests(port, search(claims, "hybrid")[:20] + similar[:20])  # warm-up: model, pages of the files
+        latencies = {
+            "GET /search (claims, hybrid)": timed_requests(port, search(claims, "hybrid")),
+            "GET /search (3 words, hybrid)": timed_requests(port, search(short, "hybrid")),
+            "GET /search (claims, dense)": timed_requests(port, search(claims, "dense")),
+            "GET /search (claims, bm25)": timed_requests(port, search(claims, "bm25")),
+            "GET /papers/{id}/similar": timed_requests(port, similar),
+            "GET /health": timed_requests(port, ["/health"] * requests),
+        }
+        qps = concurrent_rate(port, similar, clients, seconds)
+        rss = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return latencies, qps, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=int, default=100_000)
+    parser.add_argument("--index", type=Path, default=None, help="folder of the collection, kept between runs")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    folder = args.index or Path(f"/tmp/paperlens-scale-{args.papers}")
+    build_seconds = build(folder, args.papers)
+    latencies, qps, rss = measure(folder, args.papers, args.requests, args.clients, args.seconds)
+    manifest = json.loads((folder / "manifest.json").read_text())
+
+    print(header(f"paperlens HTTP API at {args.papers:,} papers ({manifest['layout']}, {manifest['index_params']})"))
+    for step, value in build_seconds.items():
+        print(f"# build: {step}: {value:.0f} s")
+    print("\n| request | p50 ms | p99 ms | n |\n|---|---|---|---|")
+    for name, values in latencies.items():
+        print(f"| {name} | {percentile(values, 50):.2f} | {percentile(values, 99):.2f} | {len(values)} |")
+    print(f"| by-id similar, {args.clients} concurrent clients | {qps:.0f} requests/s | | |")
+    sizes = {name: folder_mb(folder / name) for name in (INDEX_FILE, KEYWORD_DIR, "papers.sqlite")}
+    print("\n| on disk / in memory | MB | bytes a paper |\n|---|---|---|")
+    for name, mb in sizes.items():
+        print(f"| {name} | {mb:,.0f} | {mb * 1e6 / args.papers:,.0f} |")
+    print(f"| server RSS after the run | {rss:,.0f} | {rss * 1.048576e6 / args.papers:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
