@@ -15,6 +15,7 @@ The folder is kept (--index) so a second run measures without rebuilding.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import random
 import subprocess
@@ -107,7 +108,30 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-def measure(folder: Path, n: int, requests: int, clients: int, seconds: float) -> tuple[dict[str, list[float]], float, float]:
+def timed_writes(port: int, count: int) -> dict[str, list[float]]:
+    """One-paper ingests, then their deletes, one at a time: what a write costs at this size."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    timings: dict[str, list[float]] = {"POST /papers (1 new paper)": [], "DELETE /papers/{id}": []}
+    for i in range(count):
+        body = json.dumps([{"id": f"bench-write-{i}", "title": f"Write probe {i}",
+                            "abstract": "A probe paper on cardiac regeneration in zebrafish, written by the scale benchmark."}])
+        start = time.perf_counter()
+        conn.request("POST", "/papers", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        timings["POST /papers (1 new paper)"].append((time.perf_counter() - start) * 1000)
+        if response.status != 201:
+            raise SystemExit(f"POST /papers answered {response.status}")
+    for i in range(count):
+        start = time.perf_counter()
+        conn.request("DELETE", f"/papers/bench-write-{i}")
+        response = conn.getresponse()
+        response.read()
+        timings["DELETE /papers/{id}"].append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, writes: int) -> tuple[dict[str, list[float]], float, float]:
     port = free_port()
     server = subprocess.Popen([PAPERLENS, "serve", "--index", str(folder), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,6 +153,7 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float) -
             "GET /health": timed_requests(port, ["/health"] * requests),
         }
         qps = concurrent_rate(port, similar, clients, seconds)
+        latencies.update(timed_writes(port, writes))
         rss = rss_mb(server.pid)
     finally:
         server.terminate()
@@ -143,10 +168,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--writes", type=int, default=10, help="one-paper ingests (then deletes) timed at the end")
     args = parser.parse_args()
     folder = args.index or Path(f"/tmp/paperlens-scale-{args.papers}")
     build_seconds = build(folder, args.papers)
-    latencies, qps, rss = measure(folder, args.papers, args.requests, args.clients, args.seconds)
+    latencies, qps, rss = measure(folder, args.papers, args.requests, args.clients, args.seconds, args.writes)
     manifest = json.loads((folder / "manifest.json").read_text())
 
     print(header(f"paperlens HTTP API at {args.papers:,} papers ({manifest['layout']}, {manifest['index_params']})"))

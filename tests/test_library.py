@@ -85,3 +85,52 @@ def test_missing_index_and_empty_ingest(tmp_path):
 def test_stored_vectors_are_unit_length(small_library):
     vectors = small_library.store.get_vectors([1, 2, 3], 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_large_index_defers_faiss_saves_and_replays_them_at_open(tmp_path):
+    """Past index_save_every_write_below, a write that changed less than index_save_share of the
+    index leaves vectors.faiss as it was; a process killed before saving loses nothing, because
+    the next open replays the logged writes from the store."""
+    settings = Settings(index_save_every_write_below=0, index_save_share=0.5, show_progress=False)
+    folder = tmp_path / "index"
+    library = open_library(settings, folder, create=True)
+    ingest(library, topic_papers())
+    saved = (folder / INDEX_FILE).read_bytes()
+    extra = Paper("2402.00001", "Ocean tides", "The moon raises ocean tides on the Earth twice a day.")
+    ingest(library, [extra])
+    delete(library, ["2401.00002"])
+    assert (folder / INDEX_FILE).read_bytes() == saved  # 2 changes < 0.5 x 6: not saved
+    assert Manifest.read(folder).generation < library.store.generation()
+    # a kill: the process ends without close()
+    library.unsaved_generation = None
+    library.close()
+
+    reopened = open_library(settings, folder)
+    assert any("by replaying 2 changed papers" in note for note in reopened.recovered)
+    assert len(reopened.index) == 6 and sorted(reopened.index.ids()) == sorted(reopened.store.vector_pks())
+    assert search_text(reopened, "the moon and ocean tides", k=1, mode="dense")[0].id == "2402.00001"
+    assert "2401.00002" not in {hit.id for hit in similar_to_paper(reopened, "2402.00001", k=10)}
+    reopened.close()
+
+    # a write logged nowhere (pks=None) cannot be replayed past: the FAISS file is rebuilt instead
+    with open_library(settings, folder) as again:
+        assert any("replaying" in note for note in again.recovered)  # a reader replays but does not save
+        ingest(again, [Paper("2402.00002", "Tidal locking", "Tidal forces lock the moon's rotation to its orbit.")])
+        with again.store.transaction():
+            again.store.bump_generation(None)
+        again.unsaved_generation = None
+    with open_library(settings, folder) as last:
+        assert any("rebuilt vectors.faiss" in note for note in last.recovered)
+        assert len(last.index) == 7
+
+
+def test_close_saves_what_was_deferred(tmp_path):
+    settings = Settings(index_save_every_write_below=0, index_save_share=0.9, show_progress=False)
+    folder = tmp_path / "index"
+    with open_library(settings, folder, create=True) as library:
+        ingest(library, topic_papers())
+        ingest(library, [Paper("2402.00001", "Ocean tides", "The moon raises ocean tides.")])
+        assert library.unsaved_generation is not None
+    with open_library(settings, folder) as reopened:
+        assert reopened.recovered == [] and len(reopened.index) == 7
+        assert Manifest.read(folder).generation == reopened.store.generation()

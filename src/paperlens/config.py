@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     # with the collection (index/hnsw.py auto_ef_search: 128 up to 100k, ~770 at 1M), for recall@10
     # >= 0.95 after re-ranking on benchmarks/speed.py's synthetic sets. ivfpq 0.88 at 10k, nprobe 32.
     ef_search: int | None = Field(None, ge=1, le=4096, description="HNSW candidates per query (hnsw layout); None: by size")
+    # Saving vectors.faiss is O(collection) (~3 s at 1M papers), so large indexes save it only once
+    # this share of their vectors changed since the last save, and at close; the store logs which
+    # papers each write changed, and opening replays the writes the file lacks (library.py).
+    index_save_share: float = Field(0.01, ge=0.0, le=1.0, description="save vectors.faiss once this share of it changed")
+    index_save_every_write_below: int = Field(50_000, ge=0, description="smaller indexes save after every write")
     nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
     # 'auto': torch on a GPU, onnx-int8 on a CPU (0.3 nDCG@10 points for 3.3x faster queries, see embed.py).
     backend: Literal["auto", "torch", "onnx-int8"] = Field("auto", description="encoder runtime; onnx-int8 is CPU only")
@@ -53,7 +58,7 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the convex fusion")
     fusion_depth: int = Field(100, ge=1, le=10_000, description="candidates taken from each side before fusing")
     rrf_k: int = Field(60, ge=1, description="constant of reciprocal rank fusion (fusion='rrf' only)")
-    title_weight: float = Field(1.0, gt=0.0, description="BM25 weight of a title word against an abstract word")
+    title_weight: float = Field(1.0, ge=1.0, description="BM25 weight of a title word; 1: as an abstract word")
 
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)

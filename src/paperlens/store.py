@@ -127,6 +127,18 @@ MIGRATIONS: list[str] = [
     DROP TRIGGER IF EXISTS papers_fts_update;
     DROP TABLE IF EXISTS papers_fts;
     """,
+    # 7: the papers each write changed, so that a FAISS file saved some writes ago is brought up
+    # to date by replaying them (library.py), instead of being saved whole after every write.
+    # meta 'changes_from': the log holds every write after that generation.
+    """
+    CREATE TABLE vector_changes (
+        generation INTEGER NOT NULL,
+        pk INTEGER NOT NULL,
+        PRIMARY KEY (generation, pk)
+    ) WITHOUT ROWID;
+    INSERT OR REPLACE INTO meta(key, value)
+        SELECT 'changes_from', COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0');
+    """,
 ]
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -283,15 +295,36 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
-    def bump_generation(self) -> int:
-        """Count one more write; call inside the write's transaction.
+    def bump_generation(self, pks: Iterable[int] | None = None) -> int:
+        """Count one more write that changed the vectors of ``pks``; call inside the write's transaction.
 
         The manifest records the generation its FAISS file reflects, so a file saved before a
         write that was killed half-way is known to be stale even when its count still matches
-        (an update replaces a vector without changing the count)."""
+        (an update replaces a vector without changing the count). ``pks`` None: the write is not
+        logged, and no older FAISS file can be replayed past it."""
         generation = self.generation() + 1
         self.set_meta("generation", str(generation))
+        if pks is None:
+            self.set_meta("changes_from", str(generation))
+        else:
+            self.conn.executemany("INSERT OR IGNORE INTO vector_changes(generation, pk) VALUES (?, ?)",
+                                  [(generation, int(pk)) for pk in pks])
         return generation
+
+    def changed_since(self, generation: int) -> np.ndarray | None:
+        """The pks whose vectors changed (added, replaced or deleted) after ``generation``; None when
+        the log does not reach back that far."""
+        if generation < int(self.get_meta("changes_from") or 0):
+            return None
+        rows = self.conn.execute("SELECT DISTINCT pk FROM vector_changes WHERE generation > ?", (generation,)).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def forget_changes(self, upto: int) -> None:
+        """Drop the log of writes up to ``upto``: a FAISS file that reflects them has been saved."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM vector_changes WHERE generation <= ?", (upto,))
+            if upto > int(self.get_meta("changes_from") or 0):
+                self.set_meta("changes_from", str(upto))
 
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
