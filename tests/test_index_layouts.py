@@ -146,3 +146,47 @@ def test_hnsw_search_breadth_grows_with_the_collection_unless_set():
     assert index.search_parameters(None).efSearch == 128
     index.tuning = SearchTuning(ef_search=40)
     assert index.search_parameters(None).efSearch == 40
+
+
+def test_layered_index_answers_from_both_parts_and_merges():
+    """The exact part answers for new vectors, tombstones hide deleted ones, merged() holds both."""
+    from paperlens.index.layered import LayeredIndex
+
+    vectors = unit_vectors(300)
+    main = create_index("hnsw", DIM, SMALL_PARAMS["hnsw"], vectors)
+    main.add(np.arange(1, 201), vectors[:200])
+    layered = LayeredIndex.over(main)
+    layered.add(np.arange(201, 301), vectors[200:])
+    layered.remove(np.array([5, 250]))
+    assert len(layered) == 298 and 5 not in layered.ids() and 250 not in layered.ids()
+    for pk in (7, 260):
+        scores, ids = layered.search(vectors[pk - 1], 3)
+        assert ids[0][0] == pk and scores[0][0] == pytest.approx(1.0, abs=0.02)
+    for pk in (5, 250):
+        assert pk not in layered.search(vectors[pk - 1], 10)[1][0]
+    batch = layered.search(vectors[[6, 259]], 4, allowed=np.array([7, 260, 261]))[1]
+    assert batch[0][0] == 7 and batch[1][0] == 260 and set(batch.ravel()) <= {7, 260, 261, -1}
+    copy = layered.copy()
+    copy.add(np.array([400]), vectors[:1])
+    assert 400 not in layered.ids() and 400 in copy.ids()
+    merged = layered.merged()
+    assert isinstance(merged, HNSWIndex) and np.array_equal(merged.ids(), layered.ids())
+
+
+def test_large_hnsw_library_writes_through_the_layered_index(tmp_path: Path):
+    settings = Settings(layout="hnsw", index_save_every_write_below=0, index_save_share=0.9, show_progress=False)
+    folder = tmp_path / "index"
+    papers = [Paper(f"p{i}", f"Paper {i} on topic {i % 7}", f"An abstract about subject number {i} and theme {i % 7}.") for i in range(40)]
+    with open_library(settings, folder, create=True) as library:
+        ingest(library, papers)
+        ingest(library, [Paper("tides", "Ocean tides", "The moon raises ocean tides on the Earth twice a day.")])
+        delete(library, ["p3"])
+        from paperlens.index.layered import LayeredIndex
+
+        assert isinstance(library.index, LayeredIndex)
+        assert search_text(library, "the moon and ocean tides", k=1, mode="dense")[0].id == "tides"
+        assert "p3" not in {hit.id for hit in similar_to_paper(library, "p4", k=40)}
+        assert np.array_equal(library.index.ids(), library.store.vector_pks())
+    with open_library(settings, folder) as reopened:  # close() merged and saved
+        assert isinstance(reopened.index, HNSWIndex) and reopened.recovered == []
+        assert np.array_equal(reopened.index.ids(), reopened.store.vector_pks())
