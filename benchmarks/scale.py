@@ -28,15 +28,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SCIFACT, header, percentile  # noqa: E402
-from api_latency import PAPERLENS, concurrent_rate, free_port, timed_requests, wait_healthy  # noqa: E402
-from speed import real_embeddings  # noqa: E402
+from _common import SCIFACT, header, percentile
+from api_latency import (
+    PAPERLENS,
+    concurrent_rate,
+    free_port,
+    timed_requests,
+    wait_healthy,
+)
+from speed import real_embeddings
 
-from paperlens.config import Settings  # noqa: E402
-from paperlens.embed import model_identity, text_hash  # noqa: E402
-from paperlens.library import INDEX_FILE, KEYWORD_DIR, open_library  # noqa: E402
-from paperlens.papers import Paper, read_papers  # noqa: E402
-from paperlens.store import Store  # noqa: E402
+from paperlens.config import Settings
+from paperlens.embed import model_identity, text_hash
+from paperlens.library import INDEX_FILE, KEYWORD_DIR, open_library
+from paperlens.papers import Paper, read_papers
+from paperlens.store import Store
 
 CATEGORIES = ["q-bio.GN", "q-bio.NC", "q-bio.CB", "physics.med-ph", "cs.LG", "stat.ML"]
 
@@ -97,9 +103,10 @@ def build(folder: Path, n: int) -> dict[str, float]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
     return float("nan")
 
 
@@ -141,7 +148,7 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
         short = [" ".join(q.split()[:3]) for q in claims]
         rng = random.Random(1)
         ids = [f"syn-{rng.randrange(n)}" for _ in range(requests)]
-        search = lambda qs, mode: ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]  # noqa: E731
+        search = lambda qs, mode: ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]
         similar = [f"/papers/{quote(paper_id)}/similar?k=10" for paper_id in ids]
         timed_requests(port, search(claims, "hybrid")[:20] + similar[:20])  # warm-up: model, pages of the files
         latencies = {

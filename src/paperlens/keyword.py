@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
-
 # Lucene's default English stop set, the one bm25s and Elasticsearch use.
 STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
@@ -99,7 +98,7 @@ class KeywordIndex:
         self._write_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> "KeywordIndex":
+    def open(cls, path: Path) -> KeywordIndex:
         """Open the folder, or create an empty index there. Raises ValueError if it is unreadable."""
         path.mkdir(parents=True, exist_ok=True)
         schema = _schema()
@@ -110,7 +109,7 @@ class KeywordIndex:
         return cls(path, index, index.schema)
 
     @classmethod
-    def recreate(cls, path: Path, rows: Iterable[Row], generation: int) -> "KeywordIndex":
+    def recreate(cls, path: Path, rows: Iterable[Row], generation: int) -> KeywordIndex:
         """A fresh index of ``rows`` in place of whatever the folder held (a stale or damaged copy)."""
         if path.exists():
             shutil.rmtree(path)

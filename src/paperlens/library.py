@@ -27,13 +27,13 @@ from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .faults import crash_point
-from .keyword import KeywordIndex
-from .index.hnsw import HNSWIndex
-from .index.layered import LayeredIndex
 from .index import (
     SearchTuning, VectorIndex, choose_layout, create_index, fsync_dir, layout_outdated, layout_params, load_index,
     training_sample,
 )
+from .index.hnsw import HNSWIndex
+from .index.layered import LayeredIndex
+from .keyword import KeywordIndex
 from .limits import check_paper_sizes
 from .papers import InvalidRecord, Paper, normalise_id
 from .store import Store

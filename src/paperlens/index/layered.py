@@ -30,7 +30,7 @@ class LayeredIndex(VectorIndex):
         self.layout = main.layout
 
     @classmethod
-    def over(cls, main: HNSWIndex) -> "LayeredIndex":
+    def over(cls, main: HNSWIndex) -> LayeredIndex:
         return cls(main, FlatIndex.create(main.dim, {}, None, main.tuning))
 
     def __len__(self) -> int:
@@ -42,7 +42,7 @@ class LayeredIndex(VectorIndex):
     def remove(self, ids: np.ndarray) -> int:
         return self.main.remove(ids) + self.recent.remove(ids)
 
-    def copy(self) -> "LayeredIndex":
+    def copy(self) -> LayeredIndex:
         return LayeredIndex(self.main, self.recent.copy())
 
     def ids(self) -> np.ndarray:
