@@ -157,6 +157,8 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
             "GET /search (claims, dense)": timed_requests(port, search(claims, "dense")),
             "GET /search (claims, bm25)": timed_requests(port, search(claims, "bm25")),
             "GET /papers/{id}/similar": timed_requests(port, similar),
+            "GET /search (claims, hybrid, since=2020: 23 %)": timed_requests(port, [p + "&since=2020" for p in search(claims, "hybrid")]),
+            "GET /search (claims, hybrid, category cs.LG: 17 %)": timed_requests(port, [p + "&category=cs.LG" for p in search(claims, "hybrid")]),
             "GET /health": timed_requests(port, ["/health"] * requests),
         }
         qps = concurrent_rate(port, similar, clients, seconds)

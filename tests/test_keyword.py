@@ -148,11 +148,11 @@ def test_api_search_mode(library: Library, settings: Settings):
 
 
 def test_wide_filters_over_fetch_and_agree_with_narrow_ones(library: Library, monkeypatch):
-    """A filter wider than MAX_FILTER_TERMS is applied to a grown top list, not inside tantivy."""
+    """A wide filter is applied to a grown top list instead of inside tantivy: same results."""
     ingest(library, [Paper(f"heart-{i}", f"Heart study {i}", "Cardiac output " * (1 + i % 4), date=f"20{10 + i}-01-01") for i in range(8)])
     filters = make_filters(since="2015-01-01")
     narrow = [(h.id, h.score) for h in search_text(library, "cardiac heart", k=3, mode="bm25", filters=filters)]
-    monkeypatch.setattr(keyword, "MAX_FILTER_TERMS", 0)
+    monkeypatch.setattr(keyword, "FILTER_SET_FACTOR", 0)
     wide = [(h.id, h.score) for h in search_text(library, "cardiac heart", k=3, mode="bm25", filters=filters)]
     assert wide == narrow and len(wide) == 3
     assert {paper_id for paper_id, _ in wide} <= {"heart-5", "heart-6", "heart-7", "zebrafish"}

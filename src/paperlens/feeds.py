@@ -175,7 +175,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     check_k(library, k)
     if library.index is None or len(library.index) == 0:
         return []
-    allowed = library.store.filter_pks(filters) if filters is not None and filters.active() else None
+    allowed = library.filter_columns().allowed(filters) if filters is not None and filters.active() else None
     if allowed is not None and len(allowed) == 0:
         return []
     if len(profile.vectors) == 0:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from .index.layered import LayeredIndex
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
 from .papers import InvalidRecord, Paper, normalise_id
-from .store import Store
+from .store import FilterColumns, Store
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ class Library:
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
         # ThreadPoolExecutor starts them on first use.
         self.workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="paperlens-query")
+        # Filterable fields as arrays (store.FilterColumns): loaded on the first filtered query,
+        # patched by every write, replaced whole (searches keep the one they started with).
+        self._filter_columns: FilterColumns | None = None
         # The write the in-memory FAISS index reflects when its file was left older (see _save).
         self.unsaved_generation: int | None = None
 
@@ -140,6 +144,20 @@ class Library:
         if self.manifest and encoder.dim != self.manifest.dim:
             raise IndexMismatch(f"model {spec.model!r} gives {encoder.dim}-d vectors but {self.folder} holds {self.manifest.dim}-d ones")
         return encoder
+
+    def filter_columns(self) -> FilterColumns:
+        columns = self._filter_columns
+        if columns is None:
+            with self.lock:  # a writer's patch must not be lost under a load that read the store before its commit
+                if self._filter_columns is None:
+                    self._filter_columns = self.store.filter_columns()
+                columns = self._filter_columns
+        return columns
+
+    def _refresh_filter_columns(self, changed: Iterable[int], removed: Iterable[int] = ()) -> None:
+        """After a write, under the writer lock: re-read these papers' fields (if the columns are loaded)."""
+        if self._filter_columns is not None:
+            self._filter_columns = self._filter_columns.patched(self.store.filter_columns(changed), removed)
 
     @property
     def tuning(self) -> SearchTuning:
@@ -443,6 +461,7 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
                 library.store.set_meta("model", library.manifest.model)
                 library.store.set_meta("dim", str(library.manifest.dim))
         crash_point("ingest:after-commit")
+        library._refresh_filter_columns(o.pk for o in outcomes if o.status != "unchanged")
         if to_encode:  # exactly the papers whose title or abstract changed (or that are new)
             changed = [outcomes[i].pk for i in to_encode]
             library.keywords.write([(outcomes[i].pk, papers[i].title, papers[i].abstract) for i in to_encode], changed, generation)
@@ -506,6 +525,7 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
             library.store.delete(found)
             generation = library.store.bump_generation(found.values())
         crash_point("delete:after-commit")
+        library._refresh_filter_columns((), found.values())
         library.keywords.write((), found.values(), generation)
         if library.index is not None:
             index = _writable(library)

@@ -92,7 +92,7 @@ def check_text(library: Library, text: str, what: str = "query") -> str:
 
 def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
     """The pks that pass the filters, None when no filter is set (everything passes)."""
-    return library.store.filter_pks(filters) if filters is not None and filters.active() else None
+    return library.filter_columns().allowed(filters) if filters is not None and filters.active() else None
 
 
 # Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored
