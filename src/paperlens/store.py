@@ -234,19 +234,33 @@ class FilterColumns:
         return self.pks[keep]
 
     def patched(self, fresh: FilterColumns, removed: Iterable[int] = ()) -> FilterColumns:
-        """These columns with ``fresh``'s papers replaced or added and ``removed`` dropped (a copy)."""
+        """These columns with ``fresh``'s papers replaced or added and ``removed`` dropped (a copy).
+
+        Positions come from binary searches in the sorted arrays, so a one-paper write costs a few
+        memcpy of the columns (~10 ms at 1M papers), not a re-sort."""
         gone = np.union1d(np.fromiter(removed, dtype=np.int64), fresh.pks)
-        keep = ~np.isin(self.pks, gone)
-        pks = np.concatenate([self.pks[keep], fresh.pks])
-        order = np.argsort(pks, kind="stable")
+        drop = _positions(self.pks, gone)
+        pks, dates, popularity = (np.delete(column, drop) for column in (self.pks, self.dates, self.popularity))
+        at = np.searchsorted(pks, fresh.pks)
         categories = {}
         for name in self.categories.keys() | fresh.categories.keys():
-            old = self.categories.get(name, np.zeros(0, dtype=np.int64))
-            merged = np.union1d(old[~np.isin(old, gone)], fresh.categories.get(name, np.zeros(0, dtype=np.int64)))
-            if len(merged):
-                categories[name] = merged
-        return FilterColumns(pks[order], np.concatenate([self.dates[keep], fresh.dates])[order],
-                             np.concatenate([self.popularity[keep], fresh.popularity])[order], categories)
+            members = self.categories.get(name, np.zeros(0, dtype=np.int64))
+            members = np.delete(members, _positions(members, gone))
+            added = fresh.categories.get(name)
+            if added is not None:
+                members = np.insert(members, np.searchsorted(members, added), added)
+            if len(members):
+                categories[name] = members
+        return FilterColumns(np.insert(pks, at, fresh.pks), np.insert(dates, at, fresh.dates),
+                             np.insert(popularity, at, fresh.popularity), categories)
+
+
+def _positions(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where the values of ``wanted`` sit in ``sorted_values`` (those present only)."""
+    if not len(sorted_values) or not len(wanted):
+        return np.zeros(0, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
+    return at[sorted_values[at] == wanted]
 
 
 def _filter_clause(filters: Filters) -> tuple[str, list]:
