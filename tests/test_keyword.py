@@ -186,3 +186,12 @@ def test_check_repairs_a_keyword_index_that_lost_papers(library: Library):
     report = check_library(library)
     assert report.ok and any("rebuilt keywords/" in note for note in report.repaired)
     assert ids(search_text(library, "dark matter", k=3, mode="bm25")) == ["galaxies"]
+
+
+def test_damaged_keyword_index_is_rebuilt(library: Library, settings: Settings):
+    folder = library.folder
+    library.close()
+    (folder / KEYWORD_DIR / "meta.json").write_text("{ not json")
+    with open_library(settings, folder) as reopened:
+        assert any("unreadable" in note for note in reopened.recovered)
+        assert ids(search_text(reopened, "dark matter", k=3, mode="bm25")) == ["galaxies"]

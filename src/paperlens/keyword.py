@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
+from .papers import paper_text
+
 # Lucene's default English stop set, the one bm25s and Elasticsearch use.
 STOP_WORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
@@ -132,8 +134,7 @@ class KeywordIndex:
                 for pk in removed:
                     writer.delete_documents_by_term("pk", int(pk))
                 for pk, title, abstract in added:
-                    text = f"{title}. {abstract}" if title and abstract else (title or abstract or "")
-                    writer.add_document(tantivy.Document(pk=int(pk), text=text, title=title or ""))
+                    writer.add_document(tantivy.Document(pk=int(pk), text=paper_text(title, abstract), title=title or ""))
                 writer.commit()
                 writer.wait_merging_threads()
             except BaseException:

@@ -234,7 +234,7 @@ def _open_keywords(library: Library) -> KeywordIndex:
     path = library.folder / KEYWORD_DIR
     try:
         keywords = KeywordIndex.open(path) if path.exists() else None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         keywords, problem = None, f"{KEYWORD_DIR}/ is unreadable ({exc})"
     else:
         problem = f"{KEYWORD_DIR}/ is missing" if keywords is None else None

@@ -28,6 +28,13 @@ _ARXIV_NEW = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5})(?:v\d+)?$", re.IGNORECASE
 _ARXIV_OLD = re.compile(r"^(?:arxiv:)?([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
 
 
+def paper_text(title: str | None, abstract: str | None) -> str:
+    """Title and abstract as one text: the encoder's input and the keyword index's "text" field."""
+    if title and abstract:
+        return f"{title}. {abstract}"
+    return title or abstract or ""
+
+
 @dataclass
 class Paper:
     id: str
@@ -44,9 +51,7 @@ class Paper:
     @property
     def text(self) -> str:
         """What the encoder and the keyword index see."""
-        if self.title and self.abstract:
-            return f"{self.title}. {self.abstract}"
-        return self.title or self.abstract
+        return paper_text(self.title, self.abstract)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
