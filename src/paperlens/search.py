@@ -181,11 +181,9 @@ def fuse(pks: list[int], dense: np.ndarray, keyword: np.ndarray, how: str, dense
     return [(pks[i], float(fused[i])) for i in order]
 
 
-def keyword_rank(library: Library, query: str, k: int, filters: Filters | None = None, allowed: np.ndarray | None = None) -> Ranked:
+def keyword_rank(library: Library, query: str, k: int, filters: Filters | None = None) -> Ranked:
     """(pk, BM25 score) of the top k papers with a query word; empty when the query has no usable word."""
-    if allowed is None:
-        allowed = allowed_pks(library, filters)
-    return library.keywords.top(query_terms(query), k, library.settings.title_weight, allowed)
+    return library.keywords.top(query_terms(query), k, library.settings.title_weight, allowed_pks(library, filters))
 
 
 def hybrid_rank(library: Library, query: str, k: int, filters: Filters | None = None) -> Ranked:
