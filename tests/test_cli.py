@@ -79,3 +79,9 @@ def test_errors_are_messages_not_tracebacks(runner, papers_file, tmp_path):
 def test_demo_corpus_ingests(runner, tmp_path):
     result = run(runner, "ingest", "--demo", "--index", tmp_path / "demo", "--quiet")
     assert result.exit_code == 0 and "53 added" in result.output
+
+
+def test_a_setting_out_of_range_is_a_message(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLENS_TITLE_WEIGHT", "0.5")
+    result = runner.invoke(main, ["info", "--index", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "PAPERLENS_TITLE_WEIGHT" in result.output and "Traceback" not in result.output

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
+from pydantic import ValidationError
 
 from .config import Settings
 from .data import DEMO_CORPUS
@@ -34,7 +35,11 @@ def _settings(index: str | None, model: str | None = None) -> Settings:
         overrides["index"] = Path(index)
     if model:
         overrides["model"] = model
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:  # a PAPERLENS_* variable out of range: name it, no traceback
+        problems = "; ".join(f"PAPERLENS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise PaperlensError(f"invalid setting: {problems}") from None
 
 
 def handle_errors(func: Callable) -> Callable:
