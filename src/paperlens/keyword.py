@@ -117,19 +117,19 @@ class KeywordIndex:
         if path.exists():
             shutil.rmtree(path)
         keywords = cls.open(path)
-        keywords.write(rows, (), generation, heap=REBUILD_HEAP)
+        keywords.write(rows, (), generation, heap=REBUILD_HEAP, threads=0)
         return keywords
 
     def __len__(self) -> int:
         return self._searcher.num_docs
 
-    def write(self, added: Iterable[Row], removed: Iterable[int], generation: int, heap: int = WRITE_HEAP) -> None:
+    def write(self, added: Iterable[Row], removed: Iterable[int], generation: int, heap: int = WRITE_HEAP, threads: int = 1) -> None:
         """One commit: ``removed`` pks deleted, then ``added`` papers (re)indexed.
 
         A writer is opened per call and closed after it: tantivy lets one writer hold a folder, and
         another process (the CLI beside a running server) must be able to take its turn."""
         with self._write_lock:
-            writer = self._index.writer(heap_size=heap, num_threads=1 if heap == WRITE_HEAP else 0)
+            writer = self._index.writer(heap_size=heap, num_threads=threads)  # 0: tantivy picks
             try:
                 for pk in removed:
                     writer.delete_documents_by_term("pk", int(pk))

@@ -207,8 +207,8 @@ def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
 class FilterColumns:
     """Every paper's filterable fields as arrays: a filter over 1M papers costs a few ms this way,
     against 0.4-1 s for SQL that returns ~200k pks (measured with benchmarks/scale.py's store).
-    Same semantics as ``_filter_clause``: a paper without a date fails any date filter; a category
-    'cs' matches 'cs' itself and, case-insensitively like SQL's LIKE, 'cs.*'."""
+    A paper without a date fails any date filter; a category 'cs' matches 'cs' itself and,
+    case-insensitively, 'cs.*' (tests/test_filters.py checks this against the SQL it replaced)."""
 
     pks: np.ndarray  # sorted int64
     dates: np.ndarray  # 'S10' ISO dates, b"" where there is none
@@ -261,29 +261,6 @@ def _positions(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     at = np.minimum(np.searchsorted(sorted_values, wanted), len(sorted_values) - 1)
     return at[sorted_values[at] == wanted]
-
-
-def _filter_clause(filters: Filters) -> tuple[str, list]:
-    """WHERE clause over ``papers`` for the filters: shared by FAISS's selector and keyword search."""
-    clauses: list[str] = []
-    params: list = []
-    if filters.since:
-        clauses.append("date >= ?")
-        params.append(filters.since)
-    if filters.until:
-        clauses.append("date <= ?")
-        params.append(filters.until)
-    if filters.min_popularity is not None:
-        clauses.append("popularity >= ?")
-        params.append(filters.min_popularity)
-    if filters.categories:
-        # 'cs' matches 'cs.CL' and 'cs.LG'; 'cs.CL' matches itself
-        ors = " OR ".join("(category = ? OR category LIKE ? ESCAPE '\\')" for _ in filters.categories)
-        clauses.append(f"pk IN (SELECT pk FROM paper_categories WHERE {ors})")
-        for category in filters.categories:
-            escaped = category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.extend([category, f"{escaped}.%"])
-    return " AND ".join(clauses) or "1", params
 
 
 class Store:
@@ -475,12 +452,6 @@ class Store:
         pks = list(self.pks_for_ids(ids).values())
         self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
         return pks
-
-    def filter_pks(self, filters: Filters) -> np.ndarray:
-        """Every pk that passes the filters, in SQL (FilterColumns is the fast path; this is its reference)."""
-        where, params = _filter_clause(filters)
-        rows = self.conn.execute(f"SELECT pk FROM papers WHERE {where}", params).fetchall()
-        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def filter_columns(self, pks: Iterable[int] | None = None) -> FilterColumns:
         """The filterable fields of every paper (``pks`` None) or of those papers."""
