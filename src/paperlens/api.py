@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
-from .api_feeds import LibraryDep, add_feed_routes
+from .api_feeds import LibraryDep, ModeQuery, add_feed_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
@@ -126,6 +126,7 @@ class FilterFields(BaseModel):
 class SimilarRequest(FilterFields):
     text: str = Field(..., min_length=1, description="an abstract (or any text) that is not in the index")
     k: int = Field(10, ge=1, le=MAX_K)
+    mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
 
 
 class WeightedId(BaseModel):
@@ -138,6 +139,7 @@ class RecommendRequest(FilterFields):
     negative: list[str | WeightedId] = Field([], description="ids the user does not want more of")
     k: int = Field(10, ge=1, le=MAX_K)
     strategy: Literal[STRATEGIES] = "grouped"  # type: ignore[valid-type]
+    mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
 
 
 # --- app ---------------------------------------------------------------------------------------
@@ -237,21 +239,22 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         filters: FiltersDep,
         q: Annotated[str, Query(min_length=1, description="free text")],
         k: KQuery = 10,
-        mode: Annotated[Mode | None, Query(description="dense, bm25 or hybrid [default: hybrid, or PAPERLENS_SEARCH_MODE]")] = None,
+        mode: ModeQuery = None,
     ) -> Response:
         return _results(search_text(library, q, k, filters, mode=mode))
 
     @app.get("/papers/{paper_id:path}/similar", response_model=Results)
-    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10) -> Response:
-        return _results(similar_to_paper(library, paper_id, k, filters))
+    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None) -> Response:
+        return _results(similar_to_paper(library, paper_id, k, filters, mode))
 
     @app.post("/similar", response_model=Results)
     def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
-        return _results(similar_to_text(library, body.text, body.k, body.filters()))
+        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode))
 
     @app.post("/recommend", response_model=Results)
     def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Response:
-        hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy)
+        hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy,
+                         mode=body.mode)
         return _results(hits)
 
     # Users, feeds, collections, exports and the web page (api_feeds.py); before the catch-all below.

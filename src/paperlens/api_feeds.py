@@ -19,7 +19,7 @@ from .feeds import FeedItem, collection_feed, user_feed
 from .library import Library
 from .papers import Paper
 from .recommend import recommend
-from .search import Filters, Hit, make_filters, search_text, similar_to_paper
+from .search import Filters, Hit, Mode, make_filters, search_text, similar_to_paper
 from .security import issue_user_token, require_api_key, require_user
 from .store import CollectionRow, InteractionRow
 from . import users as user_ops
@@ -135,6 +135,7 @@ async def get_library(request: Request) -> Library:
 
 LibraryDep = Annotated[Library, Depends(get_library)]
 KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+ModeQuery = Annotated[Mode | None, Query(description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")]
 Format = Literal["json", "bibtex", "atom"]
 
 
@@ -240,20 +241,22 @@ def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
 
 @user_router.get("/users/{user_id}/feed", tags=["feeds"], response_model=Feed, responses=FEED_DOC)
 def get_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
-             format: Format = "json") -> Feed | Response:
+             format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
     """Ranked for the user; ``format=bibtex`` or ``atom`` for the same list in those formats."""
-    items = user_feed(library, user_id, k, filters)
+    items = user_feed(library, user_id, k, filters, mode)
     return _feed_response(library, request, user_id, items, format, f"paperlens feed of {user_ops.get_user(library, user_id).name}")
 
 
 @user_router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response, responses=ATOM_DOC)
-def get_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 20) -> Response:
-    return get_feed(library, request, filters, user_id, k, "atom")
+def get_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 20,
+                  mode: ModeQuery = None) -> Response:
+    return get_feed(library, request, filters, user_id, k, "atom", mode)
 
 
 @user_router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response, responses=BIBTEX_DOC)
-def get_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10) -> Response:
-    return get_feed(library, request, filters, user_id, k, "bibtex")
+def get_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
+                 mode: ModeQuery = None) -> Response:
+    return get_feed(library, request, filters, user_id, k, "bibtex", mode)
 
 
 @user_router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
@@ -292,21 +295,21 @@ def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_
 
 @user_router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=Feed, responses=FEED_DOC)
 def get_collection_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
-                        k: KQuery = 10, format: Format = "json") -> Feed | Response:
-    items = collection_feed(library, user_id, name, k, filters)
+                        k: KQuery = 10, format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
+    items = collection_feed(library, user_id, name, k, filters, mode)
     return _feed_response(library, request, user_id, items, format, f"paperlens: more like the collection {name}")
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response, responses=ATOM_DOC)
 def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
-                             k: KQuery = 20) -> Response:
-    return get_collection_feed(library, request, filters, user_id, name, k, "atom")
+                             k: KQuery = 20, mode: ModeQuery = None) -> Response:
+    return get_collection_feed(library, request, filters, user_id, name, k, "atom", mode)
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response, responses=BIBTEX_DOC)
 def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
-                            k: KQuery = 10) -> Response:
-    return get_collection_feed(library, request, filters, user_id, name, k, "bibtex")
+                            k: KQuery = 10, mode: ModeQuery = None) -> Response:
+    return get_collection_feed(library, request, filters, user_id, name, k, "bibtex", mode)
 
 
 @router.get("/search.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)

@@ -23,7 +23,7 @@ from .library import CheckReport, Library, check_library, delete, ingest, open_l
 from .limits import skip_oversized
 from .papers import FORMATS, read_papers
 from .recommend import STRATEGIES, recommend
-from .evaluate import METRICS, evaluate_beir
+from .evaluate import METRICS, TASKS, evaluate_beir
 from .search import MODES, Hit, make_filters, search_text, similar_to_paper, similar_to_text
 
 EXIT_USER_ERROR = 1
@@ -150,12 +150,13 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
                    f"{summary['unchanged']} unchanged; {total} papers in the index")
 
 
-MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid]"
+MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid, or PAPERLENS_SEARCH_MODE]"
+mode_option = click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
 
 
 @main.command("search")
 @click.argument("query")
-@click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
+@mode_option
 @filter_options
 @index_options
 @handle_errors
@@ -167,23 +168,32 @@ def search_command(query: str, mode: str | None, k: int, since, until, categorie
 
 @main.command("eval")
 @click.argument("folder", type=click.Path(path_type=Path))
-@click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True, help=MODE_HELP)
+@click.option("--task", type=click.Choice(TASKS), default="search", show_default=True,
+              help="search: queries are free text; similar: queries are papers (more like this), the query paper never counts")
+@click.option("--by", type=click.Choice(["text", "id"]), default="text", show_default=True,
+              help="similar task: paste each query paper's text (POST /similar) or add it and ask by id (GET /papers/{id}/similar)")
+@mode_option
+@click.option("--relevant-grade", type=click.IntRange(min=1), default=1, show_default=True,
+              help="binary metrics (MAP, recall, MRR, R-precision) count judgments of this grade or more as relevant")
 @click.option("--model", help="sentence-transformers name or path [default: the packaged MiniLM]")
 @click.option("--cache", type=click.Path(path_type=Path), help="where the corpus is indexed [default: the parent of --index, indexes/]")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object as the last line")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder whose parent holds the cache [default: indexes/default]")
 @handle_errors
-def eval_command(folder: Path, mode: str, model: str | None, cache: Path | None, quiet: bool, as_json: bool, index: str | None) -> None:
-    """Relevance on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): nDCG@10, MAP@100,
-    Recall@100, MRR@10. The corpus is encoded once into CACHE/eval-<hash> and reused."""
+def eval_command(folder: Path, task: str, by: str, mode: str | None, relevant_grade: int, model: str | None, cache: Path | None, quiet: bool,
+                 as_json: bool, index: str | None) -> None:
+    """Relevance on a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): nDCG@10, nDCG@20,
+    MAP@100, Recall@100, MRR@10, R-precision. The corpus is encoded once into CACHE/eval-<hash> and reused."""
     settings = _settings(index, model)
-    result = evaluate_beir(folder, settings, mode, cache_root=cache, show_progress=not quiet)
+    mode = mode or settings.search_mode
+    result = evaluate_beir(folder, settings, mode, cache_root=cache, show_progress=not quiet, task=task, by=by,
+                           relevant_grade=relevant_grade)
     values = result.as_json()
     if as_json:
         click.echo(json.dumps(values))
         return
-    click.echo(f"{folder}: {result.queries} queries, {result.docs} documents, mode {mode}")
+    click.echo(f"{folder}: {result.queries} queries, {result.docs} documents, task {task}, mode {mode}")
     for metric in METRICS:
         click.echo(f"{metric:11} {values[metric]:.4f}")
 
@@ -191,19 +201,20 @@ def eval_command(folder: Path, mode: str, model: str | None, cache: Path | None,
 @main.command("similar")
 @click.argument("paper_id", required=False)
 @click.option("--text", help="an abstract (or any text) that is not in the index; '-' reads stdin")
+@mode_option
 @filter_options
 @index_options
 @handle_errors
-def similar_command(paper_id, text, k, since, until, categories, min_popularity, index, as_json) -> None:
+def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
     """Papers similar to PAPER_ID, or to a pasted --text."""
     if bool(paper_id) == bool(text):
         raise InvalidInput("give either a PAPER_ID or --text")
     filters = make_filters(since, until, categories, min_popularity)
     with _open(index) as library:
         if paper_id:
-            hits = similar_to_paper(library, paper_id, k, filters)
+            hits = similar_to_paper(library, paper_id, k, filters, mode)
         else:
-            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters)
+            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters, mode)
         print_hits(hits, as_json)
 
 
@@ -211,13 +222,15 @@ def similar_command(paper_id, text, k, since, until, categories, min_popularity,
 @click.option("--like", "likes", multiple=True, required=True, help="a paper id you like (repeatable)")
 @click.option("--dislike", "dislikes", multiple=True, help="a paper id you want less of (repeatable)")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="grouped", show_default=True)
+@mode_option
 @filter_options
 @index_options
 @handle_errors
-def recommend_command(likes, dislikes, strategy, k, since, until, categories, min_popularity, index, as_json) -> None:
+def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
     """Papers like the ones you like, unlike the ones you dislike."""
     with _open(index) as library:
-        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity), strategy)
+        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity), strategy,
+                         mode=mode)
         print_hits(hits, as_json)
 
 
@@ -400,14 +413,15 @@ for _kind in ("like", "dislike", "save"):
 @click.argument("user")
 @click.option("-k", "k", default=10, show_default=True, help="number of papers")
 @click.option("--since", help="earliest date, YYYY-MM-DD")
+@mode_option
 @index_options
 @handle_errors
-def user_feed_command(user: str, k: int, since: str | None, index: str | None, as_json: bool) -> None:
+def user_feed_command(user: str, k: int, since: str | None, mode: str | None, index: str | None, as_json: bool) -> None:
     """USER's feed, each paper with the reason it is there."""
     from .feeds import user_feed
 
     with _open(index) as library:
-        print_feed(user_feed(library, _user_id(user), k, make_filters(since)), as_json)
+        print_feed(user_feed(library, _user_id(user), k, make_filters(since), mode), as_json)
 
 
 @user_group.command("export")

@@ -55,10 +55,19 @@ class Settings(BaseSettings):
     # benchmarks/relevance.py --ablation for the measurements behind these defaults).
     search_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     fusion: Literal["max", "minmax", "zscore", "rrf"] = "max"
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the convex fusion")
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the convex fusion, free text")
+    similar_dense_weight: float = Field(0.6, ge=0.0, le=1.0,
+                                        description="share of the dense side for papers like papers: similar, recommend, feeds")
+    fusion_weighting: Literal["fixed", "confidence"] = Field(
+        "fixed", description="confidence: per query, the side whose top list stands out more counts more")
     fusion_depth: int = Field(100, ge=1, le=10_000, description="candidates taken from each side before fusing")
     rrf_k: int = Field(60, ge=1, description="constant of reciprocal rank fusion (fusion='rrf' only)")
     title_weight: float = Field(1.0, ge=1.0, description="BM25 weight of a title word; 1: as an abstract word")
+    # A paper as a keyword query ("more like this", keyword.MoreLikeThis): its best terms by tf x idf.
+    mlt_max_terms: int = Field(25, ge=1, le=64, description="terms of a paper's keyword query")
+    mlt_min_doc_freq: int = Field(1, ge=1, description="a term in fewer other papers is left out of a paper's keyword query")
+    mlt_max_doc_share: float = Field(0.5, gt=0.0, le=1.0, description="a term in a larger share of papers is left out")
+    mlt_boost_power: float = Field(1.0, ge=0.0, le=2.0, description="each term's BM25 times (its tf x idf / the best) ** this")
 
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .library import Library
-from .search import Filters, Hit, check_k, to_hits
+from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, fuse, keyword_top, more_like_this, to_hits
 from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
 
 MEMBER_QUERIES = 4  # strongest members of an interest searched on their own, besides its centroid
@@ -51,6 +51,8 @@ class Profile:
     labels: list[dict[str, Any]]  # per positive: {"paper_id", "title"} or {"interest"}
     negatives: np.ndarray  # (N, d)
     exclude: set[int] = field(default_factory=set)  # store pks never shown
+    texts: list[str] = field(default_factory=list)  # per positive: the paper's text or the interest: the keyword side
+    negative_texts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -95,11 +97,13 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
     stored = library.store.get_many(pks[pid] for pid in pos_ids)
     vectors = [library.store.get_vectors([pks[pid] for pid in pos_ids], dim)] if pos_ids else []
     labels = [{"paper_id": pid, "title": stored[pks[pid]].paper.title} for pid in pos_ids]
+    texts = [stored[pks[pid]].paper.text for pid in pos_ids]
     weights = [positive_weight[pid] for pid in pos_ids]
     interests = store.interests(user_id)
     if interests:
         vectors.append(np.stack([i.vector for i in interests]))
         labels += [{"interest": i.text} for i in interests]
+        texts += [i.text for i in interests]
         weights += [1.0] * len(interests)
     neg_pks = [pks[pid] for pid in dict.fromkeys(negative_ids) if pid in pks]
     return Profile(
@@ -108,6 +112,8 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
         labels=labels,
         negatives=library.store.get_vectors(neg_pks, dim) if neg_pks else np.zeros((0, dim), np.float32),
         exclude={pks[pid] for pid in touched if pid in pks},
+        texts=texts,
+        negative_texts=[stored.paper.text for stored in library.store.get_many(neg_pks).values()],
     )
 
 
@@ -170,12 +176,13 @@ def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray)
     return {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
 
 
-def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | None = None) -> list[FeedItem]:
+def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | None = None, mode: str | None = None) -> list[FeedItem]:
     """Steps 2-6 of the module docstring, for any profile (a user's, a collection's)."""
     check_k(library, k)
+    mode = check_mode(library, mode)
     if library.index is None or len(library.index) == 0:
         return []
-    allowed = library.filter_columns().allowed(filters) if filters is not None and filters.active() else None
+    allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
     if len(profile.vectors) == 0:
@@ -186,19 +193,31 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     members = [np.flatnonzero(labels == c) for c in range(n_clusters)]
     cluster_weight = np.array([profile.weights[m].sum() for m in members], dtype=np.float64)
     slots = allocate_slots(k, cluster_weight)
+    active = [c for c in range(n_clusters) if slots[c] > 0]
 
-    queries, depth = [], 0
-    for c, m in enumerate(members):
-        if slots[c] == 0:
-            continue
-        queries.append(_unit((profile.weights[m, None] * profile.vectors[m]).sum(0)))
-        strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
-        queries.extend(profile.vectors[strongest])
-        depth = max(depth, 3 * int(slots[c]) + 10)
-    cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
+    keyword_queries: dict[int, KeywordQuery] = {}
+    keyword_sides = {}
+    if mode != "dense":  # one keyword query per interest, searched on the workers meanwhile
+        negative = more_like_this(library, profile.negative_texts) if profile.negative_texts else []
+        keyword_queries = {c: KeywordQuery(more_like_this(library, [profile.texts[i] for i in members[c]], profile.weights[members[c]].tolist()),
+                                   negative, settings.negative_weight) for c in active}
+        keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, profile.exclude)
+                         for c, q in keyword_queries.items()}
+    cand: list[int] = []
+    if mode != "bm25":
+        queries, depth = [], 0
+        for c in active:
+            m = members[c]
+            queries.append(_unit((profile.weights[m, None] * profile.vectors[m]).sum(0)))
+            strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
+            queries.extend(profile.vectors[strongest])
+            depth = max(depth, 3 * int(slots[c]) + 10)
+        cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
+    for side in keyword_sides.values():
+        cand.extend(pk for pk, _ in side.result())
     if not cand:
         return []
-    cand, cand_vecs = library.store.candidate_vectors(cand, profile.vectors.shape[1])
+    cand, cand_vecs = library.store.candidate_vectors(list(dict.fromkeys(cand)), profile.vectors.shape[1])
     if not cand:
         return []
     sims = cand_vecs @ profile.vectors.T  # (C, P)
@@ -206,9 +225,17 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     if len(profile.negatives):
         penalty = settings.negative_weight * (cand_vecs @ profile.negatives.T).max(axis=1)
     scores = np.full((n_clusters, len(cand)), -np.inf, dtype=np.float32)
-    for c, m in enumerate(members):
+    for c in active:
+        m = members[c]
         relative = profile.weights[m] / profile.weights[m].max()
-        scores[c] = (sims[:, m] * relative).max(axis=1) - penalty
+        dense = (sims[:, m] * relative).max(axis=1) - penalty
+        if mode == "dense":
+            scores[c] = dense
+            continue
+        keyword = _keyword_scores(library, keyword_queries[c], cand)
+        weight = 0.0 if mode == "bm25" else settings.similar_dense_weight
+        fused = fuse(list(range(len(cand))), dense, keyword, settings.fusion, weight)
+        scores[c, [i for i, _ in fused]] = [score for _, score in fused]
 
     picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda)
     ranked = [(cand[i], float(scores[c, i])) for i, c in picks]
@@ -220,6 +247,17 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         if hit is not None:
             items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i]), int(c)))
     return items
+
+
+def _keyword_scores(library: Library, query: KeywordQuery, pks: list[int]) -> np.ndarray:
+    """BM25 of each candidate for one interest's keyword query, the dislikes' query counting against it."""
+    title_weight = library.settings.title_weight
+    found = library.keywords.scores(query.terms, pks, title_weight)
+    scores = np.array([found.get(pk, 0.0) for pk in pks], dtype=np.float32)
+    if query.negative:
+        against = library.keywords.scores(list(query.negative), pks, title_weight)
+        scores -= query.negative_weight * np.array([against.get(pk, 0.0) for pk in pks], dtype=np.float32)
+    return scores
 
 
 def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float) -> list[tuple[int, int]]:
@@ -255,16 +293,18 @@ def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | N
     return [FeedItem(hit, {"because": [], "note": note}, 0) for hit in to_hits(library, ranked)]
 
 
-def user_feed(library: Library, user_id: int, k: int = 10, filters: Filters | None = None) -> list[FeedItem]:
+def user_feed(library: Library, user_id: int, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[FeedItem]:
     """Papers for this user, none of which they have already liked, disliked, saved, seen or dismissed."""
-    return rank_profile(library, build_profile(library, user_id), k, filters)
+    return rank_profile(library, build_profile(library, user_id), k, filters, mode)
 
 
-def collection_feed(library: Library, user_id: int, name: str, k: int = 10, filters: Filters | None = None) -> list[FeedItem]:
+def collection_feed(library: Library, user_id: int, name: str, k: int = 10, filters: Filters | None = None,
+                    mode: str | None = None) -> list[FeedItem]:
     """More like a collection: its papers are the positives; the user's dislikes and exclusions still apply."""
     collection = get_collection(library, user_id, name)
     profile = build_profile(library, user_id, extra_positive_ids=collection.paper_ids)
     keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(collection.paper_ids)]
     profile.vectors, profile.weights = profile.vectors[keep], profile.weights[keep]
     profile.labels = [profile.labels[i] for i in keep]
-    return rank_profile(library, profile, k, filters)
+    profile.texts = [profile.texts[i] for i in keep]
+    return rank_profile(library, profile, k, filters, mode)

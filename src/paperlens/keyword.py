@@ -24,10 +24,13 @@ English, as tantivy's ``en_stem``) matters: outside measurements on a held-out B
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import shutil
 import threading
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,23 @@ WRITE_HEAP = 20_000_000  # bytes; one small batch per ingest
 REBUILD_HEAP = 256_000_000
 
 Row = tuple[int, str, str]  # (pk, title, abstract)
+# A keyword query: stemmed terms, each with the weight its BM25 score is multiplied by.
+Terms = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class MoreLikeThis:
+    """How a paper becomes a keyword query, after Lucene's MoreLikeThis: its terms ranked by
+    tf x idf against the collection, the best ``max_terms`` kept. ``min_doc_freq`` drops typos and
+    ids that find nothing; ``max_doc_share`` drops words in most papers (a stop word of the field)."""
+
+    max_terms: int = 25
+    min_term_freq: int = 1
+    min_doc_freq: int = 1
+    max_doc_share: float = 0.5
+    # Each term's BM25 is multiplied by (tf x idf / best tf x idf) ** boost_power: 0 is a plain
+    # union of the terms, 1 Lucene's boostTerms; between, the paper's main words count more.
+    boost_power: float = 1.0
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -68,12 +88,15 @@ def _analyzer() -> tantivy.TextAnalyzer:
 _ANALYZER = _analyzer()
 
 
-def query_terms(text: str, stop_words: frozenset[str] = STOP_WORDS) -> list[str]:
-    """Stemmed terms of the query, stop words and repeats left out, in order."""
+def stemmed_words(text: str, stop_words: frozenset[str] = STOP_WORDS) -> list[str]:
+    """The text's stemmed words in order, stop words left out, repeats kept."""
     words = [w for w in (w.lower() for w in _WORD.findall(text)) if w not in stop_words]
-    if not words:
-        return []
-    return list(dict.fromkeys(_ANALYZER.analyze(" ".join(words))))[:MAX_TERMS]
+    return _ANALYZER.analyze(" ".join(words)) if words else []
+
+
+def query_terms(text: str, stop_words: frozenset[str] = STOP_WORDS) -> Terms:
+    """Stemmed terms of a free-text query, each of weight 1, stop words and repeats left out, in order."""
+    return [(term, 1.0) for term in dict.fromkeys(stemmed_words(text, stop_words))][:MAX_TERMS]
 
 
 def _schema() -> tantivy.Schema:
@@ -145,14 +168,47 @@ class KeywordIndex:
             self._searcher = self._index.searcher()
             self.generation = generation
 
-    def _text_query(self, terms: list[str], title_weight: float) -> tantivy.Query:
-        """Any of the terms, BM25 over title + abstract; a title weight w > 1 adds (w - 1) x the
-        title's own BM25 (costs the block-max skipping, so only when asked for)."""
-        clauses = [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", term)) for term in terms]
+    def _term(self, field: str, term: str, weight: float) -> tuple[tantivy.Occur, tantivy.Query]:
+        query = tantivy.Query.term_query(self._schema, field, term)
+        return tantivy.Occur.Should, query if weight == 1.0 else tantivy.Query.boost_query(query, weight)
+
+    def _text_query(self, terms: Terms, title_weight: float) -> tantivy.Query:
+        """Any of the terms, each term's BM25 over title + abstract times its weight; a title weight
+        w > 1 adds (w - 1) x the title's own BM25 (costs the block-max skipping, so only when asked for)."""
+        clauses = [self._term("text", term, weight) for term, weight in terms]
         if title_weight > 1.0:
-            clauses += [(tantivy.Occur.Should, tantivy.Query.boost_query(tantivy.Query.term_query(self._schema, "title", term), title_weight - 1.0))
-                        for term in terms]
+            clauses += [self._term("title", term, weight * (title_weight - 1.0)) for term, weight in terms]
         return tantivy.Query.boolean_query(clauses)
+
+    def more_like_this(self, texts: Sequence[str], weights: Sequence[float] | None = None, how: MoreLikeThis = MoreLikeThis(),
+                       indexed: bool = False) -> Terms:
+        """A keyword query for papers like ``texts`` (one paper, or several liked ones with weights):
+        their terms by weighted term frequency x idf in this index, the best ``how.max_terms``.
+
+        ``indexed``: the texts are papers of this index, so a term counts only the other papers
+        that hold it (a word of the paper's alone would otherwise top the list and find nothing)."""
+        counts: Counter[str] = Counter()
+        holders: Counter[str] = Counter()  # how many of the texts hold each term
+        for text, weight in zip(texts, weights if weights is not None else [1.0] * len(texts)):
+            for term, tf in Counter(stemmed_words(text)).items():
+                holders[term] += 1
+                if tf >= how.min_term_freq:
+                    counts[term] += weight * tf
+        searcher = self._searcher
+        docs = max(searcher.num_docs, 1)
+        max_df = max(how.min_doc_freq, how.max_doc_share * docs)
+        scored = []
+        for term, tf in counts.items():
+            df = searcher.doc_freq("text", term)
+            others = df - holders[term] if indexed else df
+            if how.min_doc_freq <= others and df <= max_df:
+                scored.append((tf * math.log(1.0 + (docs - df + 0.5) / (df + 0.5)), term))
+        scored.sort(reverse=True)
+        scored = scored[: how.max_terms]
+        if not scored:
+            return []
+        best = scored[0][0]
+        return [(term, (score / best) ** how.boost_power if how.boost_power else 1.0) for score, term in scored]
 
     def _within(self, query: tantivy.Query, pks: Iterable[int]) -> tantivy.Query:
         """``query`` restricted to ``pks``, its scores unchanged (the filter scores 0)."""
@@ -165,7 +221,7 @@ class KeywordIndex:
         scores = np.fromiter((score for score, _ in hits), dtype=np.float32, count=len(hits))
         return pks, scores
 
-    def top(self, terms: list[str], k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(pk, BM25 score) of the k best papers with a query term, best first; ``allowed`` limits the pks."""
         if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
@@ -188,7 +244,7 @@ class KeywordIndex:
                 return pks[keep][:k], scores[keep][:k]
             limit *= 4
 
-    def scores(self, terms: list[str], pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
+    def scores(self, terms: Terms, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
         """BM25 score of each of ``pks`` that has a query term (the others score 0 and are left out)."""
         if not terms or not pks:
             return {}

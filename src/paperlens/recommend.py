@@ -29,7 +29,7 @@ import numpy as np
 from .errors import InvalidInput, PaperNotFound
 from .library import Library
 from .limits import check_example_count, check_paper_id
-from .search import Filters, Hit, check_k, rank_by_vector, to_hits
+from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, more_like_this, rank, rank_by_vector, to_hits
 
 Strategy = Literal["grouped", "nearest", "centroid"]
 STRATEGIES: tuple[str, ...] = ("grouped", "nearest", "centroid")
@@ -84,6 +84,37 @@ def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list
     return pks, vectors, weights
 
 
+class NearExamples:
+    """Dense side of a recommendation: candidates near the overall centroid and near each anchor
+    (a liked paper, or an interest's centroid); a paper scores its best (weighted) similarity to an
+    anchor, minus ``beta`` times its best similarity to a disliked paper."""
+
+    def __init__(self, library: Library, centroid: np.ndarray, anchors: np.ndarray, anchor_weights: np.ndarray | None,
+                 negatives: np.ndarray, negative_weights: np.ndarray, beta: float, allowed: np.ndarray | None, exclude: set[int]):
+        self.library, self.centroid, self.anchors, self.anchor_weights = library, centroid, anchors, anchor_weights
+        self.negatives, self.negative_weights, self.beta = negatives, negative_weights, beta
+        self.allowed, self.exclude = allowed, exclude
+
+    def search(self, depth: int, exact: bool) -> list[tuple[int, float]]:
+        library = self.library
+        candidates: dict[int, None] = {}
+        for query in (self.centroid, *self.anchors[:50]):
+            found = rank_by_vector(library, query, depth, exclude=self.exclude, allowed=self.allowed, exact=False)
+            candidates.update(dict.fromkeys(pk for pk, _ in found))
+        if not candidates:
+            return []
+        pks, vectors = library.store.candidate_vectors(list(candidates), library.manifest.dim)
+        scores = self.score(vectors)
+        return [(pks[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:depth]]
+
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        similarity = vectors @ self.anchors.T
+        scores = (similarity if self.anchor_weights is None else similarity * self.anchor_weights).max(axis=1)
+        if len(self.negatives):
+            scores -= self.beta * (vectors @ self.negatives.T * (self.negative_weights / self.negative_weights.max())).max(axis=1)
+        return scores
+
+
 def recommend(
     library: Library,
     positive: Iterable[Example | str],
@@ -92,9 +123,15 @@ def recommend(
     filters: Filters | None = None,
     strategy: Strategy = "grouped",
     negative_weight: float | None = None,
+    mode: str | None = None,
 ) -> list[Hit]:
+    """Papers like the positives and unlike the negatives, the examples themselves left out.
+
+    ``mode`` as in search: the dense side is the strategy's, the keyword side is one "more like
+    this" query of the positives' texts (by weight), the negatives' query counting against it."""
     positive, negative = as_examples(positive), as_examples(negative)
     check_k(library, k)
+    mode = check_mode(library, mode)
     if not positive:
         raise InvalidInput("give at least one positive paper id")
     if strategy not in STRATEGIES:
@@ -105,31 +142,27 @@ def recommend(
     pos_pks, pos_vecs, pos_w = _resolve(library, positive, "positive")
     neg_pks, neg_vecs, neg_w = _resolve(library, negative, "negative")
     exclude = set(pos_pks) | set(neg_pks)
+    allowed = allowed_pks(library, filters)
 
     centroid = (pos_w[:, None] * pos_vecs).sum(0) / pos_w.sum()
     if len(neg_pks):
         centroid -= beta * (neg_w[:, None] * neg_vecs).sum(0) / neg_w.sum()
     norm = float(np.linalg.norm(centroid))
     centroid = centroid / norm if norm > 0 else pos_vecs[0]
+    # Anchors: the centroid alone, each liked paper ("nearest") or each interest group's centroid ("grouped").
     if strategy == "centroid":
-        return to_hits(library, rank_by_vector(library, centroid, k, filters, exclude))
-
-    # Anchors: each liked paper ("nearest") or each interest group's centroid ("grouped").
-    if strategy == "grouped":
-        anchors, anchor_w = group_interests(pos_vecs, pos_w), None
+        dense = NearExamples(library, centroid, centroid[None], None, neg_vecs[:0], neg_w[:0], beta, allowed, exclude)
+    elif strategy == "grouped":
+        dense = NearExamples(library, centroid, group_interests(pos_vecs, pos_w), None, neg_vecs, neg_w, beta, allowed, exclude)
     else:
-        anchors, anchor_w = pos_vecs, pos_w / pos_w.max()
-    # Candidates: the overall centroid's neighbours plus each anchor's own.
-    depth = min(k + len(exclude), library.settings.max_k)
-    candidates: dict[int, None] = dict.fromkeys(pk for pk, _ in rank_by_vector(library, centroid, depth, filters, exclude, exact=False))
-    for anchor in anchors[:50]:
-        candidates.update(dict.fromkeys(pk for pk, _ in rank_by_vector(library, anchor, depth, filters, exclude, exact=False)))
-    if not candidates:
-        return []
-    cand_pks, cand_vecs = library.store.candidate_vectors(list(candidates), library.manifest.dim)
-    similarity = cand_vecs @ anchors.T
-    scores = (similarity if anchor_w is None else similarity * anchor_w).max(axis=1)
-    if len(neg_pks):
-        scores -= beta * (cand_vecs @ neg_vecs.T * (neg_w / neg_w.max())).max(axis=1)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return to_hits(library, [(cand_pks[i], float(scores[i])) for i in order])
+        dense = NearExamples(library, centroid, pos_vecs, pos_w / pos_w.max(), neg_vecs, neg_w, beta, allowed, exclude)
+
+    def keyword() -> KeywordQuery:
+        texts = {pk: stored.paper.text for pk, stored in library.store.get_many(pos_pks + neg_pks).items()}
+        groups = len(dense.anchors) if strategy == "grouped" else 1
+        terms = more_like_this(library, [texts.get(pk, "") for pk in pos_pks], pos_w.tolist(), scale=groups)
+        against = more_like_this(library, [texts.get(pk, "") for pk in neg_pks], neg_w.tolist()) if neg_pks else []
+        return KeywordQuery(terms, against, beta)
+
+    ranked = rank(library, mode, dense, keyword, k, allowed, exclude, library.settings.similar_dense_weight)
+    return to_hits(library, ranked)

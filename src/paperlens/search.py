@@ -15,18 +15,21 @@ the depth; that is why it is the default. Dense weight 0.5 was best; 0.4, 0.6 an
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
-from .keyword import query_terms
+from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library
 from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
 from .store import Filters
 
-__all__ = ["Filters", "Hit", "MODES", "Mode", "fuse", "make_filters", "rank_text", "search_text", "similar_to_paper", "similar_to_text", "rank_by_vector", "to_hits"]
+__all__ = ["DenseSide", "Filters", "Hit", "KeywordQuery", "MODES", "Mode", "NearVector", "fuse", "make_filters", "rank", "rank_text",
+           "search_text", "similar_to_paper", "similar_to_text", "rank_by_vector", "to_hits"]
 
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -181,62 +184,165 @@ def fuse(pks: list[int], dense: np.ndarray, keyword: np.ndarray, how: str, dense
     return [(pks[i], float(fused[i])) for i in order]
 
 
-def keyword_rank(library: Library, query: str, k: int, filters: Filters | None = None) -> Ranked:
-    """(pk, BM25 score) of the top k papers with a query word; empty when the query has no usable word."""
-    return library.keywords.top(query_terms(query), k, library.settings.title_weight, allowed_pks(library, filters))
+@dataclass(frozen=True)
+class KeywordQuery:
+    """The keyword side of one request: terms whose BM25 counts for a paper and, for
+    recommendations, terms (of disliked papers) whose BM25 counts against it."""
+
+    terms: Terms
+    negative: Terms = ()
+    negative_weight: float = 0.0
 
 
-def hybrid_rank(library: Library, query: str, k: int, filters: Filters | None = None) -> Ranked:
+class DenseSide(Protocol):
+    """The dense side of one request: where its candidates come from, and how it scores any paper."""
+
+    def search(self, depth: int, exact: bool) -> Ranked:
+        """(pk, score) of its ``depth`` best papers, best first."""
+
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """Scores of stored vectors (n, d): how a paper found by the keyword side is scored here."""
+
+
+class NearVector:
+    """Dense side of one query vector: free text or a pasted abstract (encoded when first needed) or
+    a stored paper's vector."""
+
+    def __init__(self, library: Library, allowed: np.ndarray | None, exclude: set[int] = frozenset(),
+                 text: str | None = None, vector: np.ndarray | None = None):
+        self.library, self.allowed, self.exclude, self.text, self._vector = library, allowed, exclude, text, vector
+
+    @property
+    def vector(self) -> np.ndarray:
+        if self._vector is None:
+            self._vector = self.library.encoder.encode_query(self.text)
+        return self._vector
+
+    def search(self, depth: int, exact: bool) -> Ranked:
+        return rank_by_vector(self.library, self.vector, depth, exclude=self.exclude, allowed=self.allowed, exact=exact)
+
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors @ self.vector
+
+
+def keyword_top(library: Library, query: KeywordQuery, depth: int, allowed: np.ndarray | None = None,
+                exclude: set[int] = frozenset()) -> Ranked:
+    """(pk, BM25 score) of the ``depth`` best papers for the keyword query, ``exclude`` left out;
+    disliked papers' terms lower the scores of the papers found."""
+    settings = library.settings
+    ranked = [(pk, s) for pk, s in library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, allowed)
+              if pk not in exclude][:depth]
+    if query.negative and ranked:
+        against = library.keywords.scores(list(query.negative), [pk for pk, _ in ranked], settings.title_weight)
+        ranked = sorted(((pk, s - query.negative_weight * against.get(pk, 0.0)) for pk, s in ranked), key=lambda item: -item[1])
+    return ranked
+
+
+def rank(library: Library, mode: str, dense: DenseSide, keyword: Callable[[], KeywordQuery], k: int,
+         allowed: np.ndarray | None = None, exclude: set[int] = frozenset(), dense_weight: float | None = None) -> Ranked:
+    """(pk, score) of the top k in one mode: the one ranking behind search, similar and recommend.
+
+    ``keyword`` makes the keyword query when it is needed (on a worker thread in hybrid mode: a
+    paper's query reads term statistics from the index)."""
+    if library.index is None or (allowed is not None and len(allowed) == 0):
+        return []
+    if mode == "dense":
+        return dense.search(k, exact=True)
+    if mode == "bm25":
+        return keyword_top(library, keyword(), k, allowed, exclude)[:k]
+    return hybrid_rank(library, dense, keyword, k, allowed, exclude, dense_weight)
+
+
+def _keyword_side(library: Library, keyword: Callable[[], KeywordQuery], depth: int, allowed: np.ndarray | None,
+                  exclude: set[int]) -> tuple[KeywordQuery, Ranked]:
+    query = keyword()
+    return query, keyword_top(library, query, depth, allowed, exclude)
+
+
+def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], KeywordQuery], k: int,
+                allowed: np.ndarray | None = None, exclude: set[int] = frozenset(), dense_weight: float | None = None) -> Ranked:
     """Candidates from both sides, each scored exactly by both sides, then fused.
 
-    The filters are resolved once. The keyword side's top list (tantivy, which releases the GIL)
-    is searched on a worker thread while this one encodes the query and searches FAISS: at 1M
-    papers the two take ~8 ms each. One more tantivy query then scores the dense side's finds
-    that the keyword side did not return."""
+    The keyword side's top list (tantivy, which releases the GIL) is searched on a worker thread
+    while this one encodes the query and searches FAISS. One more tantivy query then scores the
+    dense side's finds that the keyword side did not return."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
-    allowed = allowed_pks(library, filters)
-    if allowed is not None and len(allowed) == 0:
-        return []
-    terms = query_terms(query)
-    keyword_top = library.workers.submit(library.keywords.top, terms, depth, settings.title_weight, allowed)
+    keyword_future = library.workers.submit(_keyword_side, library, keyword, depth, allowed, exclude)
     try:
-        vector = library.encoder.encode_query(query)
-        dense = rank_by_vector(library, vector, depth, allowed=allowed, exact=False)
+        dense_ranked = dense.search(depth, exact=False)
     finally:
-        keyword = keyword_top.result()
+        query, keyword_ranked = keyword_future.result()
     if settings.fusion == "rrf":
-        return rrf([dense, keyword], settings.rrf_k)[:k]
+        return rrf([dense_ranked, keyword_ranked], settings.rrf_k)[:k]
     # Fill in the side that did not return a candidate, so that depth decides only who competes,
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score and vice versa.
     # The BM25 fill-in costs in proportion to the papers it scores, so it is split across the
     # workers, and the stored vectors are read meanwhile.
-    bm25 = dict(keyword)
-    dense_only = [pk for pk, _ in dense if pk not in bm25]
-    parts = max(1, min(os.cpu_count() or 1, len(dense_only) // 25))
-    fill_ins = [library.workers.submit(library.keywords.scores, terms, chunk.tolist(), settings.title_weight)
-                for chunk in np.array_split(np.asarray(dense_only, dtype=np.int64), parts) if len(chunk)]
+    bm25 = dict(keyword_ranked)
+    candidates = list(dict.fromkeys(pk for pk, _ in dense_ranked + keyword_ranked))
+    dense_only = [pk for pk, _ in dense_ranked if pk not in bm25]
+    fill_ins = _split_scores(library, query.terms, dense_only)
+    against = _split_scores(library, query.negative, dense_only) if query.negative else []
     try:
         # Candidates deleted since the index snapshot found them drop out here.
-        pks, vectors = library.store.candidate_vectors(list(dict.fromkeys(pk for pk, _ in dense + keyword)), library.manifest.dim)
+        pks, vectors = library.store.candidate_vectors(candidates, library.manifest.dim)
     finally:
         for fill_in in fill_ins:
             bm25.update(fill_in.result())
+        for part in against:  # keyword_top already took the negatives off its own finds
+            for pk, score in part.result().items():
+                bm25[pk] = bm25.get(pk, 0.0) - query.negative_weight * score
     keyword_scores = np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32)
-    dense_scores = (vectors @ vector).astype(np.float32)
-    return fuse(pks, dense_scores, keyword_scores, settings.fusion, settings.dense_weight)[:k]
+    dense_scores = dense.score(vectors).astype(np.float32)
+    weight = settings.dense_weight if dense_weight is None else dense_weight
+    if settings.fusion_weighting == "confidence":
+        weight = confident_weight(weight, [s for _, s in dense_ranked], [s for _, s in keyword_ranked])
+    return fuse(pks, dense_scores, keyword_scores, settings.fusion, weight)[:k]
+
+
+def side_confidence(scores: list[float]) -> float:
+    """How far a side's top 10 stands out of its own top list, 0 to 1: (s1 - s10) / (s1 - s_last).
+    Scale-free, so BM25 and cosine compare; a side that finds nothing has 0."""
+    if len(scores) < 2:
+        return 0.0
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    spread = ordered[0] - ordered[-1]
+    return float((ordered[0] - ordered[min(9, len(ordered) - 1)]) / spread) if spread > 0 else 0.0
+
+
+def confident_weight(dense_weight: float, dense: list[float], keyword: list[float]) -> float:
+    """The dense share of one query's fusion, moved towards the side whose top list stands out more
+    (settings.fusion_weighting = "confidence")."""
+    dense_conf, keyword_conf = side_confidence(dense), side_confidence(keyword)
+    mixed = dense_weight * dense_conf + (1.0 - dense_weight) * keyword_conf
+    return dense_weight * dense_conf / mixed if mixed > 0 else dense_weight
+
+
+def _split_scores(library: Library, terms: Terms, pks: list[int]) -> list[Future]:
+    """BM25 of ``pks`` for ``terms``, split across the query workers (futures of {pk: score})."""
+    if not terms or not pks:
+        return []
+    parts = max(1, min(os.cpu_count() or 1, len(pks) // 25))
+    return [library.workers.submit(library.keywords.scores, list(terms), chunk.tolist(), library.settings.title_weight)
+            for chunk in np.array_split(np.asarray(pks, dtype=np.int64), parts) if len(chunk)]
 
 
 def rank_text(library: Library, query: str, k: int, filters: Filters | None = None, mode: str | None = None) -> Ranked:
     """(pk, score) of the top k papers for free text in one mode; the engine behind search_text."""
     mode = check_mode(library, mode)
-    if library.index is None:
-        return []
-    if mode == "bm25":
-        return keyword_rank(library, query, k, filters)
-    if mode == "dense":
-        return rank_by_vector(library, library.encoder.encode_query(query), k, filters)
-    return hybrid_rank(library, query, k, filters)
+    allowed = allowed_pks(library, filters)
+    return rank(library, mode, NearVector(library, allowed, text=query), lambda: KeywordQuery(query_terms(query)), k, allowed)
+
+
+def more_like_this(library: Library, texts: list[str], weights: list[float] | None = None, scale: int = 1,
+                   indexed: bool = True) -> Terms:
+    """The keyword query for papers like ``texts`` (settings.mlt_*), ``scale`` times the terms for
+    several interests at once; ``indexed`` when the texts are papers of the index."""
+    settings = library.settings
+    how = MoreLikeThis(max_terms=min(MAX_TERMS, settings.mlt_max_terms * scale), min_doc_freq=settings.mlt_min_doc_freq,
+                       max_doc_share=settings.mlt_max_doc_share, boost_power=settings.mlt_boost_power)
+    return library.keywords.more_like_this(texts, weights, how, indexed)
 
 
 def search_text(library: Library, query: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
@@ -246,22 +352,31 @@ def search_text(library: Library, query: str, k: int = 10, filters: Filters | No
     return to_hits(library, rank_text(library, query, k, filters, mode))
 
 
-def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-    """Neighbours of a stored paper, from its stored vector; the paper and its duplicates left out."""
+def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
+    """Neighbours of a stored paper, from its stored vector and its keyword query; the paper and
+    its duplicates left out."""
     check_k(library, k)
+    mode = check_mode(library, mode)
     found = library.store.paper_and_copies(paper_id)
     if found is None:
         raise PaperNotFound(paper_id)
     pk, copies = found
-    vector = library.store.get_vectors([pk], library.manifest.dim)
-    exclude = {pk, *copies}
-    return to_hits(library, rank_by_vector(library, vector, k, filters, exclude))
+    allowed = allowed_pks(library, filters)
+    dense = NearVector(library, allowed, {pk, *copies}, vector=library.store.get_vectors([pk], library.manifest.dim)[0])
+
+    def keyword() -> KeywordQuery:
+        stored = library.store.get_many([pk]).get(pk)
+        return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [])
+
+    return to_hits(library, rank(library, mode, dense, keyword, k, allowed, dense.exclude, library.settings.similar_dense_weight))
 
 
-def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
     """Neighbours of a pasted abstract that is not in the index."""
     text = check_text(library, text, "text")
     check_k(library, k)
-    if library.index is None:
-        return []
-    return to_hits(library, rank_by_vector(library, library.encoder.encode_query(text), k, filters))
+    mode = check_mode(library, mode)
+    allowed = allowed_pks(library, filters)
+    dense = NearVector(library, allowed, text=text)
+    keyword = lambda: KeywordQuery(more_like_this(library, [text], indexed=False))  # noqa: E731
+    return to_hits(library, rank(library, mode, dense, keyword, k, allowed, dense_weight=library.settings.similar_dense_weight))
