@@ -149,14 +149,16 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
         rng = random.Random(1)
         ids = [f"syn-{rng.randrange(n)}" for _ in range(requests)]
         search = lambda qs, mode: ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]
-        similar = [f"/papers/{quote(paper_id)}/similar?k=10" for paper_id in ids]
+        similar = [f"/papers/{quote(paper_id)}/similar?k=10" for paper_id in ids]  # the default mode: hybrid
         timed_requests(port, search(claims, "hybrid")[:20] + similar[:20])  # warm-up: model, pages of the files
         latencies = {
             "GET /search (claims, hybrid)": timed_requests(port, search(claims, "hybrid")),
             "GET /search (3 words, hybrid)": timed_requests(port, search(short, "hybrid")),
             "GET /search (claims, dense)": timed_requests(port, search(claims, "dense")),
             "GET /search (claims, bm25)": timed_requests(port, search(claims, "bm25")),
-            "GET /papers/{id}/similar": timed_requests(port, similar),
+            "GET /papers/{id}/similar (hybrid)": timed_requests(port, similar),
+            "GET /papers/{id}/similar (dense)": timed_requests(port, [path + "&mode=dense" for path in similar]),
+            "GET /papers/{id}/similar (bm25)": timed_requests(port, [path + "&mode=bm25" for path in similar]),
             "GET /search (claims, hybrid, since=2020: 23 %)": timed_requests(port, [p + "&since=2020" for p in search(claims, "hybrid")]),
             "GET /search (claims, hybrid, category cs.LG: 17 %)": timed_requests(port, [p + "&category=cs.LG" for p in search(claims, "hybrid")]),
             "GET /health": timed_requests(port, ["/health"] * requests),
@@ -190,7 +192,7 @@ def main() -> None:
     print("\n| request | p50 ms | p99 ms | n |\n|---|---|---|---|")
     for name, values in latencies.items():
         print(f"| {name} | {percentile(values, 50):.2f} | {percentile(values, 99):.2f} | {len(values)} |")
-    print(f"| by-id similar, {args.clients} concurrent clients | {qps:.0f} requests/s | | |")
+    print(f"| by-id similar (hybrid), {args.clients} concurrent clients | {qps:.0f} requests/s | | |")
     sizes = {name: folder_mb(folder / name) for name in (INDEX_FILE, KEYWORD_DIR, "papers.sqlite")}
     print("\n| on disk / in memory | MB | bytes a paper |\n|---|---|---|")
     for name, mb in sizes.items():

@@ -7,7 +7,8 @@ import pytest
 
 from paperlens import users
 from paperlens.errors import CollectionNotFound, InvalidInput, PaperNotFound, UserNotFound
-from paperlens.feeds import allocate_slots, build_profile, cluster_interests, collection_feed, decay, user_feed
+from paperlens.feeds import allocate_slots, build_profile, collection_feed, decay, user_feed
+from paperlens.recommend import cluster_interests
 
 PROTEIN, PROTEIN2, GALAXY, GALAXY2, ROBOT, ROBOT2 = "2401.00001", "2401.00002", "2402.00003", "2402.00004", "2403.00005", "2403.00006"
 

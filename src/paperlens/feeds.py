@@ -4,21 +4,25 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
 
 1. Profile. Positives are liked and saved papers plus the user's free-text interests; negatives
    are disliked and not-interested papers. A like fades with a half-life
-   (``feed_half_life_days``, 30 days: a month-old like counts half as much as today's); interests
-   do not fade. Everything the user touched (any kind, including ``seen``) is left out.
-2. Interests. Positives are clustered (average-linkage agglomerative clustering on cosine
-   distance, cut at ``feed_cluster_distance`` = 0.6, at most ``feed_max_clusters`` = 5), so a user
-   who likes video models and LLM safety gets two interests instead of one blurred centroid. Each
-   interest gets a share of the feed proportional to its total (decayed) weight, and at least
-   one slot while there are slots to give.
+   (``feed_half_life_days``: a like that old counts half as much as today's); interests do not
+   fade. Everything the user touched (any kind, including ``seen``) is left out.
+2. Interests. Positives are clustered (``recommend.cluster_interests``, cut at
+   ``feed_cluster_distance``, at most ``feed_max_clusters``), so a user who likes video models and
+   LLM safety gets two interests instead of one blurred centroid. Each interest gets a share of
+   the feed proportional to its total (decayed) weight, and at least one slot while there are
+   slots to give.
 3. Candidates. One batched FAISS search from each interest's centroid and from its strongest
-   members (at most 4); deeper only when the user's own papers crowd out the candidates.
+   members (``MEMBER_QUERIES``); deeper only when the user's own papers crowd out the candidates.
+   In hybrid mode (the default, ``mode`` as in search) also each interest's keyword query ("more
+   like this" of its members' texts), searched on the query workers meanwhile.
 4. Score, per interest: the best similarity to any of its members, each member scaled by its
-   weight relative to the strongest member of that interest, minus ``negative_weight`` (0.5)
-   times the best similarity to any negative: a disliked paper pushes its neighbourhood down.
+   weight relative to the strongest member of that interest, minus ``negative_weight`` times the
+   best similarity to any negative: a disliked paper pushes its neighbourhood down. In hybrid mode
+   this is fused with the interest's BM25 score (the negatives' keyword query counting against
+   it) as search.fuse does, with ``similar_dense_weight``.
 5. Order. Slots are filled interest by interest, whichever is furthest behind its share, each
    pick by MMR: ``lambda * score - (1 - lambda) * max similarity to the papers already picked``
-   with ``feed_mmr_lambda`` = 0.7, so near-duplicates do not fill the top of the feed.
+   with ``feed_mmr_lambda``, so near-duplicates do not fill the top of the feed.
 6. Reason. Each item names the (up to two) members of its interest it is most similar to: a
    paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``.
 
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .library import Library
+from .recommend import cluster_interests
 from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, fuse, keyword_top, more_like_this, to_hits
 from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
 
@@ -115,19 +120,6 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
         texts=texts,
         negative_texts=[stored.paper.text for stored in library.store.get_many(neg_pks).values()],
     )
-
-
-def cluster_interests(vectors: np.ndarray, max_clusters: int, distance: float) -> np.ndarray:
-    """A cluster label per positive. Agglomerative, not k-means: the number of interests is found, not given."""
-    if len(vectors) <= 1:
-        return np.zeros(len(vectors), dtype=np.int64)
-    from sklearn.cluster import AgglomerativeClustering
-
-    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average")
-    labels = model.fit_predict(vectors)
-    if labels.max() + 1 > max_clusters:
-        labels = AgglomerativeClustering(n_clusters=max_clusters, metric="cosine", linkage="average").fit_predict(vectors)
-    return labels.astype(np.int64)
 
 
 def allocate_slots(k: int, weights: np.ndarray) -> np.ndarray:

@@ -1,22 +1,16 @@
 """More like these: ranked papers from positive (and negative) example papers.
 
-Three strategies, measured with benchmarks/recommend.py (simulated users on scifact-subset who
-like 3 papers in each of 1 or 2 topics; 200 users; precision@10, and both topics in the top 10):
-
-    strategy   1 topic   2 topics   both topics@10
-    grouped    0.751     0.837      0.84     (default)
-    nearest    0.643     0.764      0.88
-    centroid   0.786     0.668      0.64
-
+Three strategies for the dense side (benchmarks/recommend.py compares them; figures in the README):
 - "centroid" (Rocchio): one search with mean(positives) - w * mean(negatives). Best for one
   interest, but blends two unrelated interests into a point near neither.
 - "nearest": each candidate scored by its best similarity to any single liked paper. Covers every
   interest, but follows each liked paper's idiosyncrasies.
-- "grouped": liked papers are grouped into interests (greedy, cosine >= 0.25 to a group's
-  centroid) and each candidate is scored by its best similarity to a group centroid. Close to
-  centroid for one interest, the best of the three for several.
-In every strategy a candidate loses w * its best similarity to any disliked paper (w =
-settings.negative_weight, 0.5).
+- "grouped" (the default): liked papers are split into interests (``cluster_interests``, the same
+  grouping feeds use) and each candidate is scored by its best similarity to an interest's centroid.
+In every strategy a candidate loses w * its best similarity to any disliked paper
+(w = settings.negative_weight). In hybrid mode (the default) the keyword side is one "more like
+this" query of the liked papers, the disliked papers' query counting against it, fused as search.fuse
+does (settings.similar_dense_weight).
 """
 
 from __future__ import annotations
@@ -33,7 +27,6 @@ from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode
 
 Strategy = Literal["grouped", "nearest", "centroid"]
 STRATEGIES: tuple[str, ...] = ("grouped", "nearest", "centroid")
-GROUP_SIMILARITY = 0.25  # measured: 0.2–0.3 all beat both other strategies on average (benchmarks/recommend.py)
 MAX_WEIGHT = 1e6
 
 
@@ -47,23 +40,28 @@ def as_examples(items: Iterable[Example | str]) -> list[Example]:
     return [item if isinstance(item, Example) else Example(str(item)) for item in items]
 
 
-def group_interests(vectors: np.ndarray, weights: np.ndarray, threshold: float = GROUP_SIMILARITY) -> np.ndarray:
-    """Unit centroids of groups of liked papers: greedy, in order of weight, join the closest group or start one.
+def cluster_interests(vectors: np.ndarray, max_clusters: int, distance: float) -> np.ndarray:
+    """A cluster label per liked paper: the one way liked papers are split into interests, for
+    recommendations and feeds alike. Agglomerative (average linkage on cosine distance, cut at
+    ``distance``), not k-means: the number of interests is found, not given, and no paper's order
+    matters. Chosen over a greedy join-the-nearest-group by benchmarks/feeds.py and
+    benchmarks/recommend.py (see the README)."""
+    if len(vectors) <= 1:
+        return np.zeros(len(vectors), dtype=np.int64)
+    from sklearn.cluster import AgglomerativeClustering
 
-    One group per interest keeps the centroid's precision inside a topic without blending
-    unrelated topics into a point that is near none of them.
-    """
-    sums: list[np.ndarray] = []
-    for i in np.argsort(-weights, kind="stable"):
-        vector = vectors[i] * weights[i]
-        if sums:
-            centroids = np.stack([s / np.linalg.norm(s) for s in sums])
-            best = int(np.argmax(centroids @ vectors[i]))
-            if float(centroids[best] @ vectors[i]) >= threshold:
-                sums[best] = sums[best] + vector
-                continue
-        sums.append(vector.copy())
-    return np.stack([s / np.linalg.norm(s) for s in sums])
+    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average")
+    labels = model.fit_predict(vectors)
+    if labels.max() + 1 > max_clusters:
+        labels = AgglomerativeClustering(n_clusters=max_clusters, metric="cosine", linkage="average").fit_predict(vectors)
+    return labels.astype(np.int64)
+
+
+def interest_centroids(vectors: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Unit weighted centroid of each interest: one anchor per interest keeps a centroid's precision
+    inside a topic without blending unrelated topics into a point that is near none of them."""
+    sums = np.stack([(weights[labels == c, None] * vectors[labels == c]).sum(0) for c in range(int(labels.max()) + 1)])
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
 def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -153,7 +151,9 @@ def recommend(
     if strategy == "centroid":
         dense = NearExamples(library, centroid, centroid[None], None, neg_vecs[:0], neg_w[:0], beta, allowed, exclude)
     elif strategy == "grouped":
-        dense = NearExamples(library, centroid, group_interests(pos_vecs, pos_w), None, neg_vecs, neg_w, beta, allowed, exclude)
+        settings = library.settings
+        labels = cluster_interests(pos_vecs, settings.feed_max_clusters, settings.feed_cluster_distance)
+        dense = NearExamples(library, centroid, interest_centroids(pos_vecs, pos_w, labels), None, neg_vecs, neg_w, beta, allowed, exclude)
     else:
         dense = NearExamples(library, centroid, pos_vecs, pos_w / pos_w.max(), neg_vecs, neg_w, beta, allowed, exclude)
 

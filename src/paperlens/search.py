@@ -1,15 +1,16 @@
 """Queries: free text, by stored paper, by pasted text. Knows no HTTP and no terminal.
 
-Free text has three modes: "dense" (the encoder + FAISS), "bm25" (keyword.py, tantivy) and
-"hybrid" (the default), which fuses the two here, in ``fuse`` and nowhere else. Measured on
-scifact-subset (benchmarks/relevance.py --ablation, nDCG@10, 47 queries): dense 0.800, BM25
-0.789, reciprocal rank fusion 0.785 (k=60) and 0.804 (k=10, depth 1,000), convex combination
-over z-scores 0.831, over min-max 0.837, over max-normalised scores 0.837. Max normalisation
-(score / best score among the candidates, 0 as the floor of both sides) with every candidate's
-exact score on both sides filled in barely depends on the candidate depth (0.843 at 20, 100 and
-1,000 per side in a side-by-side run), unlike min-max and z-scores whose statistics move with
-the depth; that is why it is the default. Dense weight 0.5 was best; 0.4, 0.6 and 0.7 gave
-0.826, 0.830 and 0.829, so the choice is not on a knife edge.
+Every request has two sides and three modes: "dense" (the encoder or a stored vector + FAISS),
+"bm25" (keyword.py, tantivy) and "hybrid" (the default), which fuses the two in ``fuse`` and
+nowhere else. Free text is its own keyword query; a paper (by id or pasted) becomes a "more like
+this" query of its most distinctive terms (keyword.MoreLikeThis), as do the liked papers of a
+recommendation or a feed. Hybrid takes candidates from both sides, scores every candidate exactly
+on both (a BM25 fill-in for dense-only finds and stored vectors for keyword-only ones), puts each
+side on a common scale (score / best score, ``normalise``; it barely moves with the candidate
+depth, unlike min-max and z-scores) and takes a convex combination: ``dense_weight`` for free
+text, ``similar_dense_weight`` for papers, optionally moved per query towards the side whose top
+list stands out (``fusion_weighting``). The measurements behind these choices, with their
+commands: the README's Relevance section and benchmarks/relevance.py (--ablation, --loso).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
 
 
 # Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored
-# with the float32 vectors kept in the store: quantised distances misorder near neighbours.
-# benchmarks/speed.py at 1M papers: recall@10 0.932 in FAISS, 0.959 re-ranked (depth 100: same).
+# with the float32 vectors kept in the store: quantised distances misorder near neighbours
+# (benchmarks/speed.py gives recall@10 before and after the re-ranking).
 RERANK_DEPTH = 40
 
 
