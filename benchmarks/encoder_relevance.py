@@ -1,57 +1,232 @@
-"""nDCG@10 on scifact-subset per encoder backend and token limit (dense search, exact index).
+"""The int8 CPU encoder against float32: dense nDCG on every development set, agreement, speed.
 
-    PYTHONPATH=src python benchmarks/encoder_relevance.py [--backends torch,onnx-int8] [--lengths 256,128]
+    PYTHONPATH=src python benchmarks/encoder_relevance.py [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
 
-Dense only, so a change here is the encoder's alone; the hybrid (BM25 + dense) default mode is
-measured by the relevance benchmark. 47 queries: differences under ~3 points are noise, but a
-backend change shows up per query too, which is why the table also gives the vectors' cosine.
+Backends (rows): ``torch`` float32, the reference; ``onnx-int8`` as shipped (paperlens.onnx_encoder,
+through its export cache); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
+default op list (the embedding tables int8 too); with ``--onnx-fp32`` the exported graph before
+quantisation; with ``--keep-float PATTERN`` the shipped recipe with the MatMuls whose node name
+contains PATTERN left float32 (repeatable, one row each).
+
+For every development set under ../shared/data (a missing one is skipped with a message):
+- nDCG, dense search, exact inner product, scored with ranx: scifact-subset nDCG@10 with the
+  claims as queries; csfcube-dev graded nDCG@20 with the query paper's title + abstract as the
+  query and the query paper left out of its own results (metadata.query_paper_id). Queries are
+  encoded one at a time, as a search does. Any other BEIR folder there: nDCG@10, queries as given.
+- agreement with float32 over thousands of queries: every corpus abstract as a query against its
+  own corpus (itself left out), documents encoded in batches as ingest does; the mean top-10
+  overlap with float32's ranking, and the mean / min cosine of each document vector to its
+  float32 one.
+Speed: abstracts/s of the document encode (batches of 16, longest first), median of --rounds
+rounds over the same abstracts, the backends taking turns inside a round so that load from
+elsewhere on the machine falls on them alike.
+
+The nDCG sets are small (47 and 17 queries: a few points is noise); the agreement columns are how
+a quantisation change shows up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import SHARED_DATA, header
 
-from paperlens.embed import EncoderSpec, load_encoder
-from paperlens.evaluate import load_beir, score_run
+from paperlens.embed import Encoder, EncoderSpec, packaged_model_path
+from paperlens.evaluate import load_beir
+from paperlens.onnx_encoder import (
+    FP32_FILE,
+    META_FILE,
+    MODEL_FILE,
+    OnnxInt8Encoder,
+    export_fp32,
+    quantise,
+)
+from paperlens.papers import normalise_id, paper_text
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"
+KNOWN_SETS = ("scifact-subset", "csfcube-dev")
+METRIC = {"csfcube-dev": "ndcg@20"}  # graded, CSFCube's depth; nDCG@10 elsewhere
+RUN_DEPTH = 100
+TOP = 10  # the agreement cut-off
 
 
-def evaluate(backend: str, max_len: int, data: Path) -> tuple[float, float, np.ndarray]:
-    """Dense nDCG@10 (ranx, as ``paperlens eval``), abstracts/s of the document encode, and the vectors."""
-    beir = load_beir(data)
-    encoder = load_encoder(EncoderSpec("default", backend=backend, max_seq_length=max_len))
-    start = time.perf_counter()
-    docs = encoder.encode([p.text for p in beir.papers])
-    rate = len(beir.papers) / (time.perf_counter() - start)
-    ids = [p.id for p in beir.papers]
+@dataclass
+class Backend:
+    name: str
+    encode: Callable[[list[str]], np.ndarray]  # documents, in batches
+
+
+@dataclass
+class Query:
+    id: str
+    text: str
+    exclude: str | None  # a paper id left out of this query's results
+
+
+def simd_flags() -> str:
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    return " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
+
+
+def dev_sets(root: Path) -> list[Path]:
+    """The known sets (a message for each missing one), then any other BEIR folder under ``root``."""
+    found = []
+    for name in KNOWN_SETS:
+        if (root / name / "corpus.jsonl").is_file():
+            found.append(root / name)
+        else:
+            print(f"# skipped {name}: no {root / name / 'corpus.jsonl'}", file=sys.stderr)
+    others = sorted(p for p in root.glob("*") if p.name not in KNOWN_SETS and (p / "qrels" / "test.tsv").is_file())
+    return found + others
+
+
+def read_queries(folder: Path, judged: dict[str, str]) -> list[Query]:
+    """The judged queries; a whole-paper query (metadata.query_paper_id) as title + abstract, itself excluded."""
+    queries = []
+    with open(folder / "queries.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            qid = str(record["_id"])
+            if qid not in judged:
+                continue
+            meta = record.get("metadata") or {}
+            if meta.get("query_paper_id"):
+                text = paper_text(meta.get("title"), meta.get("abstract")) or judged[qid]
+                queries.append(Query(qid, text, normalise_id(str(meta["query_paper_id"]))))
+            else:
+                queries.append(Query(qid, judged[qid], qid))  # BEIR: a paper with the query's id is left out
+    return queries
+
+
+def ndcg(qrels, queries: list[Query], vectors: np.ndarray, docs: np.ndarray, ids: list[str], metric: str) -> float:
+    from ranx import Qrels, Run, evaluate
+
     run = {}
-    for qid, text in beir.queries.items():
-        order = np.argsort(-(docs @ encoder.encode_query(text)))[:100]
-        run[qid] = {ids[i]: float(100 - rank) for rank, i in enumerate(order)}
-    return score_run(beir.qrels, run)["ndcg@10"], rate, docs
+    for query, vector in zip(queries, vectors):
+        order = np.argsort(-(docs @ vector), kind="stable")[: RUN_DEPTH + 1]
+        ranked = [ids[i] for i in order if ids[i] != query.exclude][:RUN_DEPTH]
+        run[query.id] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
+    return float(evaluate(Qrels(qrels), Run(run), metric, make_comparable=True))
+
+
+def top_ids(docs: np.ndarray) -> np.ndarray:
+    """Each document's TOP nearest other documents (exact inner product), as a query against the corpus."""
+    scores = docs @ docs.T
+    np.fill_diagonal(scores, -np.inf)
+    return np.argpartition(-scores, TOP, axis=1)[:, :TOP]
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([len(set(x) & set(y)) / TOP for x, y in zip(a.tolist(), b.tolist())])
+
+
+def build_backends(args, tmp: Path) -> list[Backend]:
+    torch_encoder = Encoder(EncoderSpec("default", backend="torch", device="cpu", max_seq_length=args.max_seq_length))
+    shipped = Encoder(EncoderSpec("default", backend="onnx-int8", max_seq_length=args.max_seq_length))
+    backends = [Backend("torch float32", torch_encoder.encode), Backend("onnx-int8 (MatMul only, shipped)", shipped.encode)]
+    variants: list[tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = []
+    if args.old_recipe:
+        variants.append(("onnx-int8 old recipe (default op list: embeddings int8)", None, ()))
+    if args.keep_float or args.onnx_fp32 or variants:
+        fp32 = export_fp32(torch_encoder.model, str(packaged_model_path()), tmp)
+        import onnx
+
+        matmuls = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.op_type == "MatMul"]
+        for pattern in args.keep_float:
+            keep = tuple(n for n in matmuls if pattern in n)
+            if not keep:
+                raise SystemExit(f"--keep-float {pattern!r} matches no MatMul node")
+            variants.append((f"onnx-int8, {len(keep)} MatMul(s) matching {pattern!r} float", ("MatMul",), keep))
+        for number, (name, op_types, keep) in enumerate(variants):
+            folder = tmp / f"variant-{number}"
+            folder.mkdir()
+            for file in ("tokenizer.json", META_FILE):
+                shutil.copy(tmp / file, folder / file)
+            quantise(fp32, folder / MODEL_FILE, op_types, keep)
+            backends.append(Backend(name, OnnxInt8Encoder(folder, max_seq_length=args.max_seq_length).encode))
+        if args.onnx_fp32:
+            backends.append(Backend("onnx float32", OnnxInt8Encoder(tmp, max_seq_length=args.max_seq_length, model_file=FP32_FILE).encode))
+    return backends
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--backends", default="torch,onnx-int8")
-    parser.add_argument("--lengths", default="256,128")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old-recipe", action="store_true", help="add quantize_dynamic's default op list (embedding tables int8)")
+    parser.add_argument("--onnx-fp32", action="store_true", help="add the exported float32 graph")
+    parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
+                        help="add the shipped recipe with MatMuls whose name contains PATTERN float (repeatable)")
+    parser.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding the development sets")
+    parser.add_argument("--rounds", type=int, default=3, help="speed rounds (median)")
+    parser.add_argument("--speed-docs", type=int, default=256, help="abstracts encoded per speed round")
     args = parser.parse_args(argv[1:])
-    rows = [(backend, int(length)) for length in args.lengths.split(",") for backend in args.backends.split(",")]
-    print(f"# command: python {' '.join(argv)}\n\n| backend | max_seq_length | nDCG@10 (dense) | abstracts/s | "
-          f"cosine to {rows[0][0]}-{rows[0][1]} (min) |\n|---|---|---|---|---|")
-    reference = None
-    for backend, length in rows:
-        score, rate, docs = evaluate(backend, length, args.data)
-        reference = docs if reference is None else reference  # the first row's vectors
-        cosine = float((docs * reference).sum(axis=1).min())
-        print(f"| {backend} | {length} | {score:.4f} | {rate:.1f} | {cosine:.4f} |", flush=True)
+
+    sets = dev_sets(args.data)
+    if not sets:
+        raise SystemExit(f"no development set under {args.data}")
+    print(header("int8 encoder against float32 (dense, exact search)"))
+    print(f"# cpu flags: {simd_flags()}\n", flush=True)
+    loaded = {folder.name: load_beir(folder) for folder in sets}
+
+    with tempfile.TemporaryDirectory(prefix="paperlens-int8-") as tmp:
+        backends = build_backends(args, Path(tmp))
+        sample = [p.text for p in next(iter(loaded.values())).papers[: args.speed_docs]]
+        for backend in backends:
+            backend.encode(sample[:32])  # warm-up: first-call allocations are not the encoder's speed
+        rates: dict[str, list[float]] = {b.name: [] for b in backends}
+        for _ in range(args.rounds):
+            for backend in backends:
+                start = time.perf_counter()
+                backend.encode(sample)
+                rates[backend.name].append(len(sample) / (time.perf_counter() - start))
+
+        rows, pooled = [], {b.name: [] for b in backends}
+        for name, beir in loaded.items():
+            metric = METRIC.get(name, "ndcg@10")
+            ids = [p.id for p in beir.papers]
+            queries = read_queries(beir.folder, beir.queries)
+            reference_docs = reference_top = reference_ndcg = None
+            for backend in backends:
+                docs = backend.encode([p.text for p in beir.papers])
+                texts = {q.text: None for q in queries}
+                for text in texts:
+                    texts[text] = backend.encode([text])[0]  # one at a time, as a search encodes it
+                score = ndcg(beir.qrels, queries, np.stack([texts[q.text] for q in queries]), docs, ids, metric)
+                top = top_ids(docs)
+                if reference_docs is None:
+                    reference_docs, reference_top, reference_ndcg = docs, top, score
+                agree = overlap(top, reference_top)
+                pooled[backend.name].append(agree)
+                cosine = (docs * reference_docs).sum(axis=1)
+                rows.append(f"| {name} | {backend.name} | {metric} {score:.4f} | {100 * (score - reference_ndcg):+.2f} | "
+                            f"{agree.mean():.3f} | {cosine.mean():.4f} / {cosine.min():.4f} |")
+                print(f"# {name}: {backend.name} done", file=sys.stderr, flush=True)
+
+    total = sum(len(b.papers) for b in loaded.values())
+    print(f"| set | backend | nDCG ({', '.join(f'{n} {len(b.queries)} queries' for n, b in loaded.items())}) | "
+          f"Δ vs float32 (points) | top-10 overlap with float32 (every abstract as query) | doc cosine to float32 mean / min |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    for backend in backends:
+        print(f"| all {total:,} abstracts | {backend.name} | | | {np.concatenate(pooled[backend.name]).mean():.3f} | |")
+    base = statistics.median(rates[backends[0].name])
+    print(f"\n| backend | abstracts/s (median of {args.rounds} × {len(sample)}) | × torch float32 |\n|---|---|---|")
+    for backend in backends:
+        rate = statistics.median(rates[backend.name])
+        print(f"| {backend.name} | {rate:.1f} | {rate / base:.2f} |")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,18 @@ import shutil
 import numpy as np
 import pytest
 
-from paperlens.embed import Encoder, EncoderSpec, load_encoder, packaged_model_path, pick_device
-from paperlens.onnx_encoder import UnsupportedModel
+from paperlens.data import DEMO_CORPUS
+from paperlens.embed import (
+    Encoder,
+    EncoderSpec,
+    load_encoder,
+    load_sentence_transformer,
+    packaged_model_path,
+    pick_device,
+    resolve_model,
+)
+from paperlens.onnx_encoder import MODEL_FILE, UnsupportedModel, ensure_exported
+from paperlens.papers import read_papers
 
 TEXTS = [
     "Aspirin lowers the risk of colorectal cancer in long-term users.",
@@ -31,6 +41,31 @@ def test_onnx_int8_matches_torch():
     single = onnx.encode_query(TEXTS[0])
     assert float(single @ onnx_vectors[0]) > 0.97
     assert float(single @ torch_vectors[0]) > 0.95
+
+
+def test_int8_graph_keeps_embedding_tables_float():
+    """Only MatMul weights are int8: the word, position and token-type lookup tables stay float32."""
+    import onnx
+
+    load_encoder(EncoderSpec("default", backend="onnx-int8"))  # exported (once) into the cache
+    folder = ensure_exported(resolve_model("default"), lambda path: load_sentence_transformer(path, "cpu"))
+    graph = onnx.load(str(folder / MODEL_FILE)).graph
+    tables = {init.name: init for init in graph.initializer}
+    gathered = [tables[node.input[0]] for node in graph.node if node.op_type == "Gather" and node.input[0] in tables]
+    lookups = [table for table in gathered if len(table.dims) == 2]
+    assert len(lookups) == 3, [t.name for t in lookups]  # word, position, token type
+    assert all(table.data_type == onnx.TensorProto.FLOAT for table in lookups), [(t.name, t.data_type) for t in lookups]
+    word = next(node for node in graph.node if node.op_type == "Gather" and node.input[1] == "input_ids")
+    assert tables[word.input[0]].dims[0] > 30000 and tables[word.input[0]].data_type == onnx.TensorProto.FLOAT
+    assert sum(node.op_type == "MatMulInteger" for node in graph.node) == 36  # the 6 weight MatMuls of 6 layers
+
+
+def test_int8_abstract_vectors_stay_close_to_float32():
+    texts = [paper.text for paper in read_papers(DEMO_CORPUS).papers[:12]]
+    torch_vectors = load_encoder(EncoderSpec("default", backend="torch")).encode(texts)
+    onnx_vectors = load_encoder(EncoderSpec("default", backend="onnx-int8")).encode(texts)
+    cosine = (torch_vectors * onnx_vectors).sum(axis=1)
+    assert cosine.min() > 0.98, cosine
 
 
 def cls_pooling_copy(folder):

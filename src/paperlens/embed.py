@@ -6,8 +6,8 @@ name or local path works the same way.
 
 Two backends compute the same vectors: 'torch' (sentence-transformers; CPU or CUDA) and
 'onnx-int8' (ONNX Runtime with int8 weights, CPU only; see onnx_encoder.py). 'auto', the default,
-takes torch on a GPU and onnx-int8 on a CPU: on scifact-subset int8 costs 0.3 nDCG@10 points in
-hybrid search (0.837 → 0.834) and encodes queries 3.3× and abstracts 1.3× faster on 2 AVX2 cores.
+takes torch on a GPU and onnx-int8 on a CPU, where it encodes faster (queries most) for a
+relevance cost that ``benchmarks/encoder_relevance.py`` measures against float32.
 A model the int8 path cannot run (pooling other than mean or CLS, extra modules) falls back to torch.
 """
 

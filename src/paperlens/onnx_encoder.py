@@ -1,15 +1,22 @@
 """ONNX Runtime + dynamic int8 quantisation: the fast CPU encoder (``PAPERLENS_BACKEND=onnx-int8``).
 
 The sentence-transformers model is exported once with torch.onnx (no optimum, no
-``sentence-transformers[onnx]`` extra, which would pin an older transformers), its MatMul weights
-are quantised to int8 per channel with ``onnxruntime.quantization.quantize_dynamic``, and the result
-is cached under ~/.cache/paperlens/onnx/<fingerprint>/ with the tokenizer and pooling settings.
-Later processes load only onnxruntime and tokenizers: no torch import on the query path.
+``sentence-transformers[onnx]`` extra, which would pin an older transformers), the weights of its
+MatMuls are quantised to int8 per channel with ``onnxruntime.quantization.quantize_dynamic``, and
+the result is cached under ~/.cache/paperlens/onnx/<fingerprint>/ with the tokenizer and pooling
+settings. Later processes load only onnxruntime and tokenizers: no torch import on the query path.
+
+Only MatMul is quantised (``QUANTISED_OPS``). ``quantize_dynamic``'s default op list also takes
+Gather, which turns the word, position and token-type embedding tables into int8: that saves no
+time (a lookup is not a multiplication) and rounds the input vector of every token.
+``benchmarks/encoder_relevance.py`` measures the recipe against float32 (nDCG on every
+development set, top-10 overlap, vector cosine, abstracts/s), with ``--old-recipe`` for the
+default op list.
 
 Models made of a transformer, mean or CLS pooling and an optional Normalize are supported
 (all-MiniLM-L6-v2, most sentence-transformers models, bge, SPECTER2); others raise
-``UnsupportedModel``, and the 'auto' backend then uses torch. Vectors stay within cosine ~0.99
-of the float32 ones, so an index may mix both backends.
+``UnsupportedModel``, and the 'auto' backend then uses torch. The int8 vectors stay close enough
+to the float32 ones (cosine bound: tests/test_encoder_backends.py) that an index may mix both.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +39,11 @@ from .errors import PaperlensError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 2  # bump when the export recipe changes: old cache folders are then ignored
+EXPORT_FORMAT = 3  # bump when the export recipe changes: old cache folders are then ignored
 MODEL_FILE = "model.int8.onnx"
+FP32_FILE = "model.fp32.onnx"
+# The ops whose weights become int8: the embedding lookups (Gather) stay float32, see the docstring.
+QUANTISED_OPS: tuple[str, ...] = ("MatMul",)
 META_FILE = "paperlens-onnx.json"
 UNSUPPORTED_FILE = "unsupported.txt"
 
@@ -95,15 +106,21 @@ def ensure_exported(model_path: str, load: Callable[[str], Any], cache: Path | N
 
 
 def _export_int8(model, model_path: str, out: Path) -> None:
+    export_fp32(model, model_path, out)
+    quantise(out / FP32_FILE, out / MODEL_FILE)
+    (out / FP32_FILE).unlink()
+
+
+def export_fp32(model, model_path: str, out: Path) -> Path:
+    """The float32 graph (``FP32_FILE``), tokenizer and settings in ``out``: everything but the int8 step."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     pooling = supported_pooling(model, model_path)
     tokenizer = model.tokenizer
     names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names)
     sample = tokenizer(["a short text", "a somewhat longer text to pad the batch"], padding=True, return_tensors="pt")
     wrapper = _hidden_state_module(model[0].auto_model, names)
-    fp32 = out / "model.fp32.onnx"
+    fp32 = out / FP32_FILE
     # The tracer's warnings (legacy exporter, data-dependent branches it fixes as constants) are about
     # shapes this graph never sees change meaning; a user's first run should not print them.
     with torch.no_grad(), warnings.catch_warnings():
@@ -112,19 +129,28 @@ def _export_int8(model, model_path: str, out: Path) -> None:
             wrapper, tuple(sample[n] for n in names), str(fp32), input_names=list(names), output_names=["last_hidden_state"],
             dynamic_axes={n: {0: "batch", 1: "tokens"} for n in (*names, "last_hidden_state")}, opset_version=17, dynamo=False,
         )
-    # Per-channel QInt8 weights: cosine to float32 >= 0.988 on scifact abstracts; reduce_range
-    # gave the same accuracy at half the speed on an AVX2 machine.
-    root = logging.getLogger()
-    level, root.level = root.level, logging.ERROR  # its advice to pre-process is for static quantisation
-    try:
-        quantize_dynamic(str(fp32), str(out / MODEL_FILE), per_channel=True, weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    fp32.unlink()
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     meta = {"dim": int(model.get_embedding_dimension()), "max_seq_length": int(model.max_seq_length), "input_names": list(names),
             "pooling": pooling}
     (out / META_FILE).write_text(json.dumps(meta))
+    return fp32
+
+
+def quantise(fp32: Path, dest: Path, op_types: tuple[str, ...] | None = QUANTISED_OPS, keep_float: tuple[str, ...] = ()) -> None:
+    """Dynamic int8: per-channel QInt8 weights of the ``op_types`` nodes (None: the quantiser's own list).
+
+    ``keep_float`` names nodes to leave float32. reduce_range gave the same accuracy at half the
+    speed on an AVX2 machine, so it stays off."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR  # its advice to pre-process is for static quantisation
+    try:
+        quantize_dynamic(str(fp32), str(dest), per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types) if op_types is not None else None,
+                         nodes_to_exclude=list(keep_float))
+    finally:
+        root.setLevel(level)
 
 
 def supported_pooling(model, model_path: str) -> str:
@@ -160,7 +186,7 @@ def _hidden_state_module(transformer, names: tuple[str, ...]):
 class OnnxInt8Encoder:
     """Tokenize, run the int8 graph, mean-pool over real tokens, normalise: sentence-transformers' recipe."""
 
-    def __init__(self, folder: Path, threads: int | None = None, max_seq_length: int | None = None):
+    def __init__(self, folder: Path, threads: int | None = None, max_seq_length: int | None = None, model_file: str = MODEL_FILE):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -175,7 +201,7 @@ class OnnxInt8Encoder:
         # Idle threads sleep instead of spinning: spinning ORT threads starved FAISS and SQLite right
         # after each query (FAISS search 0.9 ms -> up to 5 ms) and burn cores a busy server needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
         self.tokenizer.enable_padding()
