@@ -195,8 +195,8 @@ user_router = APIRouter(dependencies=[Depends(require_user)])
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=[Depends(require_api_key)])
 def create_user(library: LibraryDep, body: UserIn) -> UserOut:
     user = user_ops.create_user(library, body.name)
-    with library.lock:
-        token = issue_user_token(library.store, user.id)
+    with library.lock, library.store.transaction():
+        token = issue_user_token(library.store.users, user.id)
     out = _user_out(library, user.id)
     out.token = token
     return out

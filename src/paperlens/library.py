@@ -418,7 +418,8 @@ def _persist(library: Library, generation: int) -> None:
     if library.keywords is not None:
         library.manifest.keyword_generation = library.keywords.generation
     library.manifest.write(library.folder)
-    library.store.forget_changes(generation)
+    with library.store.transaction():
+        library.store.forget_changes(generation)
     library.unsaved_generation = None
 
 

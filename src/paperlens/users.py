@@ -35,7 +35,7 @@ class UserSummary:
 
 
 def users(library: Library) -> UserStore:
-    return UserStore(library.store)
+    return library.store.users
 
 
 def _has_control_chars(text: str) -> bool:
@@ -136,7 +136,7 @@ def set_interests(library: Library, user_id: int, interests: list[str]) -> list[
     texts = [check_name(text, "interest", MAX_INTEREST_CHARS) for text in interests]
     texts = list(dict.fromkeys(texts))
     vectors = library.encoder.encode(texts) if texts else None
-    with library.lock:
+    with library.lock, library.store.transaction():
         users(library).set_interests(user_id, texts, vectors if vectors is not None else [])
     return texts
 
