@@ -52,10 +52,8 @@ class UserStore:
         """The calling thread's connection (``Database.conn`` is per thread)."""
         return self.db.conn
 
-    def add_user(self, name: str, token_hash: str | None = None) -> UserRow:
-        """A new user, with the hash of their token (security.token_hash) when there is one."""
-        user_id = self.conn.execute("INSERT INTO users(name, created_at, token_hash) VALUES (?, ?, ?)",
-                                    (name, now(), token_hash)).lastrowid
+    def add_user(self, name: str) -> UserRow:
+        user_id = self.conn.execute("INSERT INTO users(name, created_at) VALUES (?, ?)", (name, now())).lastrowid
         return self.get_user(user_id)
 
     def set_token_hash(self, user_id: int, digest: str) -> bool:
