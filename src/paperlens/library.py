@@ -6,7 +6,9 @@
       keywords/       the BM25 index over titles and abstracts (tantivy; a cache, as vectors.faiss)
       manifest.json   model, dimension, count, layout, format version, what each cache reflects
 
-Ingest and delete go through here so that the store, the index and the manifest never disagree.
+Every write (ingest, delete, check's repairs) commits to the store first, then goes through
+``Library.apply_write``, which brings each cache (caches.py) up to it; open and check ask each
+cache whether it is behind and rebuild it from the store if so.
 """
 
 from __future__ import annotations
