@@ -358,10 +358,11 @@ class CheckReport:
 
 
 def check_library(library: Library, repair: bool = True, quick: bool = False) -> CheckReport:
-    """Verify the store (SQLite integrity, a vector per paper) and the FAISS file (same ids as the store).
+    """Verify the store (SQLite integrity, a vector per paper), then each cache against it (FAISS:
+    the same ids as the store; keywords/: the same write and count).
 
-    With ``repair``, papers without vectors are encoded and a FAISS index that disagrees is rebuilt
-    from the store; a store that fails SQLite's integrity check cannot be repaired here.
+    With ``repair``, papers without vectors are encoded and a cache that disagrees is rebuilt from
+    the store; a store that fails SQLite's integrity check cannot be repaired here.
     """
     report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
     store = library.store
