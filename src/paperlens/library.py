@@ -113,7 +113,8 @@ class IngestReport:
 
 class Library:
     """The opened index folder: the store, the caches kept in step with it, and the writer lock.
-    Holds no policy: search, recommend and ingest are functions over it."""
+    Search, recommend, ingest and delete are functions over it; what it decides itself is only the
+    order in which a committed write reaches the caches (``apply_write``)."""
 
     def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None):
         self.folder = folder
