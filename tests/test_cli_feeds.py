@@ -8,8 +8,12 @@ import bibtexparser
 import pytest
 from click.testing import CliRunner
 
+from fastapi.testclient import TestClient
+
 from conftest import topic_papers, write_jsonl
+from paperlens.api import create_app
 from paperlens.cli import main
+from paperlens.config import Settings
 
 
 @pytest.fixture()
@@ -25,7 +29,8 @@ def run(*args, env=None):
 
 
 def test_user_add_like_dislike_feed(index):
-    assert run("user", "add", "Ada", "--index", index).output.strip() == "user 1: Ada"
+    added = run("user", "add", "Ada", "--index", index).output.splitlines()
+    assert added[0] == "user 1: Ada" and added[1].startswith("token: ") and len(added[1]) > 40
     assert run("user", "like", 1, "2401.00001", "--index", index).exit_code == 0
     assert run("user", "like", 1, "2402.00003", "--index", index).exit_code == 0
     assert run("user", "dislike", 1, "2403.00005", "--index", index).exit_code == 0
@@ -46,6 +51,20 @@ def test_exports(index, tmp_path):
     assert run("user", "export", 1, "--format", "bibtex", "-k", 3, "-o", out, "--index", index).exit_code == 0
     entries = bibtexparser.parse_string(out.read_text()).entries
     assert len(entries) == 3 and entries[0].fields_dict["eprint"].value == "2401.00002"
+
+
+def test_a_user_added_by_the_cli_has_a_token_that_the_api_accepts(index):
+    """With API keys on, 'user add' makes the user and their token together, and prints the token once."""
+    added = run("user", "add", "Ada", "--index", index, "--json", env={"PAPERLENS_API_KEY": "admin-key"})
+    user = json.loads(added.output)
+    assert added.exit_code == 0 and user["id"] == 1 and user["token"]
+    assert run("user", "like", 1, "2401.00001", "--index", index).exit_code == 0
+    with TestClient(create_app(Settings(index=index, api_key="admin-key"))) as client:
+        assert client.get("/users/1/feed").status_code == 401
+        assert client.get("/users/1/feed", headers={"X-User-Token": "wrong"}).status_code == 403
+        feed = client.get("/users/1/feed", params={"k": 2}, headers={"X-User-Token": user["token"]})
+        assert feed.status_code == 200 and len(feed.json()["results"]) == 2
+        assert client.get("/users/1", headers={"X-User-Token": user["token"]}).json()["token"] is None
 
 
 @pytest.mark.parametrize("args, message", [

@@ -103,11 +103,16 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
     ledger.in_flight[first[0]["id"]] = ledger.present.pop(first[0]["id"])
     write_until_killed(server, lambda: httpx.delete(f"{server.url}/papers/{first[0]['id']}", timeout=60))
 
-    # 2.–4. killed inside an ingest: after the commit, with the FAISS file written aside, before the manifest
-    # Each repaired first by 'paperlens check', so the server's own start-up rebuild cannot hit its crash point.
-    for point in ("ingest:after-commit", "index-save:before-rename", "persist:before-manifest"):
+    # 2.–5. killed inside an ingest: after the commit, between the keyword index and FAISS, with the FAISS
+    # file written aside, before the manifest. Each repaired first by 'paperlens check', so the server's
+    # own start-up rebuild cannot hit its crash point.
+    previous = None
+    for point in ("ingest:after-commit", "cache-applied:keywords", "index-save:before-rename", "persist:before-manifest"):
         repaired = run_check(index, repair=True)
         assert repaired["ok"] and repaired["repaired"], repaired
+        if previous == "cache-applied:keywords":  # keywords/ held the paper, the manifest did not vouch for it yet
+            assert any(note.startswith("rebuilt keywords/") for note in repaired["repaired"]), repaired
+        previous = point
         server = ServerProcess(index, log, {CRASH_ENV: point})
         verify(server, ledger)
         new = paper(next(counter))
@@ -116,8 +121,8 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         if point == "index-save:before-rename":
             assert (index / "vectors.faiss.tmp").exists()
 
-    # 5. killed at a random moment while a client ingests one paper after another (this server repairs the
-    # stale FAISS file left by step 4 itself, at start-up)
+    # 6. killed at a random moment while a client ingests one paper after another (this server repairs the
+    # stale FAISS file left by step 5 itself, at start-up)
     server = ServerProcess(index, log)
     verify(server, ledger)
     acked, sent = threading.Event(), []
@@ -144,7 +149,7 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         if new["id"] not in ledger.present:
             ledger.in_flight[new["id"]] = new["title"]
 
-    # 6. a clean restart serves everything acknowledged; the store and FAISS agree exactly
+    # 7. a clean restart serves everything acknowledged; the store and FAISS agree exactly
     server = ServerProcess(index, log)
     verify(server, ledger)
     assert len(ledger.present) >= 4

@@ -1,6 +1,7 @@
 """The feed core (feeds.py, users.py) on a real six-paper index of three unrelated topics."""
 
 import datetime as dt
+import threading
 
 import numpy as np
 import pytest
@@ -130,3 +131,27 @@ def test_clusters_separate_unrelated_vectors():
     labels = cluster_interests(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), max_clusters=5, distance=0.6)
     assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
     assert cluster_interests(vectors, max_clusters=1, distance=0.6).tolist() == [0] * 5
+
+
+def test_user_writes_do_not_wait_for_the_index_writer(small_library):
+    """A like is a store transaction of its own: an ingest holding the library's writer lock does not block it."""
+    done = threading.Event()
+
+    def like() -> None:
+        user = users.create_user(small_library, "kai")
+        users.record_interaction(small_library, user.id, PROTEIN, "like")
+        users.put_collection(small_library, user.id, "reading")
+        done.set()
+
+    with small_library.lock:
+        worker = threading.Thread(target=like)
+        worker.start()
+        assert done.wait(30)
+    worker.join()
+
+
+def test_a_new_user_comes_with_a_token_whose_hash_is_stored(small_library):
+    from paperlens.security import token_hash
+
+    user = users.create_user(small_library, "lu")
+    assert user.token and small_library.store.users.token_hash(user.id) == token_hash(user.token)

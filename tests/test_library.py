@@ -101,8 +101,8 @@ def test_large_index_defers_faiss_saves_and_replays_them_at_open(tmp_path):
     delete(library, ["2401.00002"])
     assert (folder / INDEX_FILE).read_bytes() == saved  # 2 changes < 0.5 x 6: not saved
     assert Manifest.read(folder).generation < library.store.generation()
-    # a kill: the process ends without close()
-    library.unsaved_generation = None
+    # a kill: the process ends without close() saving the deferred FAISS file
+    library.faiss_cache.unsaved_generation = None
     library.close()
 
     reopened = open_library(settings, folder)
@@ -118,7 +118,7 @@ def test_large_index_defers_faiss_saves_and_replays_them_at_open(tmp_path):
         ingest(again, [Paper("2402.00002", "Tidal locking", "Tidal forces lock the moon's rotation to its orbit.")])
         with again.store.transaction():
             again.store.bump_generation(None)
-        again.unsaved_generation = None
+        again.faiss_cache.unsaved_generation = None  # as if killed: close() does not save
     with open_library(settings, folder) as last:
         assert any("rebuilt vectors.faiss" in note for note in last.recovered)
         assert len(last.index) == 7
@@ -130,7 +130,7 @@ def test_close_saves_what_was_deferred(tmp_path):
     with open_library(settings, folder, create=True) as library:
         ingest(library, topic_papers())
         ingest(library, [Paper("2402.00001", "Ocean tides", "The moon raises ocean tides.")])
-        assert library.unsaved_generation is not None
+        assert library.faiss_cache.unsaved_generation is not None
     with open_library(settings, folder) as reopened:
         assert reopened.recovered == [] and len(reopened.index) == 7
         assert Manifest.read(folder).generation == reopened.store.generation()

@@ -84,9 +84,9 @@ def test_user_token_or_admin_key(tmp_path):
     with TestClient(app) as client:
         store = app.state.library.store
         with store.transaction():
-            alice, bob = store.add_user("alice"), store.add_user("bob")
-        token = issue_user_token(store, alice)
-        assert store.user_token_hash(alice) != token  # only the hash is kept
+            alice, bob = store.users.add_user("alice").id, store.users.add_user("bob").id
+            token = issue_user_token(store.users, alice)
+        assert store.users.token_hash(alice) != token  # only the hash is kept
         assert client.get(f"/users/{alice}/probe", headers={"X-User-Token": token}).json() == {"user": alice}
         assert client.get(f"/users/{alice}/probe").status_code == 401
         assert client.get(f"/users/{bob}/probe", headers={"X-User-Token": token}).status_code == 403

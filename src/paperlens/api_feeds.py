@@ -20,7 +20,7 @@ from .library import Library
 from .papers import Paper
 from .recommend import recommend
 from .search import Filters, Hit, Mode, make_filters, search_text, similar_to_paper
-from .security import issue_user_token, require_api_key, require_user
+from .security import require_api_key, require_user
 from .store import CollectionRow, InteractionRow
 from . import users as user_ops
 
@@ -196,10 +196,8 @@ user_router = APIRouter(dependencies=[Depends(require_user)])
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=[Depends(require_api_key)])
 def create_user(library: LibraryDep, body: UserIn) -> UserOut:
     user = user_ops.create_user(library, body.name)
-    with library.lock:
-        token = issue_user_token(library.store, user.id)
     out = _user_out(library, user.id)
-    out.token = token
+    out.token = user.token
     return out
 
 

@@ -383,12 +383,12 @@ def user_group() -> None:
 @index_options
 @handle_errors
 def user_add_command(name: str, index: str | None, as_json: bool) -> None:
-    """Create a user; prints their id."""
+    """Create a user; prints their id and, this once, their token (X-User-Token for the API)."""
     from .users import create_user
 
     with _open(index) as library:
         user = create_user(library, name)
-    click.echo(json.dumps(asdict(user)) if as_json else f"user {user.id}: {user.name}")
+    click.echo(json.dumps(asdict(user)) if as_json else f"user {user.id}: {user.name}\ntoken: {user.token}")
 
 
 def _interaction_command(kind: str) -> Callable:

@@ -15,7 +15,8 @@ CRASH_ENV = "PAPERLENS_CRASH_AT"
 
 # The points, in the order a write reaches them.
 POINTS = (
-    "ingest:after-commit",       # store committed, FAISS not yet updated
+    "ingest:after-commit",       # store committed, no cache updated yet
+    "cache-applied:keywords",    # keywords/ updated, FAISS not yet (Library.apply_write: one per cache)
     "index-save:before-rename",  # the new FAISS file is written aside (*.tmp), not yet in place
     "persist:before-manifest",   # the new FAISS file is in place, the manifest still describes the old one
     "delete:after-commit",       # a delete committed, FAISS still holds the paper

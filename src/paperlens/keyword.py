@@ -116,7 +116,7 @@ class KeywordIndex:
 
     def __init__(self, path: Path, index: tantivy.Index, schema: tantivy.Schema):
         self.path = path
-        # The store write this index reflects; the manifest records it (see library._persist).
+        # The store write this index reflects; the manifest records it (see caches.KeywordCache).
         self.generation = -1
         self._index = index
         self._schema = schema

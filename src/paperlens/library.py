@@ -6,46 +6,59 @@
       keywords/       the BM25 index over titles and abstracts (tantivy; a cache, as vectors.faiss)
       manifest.json   model, dimension, count, layout, format version, what each cache reflects
 
-Ingest and delete go through here so that the store, the index and the manifest never disagree.
+Every write (ingest, delete, check's repairs) commits to the store first, then goes through
+``Library.apply_write``, which brings each cache (caches.py) up to it; open and check ask each
+cache whether it is behind and rebuild it from the store if so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
+from .caches import (
+    INDEX_FILE,
+    KEYWORD_DIR,
+    Cache,
+    ChangeSet,
+    FaissCache,
+    FilterCache,
+    KeywordCache,
+)
 from .config import DEFAULT_MODEL, Settings
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
-from .errors import IndexMismatch, IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
-from .faults import crash_point
-from .index import (
-    SearchTuning, VectorIndex, choose_layout, create_index, fsync_dir, layout_outdated, layout_params, load_index,
-    training_sample,
+from .errors import (
+    IndexMismatch,
+    IndexNotFound,
+    InvalidInput,
+    NothingToIngest,
+    PaperlensError,
 )
-from .index.hnsw import HNSWIndex
-from .index.layered import LayeredIndex
+from .faults import crash_point
+from .filters import FilterColumns
+from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
 from .papers import InvalidRecord, Paper, normalise_id
-from .store import FilterColumns, Store
+from .store import Store
 
 log = logging.getLogger(__name__)
 
+__all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "IngestReport", "Library", "Manifest",
+           "check_library", "delete", "ingest", "open_library"]
+
 FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
-INDEX_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
-KEYWORD_DIR = "keywords"
 
 
 @dataclass
@@ -67,7 +80,7 @@ class Manifest:
     updated: str = ""
 
     @classmethod
-    def read(cls, folder: Path) -> "Manifest":
+    def read(cls, folder: Path) -> Manifest:
         try:
             data = json.loads((folder / MANIFEST_FILE).read_text())
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
@@ -99,29 +112,40 @@ class IngestReport:
 
 
 class Library:
-    """The opened index folder. Holds no policy: search, recommend and ingest are functions over it."""
+    """The opened index folder: the store, the caches kept in step with it, and the writer lock.
+    Search, recommend, ingest and delete are functions over it; what it decides itself is only the
+    order in which a committed write reaches the caches (``apply_write``)."""
 
-    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None, index: VectorIndex | None):
+    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None):
         self.folder = folder
         self.settings = settings
         self.store = store
         self.manifest = manifest
-        # Replaced whole by writers (copy, change, swap): a search holds on to the one it started with.
-        self.index = index
-        # The BM25 side; like ``index`` it is replaced whole by writers (KeywordIndex.write).
-        self.keywords: KeywordIndex | None = None
-        # One writer at a time; searches never take it.
+        # One writer of the index at a time; searches never take it.
         self.lock = threading.RLock()
         # What open_library found and repaired (an interrupted save, a stale FAISS file), for 'check'.
         self.recovered: list[str] = []
+        self.filter_cache = FilterCache(self)
+        self.keyword_cache = KeywordCache(self)
+        self.faiss_cache = FaissCache(self)
+        # In the order every write updates them (see apply_write).
+        self.caches: tuple[Cache, ...] = (self.filter_cache, self.keyword_cache, self.faiss_cache)
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
         # ThreadPoolExecutor starts them on first use.
         self.workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="paperlens-query")
-        # Filterable fields as arrays (store.FilterColumns): loaded on the first filtered query,
-        # patched by every write, replaced whole (searches keep the one they started with).
-        self._filter_columns: FilterColumns | None = None
-        # The write the in-memory FAISS index reflects when its file was left older (see _save).
-        self.unsaved_generation: int | None = None
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The FAISS index; a search holds on to the one it started with (writers swap in a new one)."""
+        return self.faiss_cache.index
+
+    @property
+    def keywords(self) -> KeywordIndex | None:
+        """The BM25 side; replaced whole by writers, as ``index`` is."""
+        return self.keyword_cache.index
+
+    def filter_columns(self) -> FilterColumns:
+        return self.filter_cache.get()
 
     @property
     def model_name(self) -> str:
@@ -145,36 +169,31 @@ class Library:
             raise IndexMismatch(f"model {spec.model!r} gives {encoder.dim}-d vectors but {self.folder} holds {self.manifest.dim}-d ones")
         return encoder
 
-    def filter_columns(self) -> FilterColumns:
-        columns = self._filter_columns
-        if columns is None:
-            with self.lock:  # a writer's patch must not be lost under a load that read the store before its commit
-                if self._filter_columns is None:
-                    self._filter_columns = self.store.filter_columns()
-                columns = self._filter_columns
-        return columns
-
-    def _refresh_filter_columns(self, changed: Iterable[int], removed: Iterable[int] = ()) -> None:
-        """After a write, under the writer lock: re-read these papers' fields (if the columns are loaded)."""
-        if self._filter_columns is not None:
-            self._filter_columns = self._filter_columns.patched(self.store.filter_columns(changed), removed)
-
     @property
     def tuning(self) -> SearchTuning:
         return search_tuning(self.settings)
 
+    def apply_write(self, changes: ChangeSet) -> None:
+        """After a store commit, under the writer lock: bring every cache up to it, one after another.
+
+        Every writer ends here. A kill between two caches leaves the later ones behind the store;
+        the next open finds them so (``Cache.problem``) and rebuilds them."""
+        for cache in self.caches:
+            cache.apply(changes)
+            crash_point(f"cache-applied:{cache.key}")
+
     def __len__(self) -> int:
-        """Papers held: the keyword index counts them without a scan (COUNT(*) takes ~8 ms at 1M)."""
+        """Papers held: the keyword index counts them without a scan (COUNT(*) is slow at scale)."""
         return len(self.keywords) if self.keywords is not None else self.store.count()
 
     def close(self) -> None:
         with self.lock:
-            if self.unsaved_generation is not None and self.index is not None:
-                _persist(self, self.unsaved_generation)  # the next open need not replay anything
+            for cache in self.caches:
+                cache.close()
         self.workers.shutdown(wait=True)
         self.store.close()
 
-    def __enter__(self) -> "Library":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,65 +230,25 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
         manifest = _manifest_from_store(store, settings)
         if manifest:
             recovered.append(f"{MANIFEST_FILE} was missing: model and dimension recovered from the store")
-    library = Library(folder, settings, store, manifest, None)
+    library = Library(folder, settings, store, manifest)
     library.recovered = recovered
-    library.keywords = _open_keywords(library)
-    if manifest:
-        library.index = _load_or_rebuild(library, force=any(INDEX_FILE in note for note in recovered))
+    for cache in library.caches:
+        problem = cache.open()
+        if problem is not None:
+            log.warning("%s: rebuilding %s from the store", problem, cache.name)
+            library.recovered.append(f"rebuilt {cache.name} from the store: {problem}")
+            cache.rebuild()
     return library
 
 
-def keywords_problem(library: Library, keywords: KeywordIndex) -> str | None:
-    """Why keywords/ cannot be trusted as the store's papers, or None if it can."""
-    store_generation = library.store.generation()
-    if library.manifest is not None and library.manifest.keyword_generation != store_generation:
-        return f"{KEYWORD_DIR}/ reflects write {library.manifest.keyword_generation}, the store is at write {store_generation}"
-    if len(keywords) != library.store.count():
-        return f"{KEYWORD_DIR}/ holds {len(keywords)} papers, the store {library.store.count()}"
-    return None
-
-
-def _open_keywords(library: Library) -> KeywordIndex:
-    """The keyword index as the manifest vouches for it, or rebuilt from the store (no model needed)."""
-    path = library.folder / KEYWORD_DIR
-    try:
-        keywords = KeywordIndex.open(path) if path.exists() else None
-    except (ValueError, OSError, RuntimeError) as exc:
-        keywords, problem = None, f"{KEYWORD_DIR}/ is unreadable ({exc})"
-    else:
-        problem = f"{KEYWORD_DIR}/ is missing" if keywords is None else None
-    if keywords is not None:
-        keywords.generation = library.store.generation()
-        problem = keywords_problem(library, keywords)
-        if problem is None:
-            return keywords
-    return rebuild_keywords(library, problem)
-
-
-def rebuild_keywords(library: Library, reason: str) -> KeywordIndex:
-    """A fresh keyword index of every stored paper, vouched for in the manifest."""
-    with library.lock:
-        if library.store.count():
-            log.warning("%s: rebuilding it from the store", reason)
-            library.recovered.append(f"rebuilt {KEYWORD_DIR}/ from the store: {reason}")
-        generation = library.store.generation()
-        keywords = KeywordIndex.recreate(library.folder / KEYWORD_DIR, library.store.iter_texts(), generation)
-        library.keywords = keywords
-        if library.manifest is not None:
-            library.manifest.keyword_generation = generation
-            library.manifest.write(library.folder)
-        return keywords
-
-
 def _remove_interrupted_saves(folder: Path) -> list[str]:
-    """A *.tmp left in the folder is a save that was killed before its rename: the old file is intact."""
-    notes = []
-    for name in (INDEX_FILE, MANIFEST_FILE):
-        tmp = folder / (name + ".tmp")
-        if tmp.exists():
-            tmp.unlink()
-            notes.append(f"removed {tmp.name} left by an interrupted save of {name}")
-    return notes
+    """A manifest.json.tmp is a save that was killed before its rename: the old file is intact.
+    (FaissCache.open does the same for vectors.faiss.)"""
+    tmp = folder / (MANIFEST_FILE + ".tmp")
+    if not tmp.exists():
+        return []
+    tmp.unlink()
+    return [f"removed {tmp.name} left by an interrupted save of {MANIFEST_FILE}"]
 
 
 def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
@@ -278,148 +257,6 @@ def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
     if not model or not dim or store.vector_count() == 0:
         return None
     return Manifest(model=model, dim=int(dim), layout=choose_layout(store.vector_count(), settings.layout))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def index_problem(library: Library, path: Path) -> str | None:
-    """Why the FAISS file cannot be brought up to the store's vectors, or None if it can.
-
-    A file that reflects an older write is fine as long as the store logged every write since."""
-    manifest, store = library.manifest, library.store
-    if not path.exists():
-        return f"{path.name} is missing"
-    if manifest.generation != store.generation() and store.changed_since(manifest.generation) is None:
-        return f"{path.name} reflects write {manifest.generation}, the store is at write {store.generation()}"
-    if not manifest.checksum or file_sha256(path) != manifest.checksum:
-        return f"{path.name} does not match the checksum in the manifest"
-    return None
-
-
-def _load_or_rebuild(library: Library, force: bool = False) -> VectorIndex:
-    manifest = library.manifest
-    path = library.folder / INDEX_FILE
-    problem = "an earlier save was interrupted" if force else index_problem(library, path)
-    if problem is None:
-        try:
-            index = load_index(manifest.layout, path, manifest.index_params, library.tuning)
-            if len(index) == manifest.count and index.dim == manifest.dim:
-                _replay(library, index)
-                problem = count_problem(library, index)
-                if problem is None:
-                    library.index = index
-                    rebuild_if_needed(library)
-                    return library.index
-            else:
-                problem = f"{path.name} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
-        except RuntimeError as exc:
-            problem = f"{path.name} is unreadable ({exc})"
-    log.warning("%s: rebuilding from the store", problem)
-    library.recovered.append(f"rebuilt {INDEX_FILE} from the store: {problem}")
-    return rebuild_index(library)
-
-
-def _replay(library: Library, index: VectorIndex) -> None:
-    """Apply to a loaded FAISS index the writes made since it was saved, from the store's log."""
-    behind = library.manifest.generation
-    changed = library.store.changed_since(behind)
-    if changed is None or len(changed) == 0:
-        return
-    index.remove(changed)
-    pks, vectors = library.store.candidate_vectors(changed.tolist(), library.manifest.dim)
-    if pks:
-        index.add(np.asarray(pks, dtype=np.int64), vectors)
-    library.recovered.append(f"brought {INDEX_FILE} from write {behind} to {library.store.generation()} "
-                             f"by replaying {len(changed)} changed papers from the store")
-
-
-def count_problem(library: Library, index: VectorIndex) -> str | None:
-    stored = library.store.vector_count()
-    return None if len(index) == stored else f"{INDEX_FILE} holds {len(index)} vectors, the store {stored}"
-
-
-def rebuild_if_needed(library: Library) -> bool:
-    """Rebuild when the collection outgrew its layout or the index asks for it (HNSW tombstones)."""
-    reason = layout_outdated(library.manifest.layout, len(library.index), library.settings.layout) or library.index.needs_rebuild()
-    if not reason:
-        return False
-    log.warning("rebuilding the index of %s from stored vectors: %s", library.folder, reason)
-    rebuild_index(library)
-    return True
-
-
-def rebuild_index(library: Library, layout: str | None = None) -> VectorIndex:
-    """A fresh FAISS index from the vectors in the store; no model needed.
-
-    ``layout`` None keeps the manifest's layout unless the collection outgrew it (``layout_outdated``).
-    Trained layouts (SQ8, PQ) are retrained on a sample of the stored vectors.
-    """
-    with library.lock:
-        manifest = library.manifest
-        count = library.store.vector_count()
-        if layout is None:
-            outdated = layout_outdated(manifest.layout, count, library.settings.layout)
-            layout = choose_layout(count, library.settings.layout) if outdated else manifest.layout
-        if count == 0:
-            layout = "flat"  # nothing to train a quantiser on; the next ingest grows it into the configured layout
-        params = layout_params(layout, count)
-        training = _stored_sample(library, count) if layout != "flat" else None
-        index = create_index(layout, manifest.dim, params, training, library.tuning)
-        for pks, vectors in library.store.iter_vectors():
-            index.add(pks, vectors)
-        manifest.layout = layout
-        manifest.index_params = params
-        library.index = index
-        _persist(library, library.store.generation())
-        return index
-
-
-def _stored_sample(library: Library, count: int, size: int = 100_000) -> np.ndarray:
-    """About ``size`` stored vectors taken evenly from every batch, without holding them all."""
-    keep = min(1.0, size / max(count, 1))
-    parts = [training_sample(vectors, int(np.ceil(len(vectors) * keep)), seed=i) for i, (_, vectors) in enumerate(library.store.iter_vectors())]
-    return np.concatenate(parts) if parts else np.zeros((0, library.manifest.dim), np.float32)
-
-
-def _save(library: Library, generation: int) -> None:
-    """After a write: save the FAISS file when due (see Settings.index_save_share), else only the
-    manifest, whose FAISS fields keep describing the older file that the store's log completes."""
-    manifest, settings = library.manifest, library.settings
-    path = library.folder / INDEX_FILE
-    if len(library.index) >= settings.index_save_every_write_below and path.exists():
-        changed = library.store.changed_since(manifest.generation)
-        if changed is not None and len(changed) < settings.index_save_share * len(library.index):
-            if library.keywords is not None:
-                manifest.keyword_generation = library.keywords.generation
-            manifest.write(library.folder)
-            library.unsaved_generation = generation
-            return
-    _persist(library, generation)
-
-
-def _persist(library: Library, generation: int) -> None:
-    """Save the FAISS file, then the manifest that vouches for it (each written aside and renamed)."""
-    path = library.folder / INDEX_FILE
-    if isinstance(library.index, LayeredIndex):
-        library.index = library.index.merged()
-    index = library.index
-    index.save(path)
-    crash_point("persist:before-manifest")
-    library.manifest.count = len(index)
-    library.manifest.generation = generation
-    library.manifest.max_pk = library.store.max_vector_pk()  # the index holds exactly the stored vectors
-    library.manifest.checksum = file_sha256(path)
-    if library.keywords is not None:
-        library.manifest.keyword_generation = library.keywords.generation
-    library.manifest.write(library.folder)
-    library.store.forget_changes(generation)
-    library.unsaved_generation = None
 
 
 def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -> IngestReport:
@@ -450,29 +287,24 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
             enc = encoder or library.encoder
             layout = choose_layout(len(papers), library.settings.layout)
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
-        generation = library.store.generation()
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
             if to_encode:
                 library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
-                generation = library.store.bump_generation([outcomes[i].pk for i in to_encode])
+                library.store.bump_generation([outcomes[i].pk for i in to_encode])
             if new_manifest:
                 # With the papers, so a kill before the manifest is written loses nothing (see open_library).
                 library.store.set_meta("model", library.manifest.model)
                 library.store.set_meta("dim", str(library.manifest.dim))
+            generation = library.store.generation()
         crash_point("ingest:after-commit")
-        library._refresh_filter_columns(o.pk for o in outcomes if o.status != "unchanged")
-        if to_encode:  # exactly the papers whose title or abstract changed (or that are new)
-            changed = [outcomes[i].pk for i in to_encode]
-            library.keywords.write([(outcomes[i].pk, papers[i].title, papers[i].abstract) for i in to_encode], changed, generation)
-        if to_encode or library.index is None or not (library.folder / INDEX_FILE).exists():
-            changed_pks = np.array([outcomes[i].pk for i in to_encode], dtype=np.int64)
-            index = _writable(library) if library.index is not None else _new_index(library, vectors)
-            index.remove(changed_pks)
-            index.add(changed_pks, vectors if vectors is not None else np.zeros((0, library.manifest.dim), np.float32))
-            library.index = index
-            if not rebuild_if_needed(library):
-                _save(library, generation)
+        encoded_now = set(to_encode)  # exactly the papers whose title or abstract changed (or that are new)
+        library.apply_write(ChangeSet(
+            generation,
+            rows=[(outcomes[i].pk, papers[i].title, papers[i].abstract) for i in to_encode],
+            vectors=vectors,
+            refreshed=[o.pk for i, o in enumerate(outcomes) if o.status != "unchanged" and i not in encoded_now],
+        ))
     report.encoded = len(to_encode)
     for outcome in outcomes:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
@@ -495,26 +327,6 @@ def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: d
     return {**encoded, **dict(zip(missing, vectors))}
 
 
-def _writable(library: Library) -> VectorIndex:
-    """The index a write changes and then swaps in; searches keep the one they started with.
-
-    Small indexes are copied whole. A large HNSW index is layered (index/layered.py): the write
-    goes to a small exact part and the graph is shared, because copying it costs 0.7 s at 1M."""
-    index = library.index
-    if isinstance(index, LayeredIndex):
-        return index.copy()
-    if isinstance(index, HNSWIndex) and len(index) >= library.settings.index_save_every_write_below:
-        return LayeredIndex.over(index)
-    return index.copy()
-
-
-def _new_index(library: Library, vectors: np.ndarray | None) -> VectorIndex:
-    """The first index of a library, its quantisers (if any) trained on the first papers."""
-    manifest = library.manifest
-    training = training_sample(vectors) if vectors is not None and manifest.layout != "flat" else None
-    return create_index(manifest.layout, manifest.dim, manifest.index_params, training, library.tuning)
-
-
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
     """Remove papers from the store and the index; returns the ids that existed."""
     with library.lock:
@@ -525,14 +337,7 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
             library.store.delete(found)
             generation = library.store.bump_generation(found.values())
         crash_point("delete:after-commit")
-        library._refresh_filter_columns((), found.values())
-        library.keywords.write((), found.values(), generation)
-        if library.index is not None:
-            index = _writable(library)
-            index.remove(np.array(list(found.values()), dtype=np.int64))
-            library.index = index
-            if not rebuild_if_needed(library):
-                _save(library, generation)
+        library.apply_write(ChangeSet(generation, removed=list(found.values())))
     return list(found)
 
 
@@ -554,10 +359,11 @@ class CheckReport:
 
 
 def check_library(library: Library, repair: bool = True, quick: bool = False) -> CheckReport:
-    """Verify the store (SQLite integrity, a vector per paper) and the FAISS file (same ids as the store).
+    """Verify the store (SQLite integrity, a vector per paper), then each cache against it (FAISS:
+    the same ids as the store; keywords/: the same write and count).
 
-    With ``repair``, papers without vectors are encoded and a FAISS index that disagrees is rebuilt
-    from the store; a store that fails SQLite's integrity check cannot be repaired here.
+    With ``repair``, papers without vectors are encoded and a cache that disagrees is rebuilt from
+    the store; a store that fails SQLite's integrity check cannot be repaired here.
     """
     report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
     store = library.store
@@ -575,40 +381,16 @@ def check_library(library: Library, repair: bool = True, quick: bool = False) ->
                 report.repaired.append(note + ": encoded")
             else:
                 report.problems.append(note)
-        problem = keywords_problem(library, library.keywords)
-        if problem and repair:
-            rebuild_keywords(library, problem)
-            report.repaired.append(f"{problem}: rebuilt {KEYWORD_DIR}/ from the store")
-        elif problem:
-            report.problems.append(problem)
-        if library.manifest is not None:
-            problem = _faiss_problem(library)
+        for cache in library.caches:
+            problem = cache.problem()
             if problem and repair:
-                rebuild_index(library)
-                report.repaired.append(f"{problem}: rebuilt {INDEX_FILE} from the store")
+                cache.rebuild()
+                report.repaired.append(f"{problem}: rebuilt {cache.name} from the store")
             elif problem:
                 report.problems.append(problem)
         report.papers, report.vectors = store.count(), store.vector_count()
         report.faiss = len(library.index) if library.index is not None else 0
     return report
-
-
-def _faiss_problem(library: Library) -> str | None:
-    """The in-memory index against the store (by ids), then the file on disk against the manifest."""
-    if library.index is None:
-        return f"{INDEX_FILE} is not loaded"
-    stored = library.store.vector_pks()
-    try:
-        held = library.index.ids()
-    except NotImplementedError:
-        held = None
-    if held is not None and not np.array_equal(held, stored):
-        extra = np.setdiff1d(held, stored)
-        missing = np.setdiff1d(stored, held)
-        return f"{INDEX_FILE} holds {len(extra)} ids the store does not and lacks {len(missing)} that it has"
-    if held is None and len(library.index) != len(stored):
-        return f"{INDEX_FILE} holds {len(library.index)} vectors, the store {len(stored)}"
-    return index_problem(library, library.folder / INDEX_FILE)
 
 
 def _encode_stored(library: Library, missing: list) -> None:
@@ -621,5 +403,6 @@ def _encode_stored(library: Library, missing: list) -> None:
         library.store.set_meta("model", library.manifest.model)
         library.store.set_meta("dim", str(library.manifest.dim))
         library.store.put_vectors([item.pk for item in missing], vectors)
-        library.store.bump_generation([item.pk for item in missing])
-    rebuild_index(library)
+        generation = library.store.bump_generation([item.pk for item in missing])
+    library.apply_write(ChangeSet(generation, rows=[(item.pk, item.paper.title, item.paper.abstract) for item in missing],
+                                  vectors=vectors))

@@ -25,7 +25,7 @@ from fastapi.security import APIKeyHeader
 
 from .config import Settings
 from .errors import Forbidden, Unauthorized
-from .store import Store
+from .store import Store, UserStore
 
 API_KEY_HEADER = "X-API-Key"
 USER_TOKEN_HEADER = "X-User-Token"
@@ -71,11 +71,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_user_token(store: Store, user_id: int) -> str:
-    """A fresh token for a user (replacing any earlier one); returns the token, stores its hash."""
+def issue_user_token(users: UserStore, user_id: int) -> str:
+    """A fresh token for a user (replacing any earlier one), in the caller's transaction; returns
+    the token, stores its hash."""
     token = new_token()
-    with store.transaction():
-        store.set_user_token_hash(user_id, token_hash(token))
+    users.set_token_hash(user_id, token_hash(token))
     return token
 
 
@@ -85,7 +85,7 @@ def check_user_access(settings: Settings, store: Store, user_id: int, token: str
         return
     if not token:
         raise Unauthorized(f"send the user's token in the {USER_TOKEN_HEADER} header (or an admin {API_KEY_HEADER})")
-    stored = store.user_token_hash(user_id)
+    stored = store.users.token_hash(user_id)
     # Compare even when the user is unknown, so a probe cannot tell 'no such user' from 'wrong token'.
     if not hmac.compare_digest(token_hash(token), stored or "0" * 64) or stored is None:
         raise Forbidden("this token does not belong to that user")

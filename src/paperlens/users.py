@@ -1,8 +1,9 @@
 """Users and what they tell us: interactions with papers, free-text interests, collections.
 
 Validation lives here so the API and the CLI reject the same things with the same messages; the
-SQL lives in ``store.UserStore``. Every write holds ``library.lock`` because the API shares one
-SQLite connection between request threads.
+SQL lives in ``store.UserStore``. Each write is one transaction of the store, its checks inside it
+(SQLite lets one writer in at a time, across threads and processes); none takes the library's
+writer lock, so a like never waits behind an ingest.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from .errors import CollectionNotFound, InteractionNotFound, InvalidInput, PaperNotFound, UserNotFound
+from .errors import (
+    CollectionNotFound,
+    InteractionNotFound,
+    InvalidInput,
+    PaperNotFound,
+    UserNotFound,
+)
 from .library import Library
 from .store import CollectionRow, InteractionRow, InterestRow, UserRow, UserStore
 
@@ -25,6 +32,11 @@ MAX_INTEREST_CHARS = 500
 
 
 @dataclass
+class NewUser(UserRow):
+    token: str = ""  # shown once, to send as X-User-Token; only its hash is stored
+
+
+@dataclass
 class UserSummary:
     id: int
     name: str
@@ -35,7 +47,7 @@ class UserSummary:
 
 
 def users(library: Library) -> UserStore:
-    return UserStore(library.store)
+    return library.store.users
 
 
 def _has_control_chars(text: str) -> bool:
@@ -67,10 +79,17 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def create_user(library: Library, name: str) -> UserRow:
+def create_user(library: Library, name: str) -> NewUser:
+    """The user and their token, made together: the API and the CLI hand the token out once."""
+    from .security import (
+        issue_user_token,  # here: security loads FastAPI, which the CLI otherwise never needs
+    )
+
     name = check_name(name)
-    with library.lock:
-        return users(library).add_user(name)
+    with library.store.transaction():
+        user = users(library).add_user(name)
+        token = issue_user_token(users(library), user.id)
+    return NewUser(user.id, user.name, user.created_at, token)
 
 
 def get_user(library: Library, user_id: int) -> UserRow:
@@ -88,7 +107,7 @@ def summarise_user(library: Library, user_id: int) -> UserSummary:
 
 
 def delete_user(library: Library, user_id: int) -> None:
-    with library.lock:
+    with library.store.transaction():
         if not users(library).delete_user(int(user_id)):
             raise UserNotFound(user_id)
 
@@ -102,10 +121,10 @@ def _check_paper(library: Library, paper_id: str) -> str:
 def record_interaction(library: Library, user_id: int, paper_id: str, kind: str) -> InteractionRow:
     """Like and dislike exclude each other: the newer one replaces the older."""
     check_kind(kind)
-    get_user(library, user_id)
     _check_paper(library, paper_id)
     opposite = {"like": "dislike", "dislike": "like"}.get(kind)
-    with library.lock:
+    with library.store.transaction():
+        get_user(library, user_id)
         store = users(library)
         if opposite:
             store.delete_interactions(user_id, paper_id, opposite)
@@ -120,8 +139,8 @@ def list_interactions(library: Library, user_id: int, kind: str | None = None) -
 def remove_interaction(library: Library, user_id: int, paper_id: str, kind: str | None = None) -> int:
     if kind is not None:
         check_kind(kind)
-    get_user(library, user_id)
-    with library.lock:
+    with library.store.transaction():
+        get_user(library, user_id)
         removed = users(library).delete_interactions(user_id, paper_id, kind)
     if not removed:
         raise InteractionNotFound(f"user {user_id} has no {kind or 'interaction'} on paper {paper_id!r}")
@@ -136,7 +155,8 @@ def set_interests(library: Library, user_id: int, interests: list[str]) -> list[
     texts = [check_name(text, "interest", MAX_INTEREST_CHARS) for text in interests]
     texts = list(dict.fromkeys(texts))
     vectors = library.encoder.encode(texts) if texts else None
-    with library.lock:
+    with library.store.transaction():
+        get_user(library, user_id)
         users(library).set_interests(user_id, texts, vectors if vectors is not None else [])
     return texts
 
@@ -148,8 +168,8 @@ def get_interests(library: Library, user_id: int) -> list[InterestRow]:
 
 def put_collection(library: Library, user_id: int, name: str) -> tuple[CollectionRow, bool]:
     name = check_collection_name(name)
-    get_user(library, user_id)
-    with library.lock:
+    with library.store.transaction():
+        get_user(library, user_id)
         return users(library).put_collection(user_id, name)
 
 
@@ -168,22 +188,22 @@ def list_collections(library: Library, user_id: int) -> list[CollectionRow]:
 
 
 def delete_collection(library: Library, user_id: int, name: str) -> None:
-    get_collection(library, user_id, name)
-    with library.lock:
+    with library.store.transaction():
+        get_collection(library, user_id, name)
         users(library).delete_collection(user_id, name)
 
 
 def add_to_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
-    get_collection(library, user_id, name)
     _check_paper(library, paper_id)
-    with library.lock:
+    with library.store.transaction():
+        get_collection(library, user_id, name)
         users(library).add_to_collection(user_id, name, paper_id)
     return get_collection(library, user_id, name)
 
 
 def remove_from_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
-    get_collection(library, user_id, name)
-    with library.lock:
+    with library.store.transaction():
+        get_collection(library, user_id, name)
         if not users(library).remove_from_collection(user_id, name, paper_id):
             raise PaperNotFound(paper_id)
     return get_collection(library, user_id, name)

@@ -8,7 +8,7 @@ paper becomes a tombstone. Its slot in the IndexIDMap2 id table is set to -1 and
 excludes id -1 with an ID selector; the node itself stays in the graph, where it still helps to
 route searches. Tombstones are saved with the index (they are the id table). Once they exceed
 ``TOMBSTONE_REBUILD_FRACTION`` of the slots, ``needs_rebuild`` says so and the library rebuilds
-the index from the vectors in the store (``library.rebuild_index``), which reclaims the space.
+the index from the vectors in the store (``caches.FaissCache.rebuild``), which reclaims the space.
 """
 
 from __future__ import annotations

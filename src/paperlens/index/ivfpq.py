@@ -4,7 +4,7 @@ A paper costs pq_m bytes of code plus its 8-byte id (135 bytes a paper measured 
 for float32), at the price of recall: PQ distances are approximate (see benchmarks/speed.py for
 recall@10 per nprobe). The coarse quantiser and the PQ codebooks are trained on the stored
 vectors when the index is (re)built; later papers are added with those codebooks, which is fine
-while the collection's topics do not drift far: ``library.rebuild_index`` retrains.
+while the collection's topics do not drift far: ``caches.FaissCache.rebuild`` retrains.
 IVF keeps ids itself, so no id map is needed and ``remove_ids`` really removes.
 """
 

@@ -5,7 +5,7 @@ that searches keep a whole one (0.7 s at 1M), and HNSW's add sets up one lock pe
 graph (0.95 s for a single vector at 1M). Here new and changed vectors go to a flat index, exact
 and cheap to copy; deletes tombstone the HNSW slots in place, which only turns ids to -1 under
 a running search (results with -1 are dropped, as for any missing slot). The two are merged
-when the FAISS file is saved (library._persist, once index_save_share of the collection
+when the FAISS file is saved (caches.FaissCache, once index_save_share of the collection
 changed), so the flat part stays small and the file on disk is one plain index.
 """
 

@@ -1,0 +1,390 @@
+"""What an index folder keeps in step with its store: each a cache behind one small interface.
+
+    FilterCache    every paper's filterable fields as arrays (filters.FilterColumns), in memory
+    KeywordCache   keywords/, the BM25 index over titles and abstracts (keyword.py)
+    FaissCache     vectors.faiss, the ANN index over the stored vectors (index/)
+
+A writer commits to the store, then hands the change to ``Library.apply_write``, which applies it
+to each cache in turn. A kill between two of them leaves the later ones behind the store; the next
+open asks each cache whether it is behind (``problem``) and rebuilds the ones that are, so the
+SQLite file stays the one source of truth. Adding a cache means one class here and one line in
+``Library.__init__``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .faults import crash_point
+from .filters import FilterColumns
+from .index import (
+    VectorIndex,
+    choose_layout,
+    create_index,
+    layout_outdated,
+    layout_params,
+    load_index,
+    training_sample,
+)
+from .index.hnsw import HNSWIndex
+from .index.layered import LayeredIndex
+from .keyword import KeywordIndex, Row
+
+if TYPE_CHECKING:
+    from .library import Library
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "vectors.faiss"
+KEYWORD_DIR = "keywords"
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """One committed write of the store, as the caches need to see it."""
+
+    generation: int  # the store's write generation once it committed
+    rows: list[Row] = field(default_factory=list)  # (pk, title, abstract) of papers added or whose text changed
+    vectors: np.ndarray | None = None  # their new vectors, row for row
+    refreshed: list[int] = field(default_factory=list)  # pks whose other fields only (date, categories, ...) changed
+    removed: list[int] = field(default_factory=list)  # pks deleted
+
+    @property
+    def changed(self) -> np.ndarray:
+        return np.array([pk for pk, _, _ in self.rows], dtype=np.int64)
+
+
+class Cache(ABC):
+    """Something kept in step with the store: brought up to date by each write, rebuilt from the store.
+
+    ``apply`` and ``rebuild`` run under the library's writer lock (or before the library is shared)."""
+
+    name: str  # as messages name it: the file or folder
+    key: str  # short, for crash points
+
+    def __init__(self, library: Library):
+        self.library = library
+
+    def open(self) -> str | None:
+        """Load from the folder; why the result cannot be trusted, or None when it can."""
+        return self.problem()
+
+    @abstractmethod
+    def apply(self, changes: ChangeSet) -> None:
+        """Bring this cache up to a write the store has just committed (under the writer lock)."""
+
+    @abstractmethod
+    def problem(self) -> str | None:
+        """Why this cache is behind the store or disagrees with it; None when it is in step."""
+
+    @abstractmethod
+    def rebuild(self) -> None:
+        """Rebuild from the store alone (no model needed)."""
+
+    def close(self) -> None:
+        """Save whatever the cache has deferred."""
+
+
+class FilterCache(Cache):
+    """Loaded on the first filtered query, patched by every write, replaced whole (searches keep the
+    columns they started with)."""
+
+    name = "filter columns"
+    key = "filters"
+
+    def __init__(self, library: Library):
+        super().__init__(library)
+        self.columns: FilterColumns | None = None
+
+    def get(self) -> FilterColumns:
+        columns = self.columns
+        if columns is None:
+            with self.library.lock:  # a writer's patch must not be lost under a load that read the store before its commit
+                if self.columns is None:
+                    self.columns = self.library.store.filter_columns()
+                columns = self.columns
+        return columns
+
+    def open(self) -> str | None:
+        return None  # nothing on disk: loaded when first needed
+
+    def apply(self, changes: ChangeSet) -> None:
+        if self.columns is not None:
+            fresh = self.library.store.filter_columns([*changes.changed.tolist(), *changes.refreshed])
+            self.columns = self.columns.patched(fresh, changes.removed)
+
+    def problem(self) -> str | None:
+        if self.columns is None:
+            return None
+        held, stored = len(self.columns.pks), self.library.store.count()
+        return None if held == stored else f"the {self.name} hold {held} papers, the store {stored}"
+
+    def rebuild(self) -> None:
+        if self.columns is not None:
+            self.columns = self.library.store.filter_columns()
+
+
+class KeywordCache(Cache):
+    """keywords/, vouched for by the manifest's ``keyword_generation``."""
+
+    name = f"{KEYWORD_DIR}/"
+    key = "keywords"
+
+    def __init__(self, library: Library):
+        super().__init__(library)
+        self.index: KeywordIndex | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.library.folder / KEYWORD_DIR
+
+    def open(self) -> str | None:
+        if not self.path.exists():
+            if self.library.store.count() == 0:  # a new folder: nothing to recover, nothing to say
+                self.rebuild()
+                return None
+            return f"{self.name} is missing"
+        try:
+            self.index = KeywordIndex.open(self.path)
+        except (ValueError, OSError, RuntimeError) as exc:
+            return f"{self.name} is unreadable ({exc})"
+        self.index.generation = self.library.store.generation()
+        return self.problem()
+
+    def problem(self) -> str | None:
+        store, manifest = self.library.store, self.library.manifest
+        store_generation = store.generation()
+        if manifest is not None and manifest.keyword_generation != store_generation:
+            return f"{self.name} reflects write {manifest.keyword_generation}, the store is at write {store_generation}"
+        if len(self.index) != store.count():
+            return f"{self.name} holds {len(self.index)} papers, the store {store.count()}"
+        return None
+
+    def apply(self, changes: ChangeSet) -> None:
+        if changes.rows or changes.removed:
+            self.index.write(changes.rows, [*changes.changed.tolist(), *changes.removed], changes.generation)
+        if self.library.manifest is not None:  # written with the FAISS fields (FaissCache), or by rebuild
+            self.library.manifest.keyword_generation = self.index.generation
+
+    def rebuild(self) -> None:
+        store, manifest = self.library.store, self.library.manifest
+        generation = store.generation()
+        self.index = KeywordIndex.recreate(self.path, store.iter_texts(), generation)
+        if manifest is not None:
+            manifest.keyword_generation = generation
+            manifest.write(self.library.folder)
+
+
+class FaissCache(Cache):
+    """vectors.faiss and the index loaded from it. Writers copy the index, change the copy and swap
+    it in, so a search keeps the snapshot it started with. The file is saved whole only every
+    Settings.index_save_share of the collection; until then the manifest keeps describing the older
+    file, and an open replays the store's log of changed vectors onto it."""
+
+    name = INDEX_FILE
+    key = "faiss"
+
+    def __init__(self, library: Library):
+        super().__init__(library)
+        self.index: VectorIndex | None = None
+        # The write the in-memory index reflects when its file was left older (see _save).
+        self.unsaved_generation: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.library.folder / INDEX_FILE
+
+    def open(self) -> str | None:
+        leftover = self.path.with_name(INDEX_FILE + ".tmp")
+        interrupted = leftover.exists()
+        if interrupted:  # a save killed before its rename: the old file is intact, but behind
+            leftover.unlink()
+            self.library.recovered.append(f"removed {leftover.name} left by an interrupted save of {INDEX_FILE}")
+        manifest = self.library.manifest
+        if manifest is None:
+            return None
+        if interrupted:
+            return "an earlier save was interrupted"
+        problem = self._file_problem()
+        if problem is not None:
+            return problem
+        try:
+            index = load_index(manifest.layout, self.path, manifest.index_params, self.library.tuning)
+        except RuntimeError as exc:
+            return f"{INDEX_FILE} is unreadable ({exc})"
+        if len(index) != manifest.count or index.dim != manifest.dim:
+            return f"{INDEX_FILE} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
+        self._replay(index)
+        stored = self.library.store.vector_count()
+        if len(index) != stored:
+            return f"{INDEX_FILE} holds {len(index)} vectors, the store {stored}"
+        self.index = index
+        self._rebuild_if_needed()
+        return None
+
+    def problem(self) -> str | None:
+        """The in-memory index against the store (by ids), then the file on disk against the manifest."""
+        if self.library.manifest is None:
+            return None
+        if self.index is None:
+            return f"{INDEX_FILE} is not loaded"
+        stored = self.library.store.vector_pks()
+        try:
+            held = self.index.ids()
+        except NotImplementedError:
+            held = None
+        if held is not None and not np.array_equal(held, stored):
+            extra = np.setdiff1d(held, stored)
+            missing = np.setdiff1d(stored, held)
+            return f"{INDEX_FILE} holds {len(extra)} ids the store does not and lacks {len(missing)} that it has"
+        if held is None and len(self.index) != len(stored):
+            return f"{INDEX_FILE} holds {len(self.index)} vectors, the store {len(stored)}"
+        return self._file_problem()
+
+    def _file_problem(self) -> str | None:
+        """Why the file cannot be brought up to the store's vectors, or None if it can.
+
+        A file that reflects an older write is fine as long as the store logged every write since."""
+        manifest, store = self.library.manifest, self.library.store
+        if not self.path.exists():
+            return f"{INDEX_FILE} is missing"
+        if manifest.generation != store.generation() and store.changed_since(manifest.generation) is None:
+            return f"{INDEX_FILE} reflects write {manifest.generation}, the store is at write {store.generation()}"
+        if not manifest.checksum or file_sha256(self.path) != manifest.checksum:
+            return f"{INDEX_FILE} does not match the checksum in the manifest"
+        return None
+
+    def _replay(self, index: VectorIndex) -> None:
+        """Apply to a loaded index the writes made since its file was saved, from the store's log."""
+        store, behind = self.library.store, self.library.manifest.generation
+        changed = store.changed_since(behind)
+        if changed is None or len(changed) == 0:
+            return
+        index.remove(changed)
+        pks, vectors = store.candidate_vectors(changed.tolist(), self.library.manifest.dim)
+        if pks:
+            index.add(np.asarray(pks, dtype=np.int64), vectors)
+        self.library.recovered.append(f"brought {INDEX_FILE} from write {behind} to {store.generation()} "
+                                      f"by replaying {len(changed)} changed papers from the store")
+
+    def apply(self, changes: ChangeSet) -> None:
+        manifest = self.library.manifest
+        if manifest is None or (not changes.rows and not changes.removed and self.index is not None and self.path.exists()):
+            return
+        vectors = changes.vectors if changes.vectors is not None else np.zeros((0, manifest.dim), np.float32)
+        index = self._writable() if self.index is not None else self._new_index(changes.vectors)
+        index.remove(np.concatenate([changes.changed, np.asarray(changes.removed, dtype=np.int64)]))
+        index.add(changes.changed, vectors)
+        self.index = index
+        if not self._rebuild_if_needed():
+            self._save(changes.generation)
+
+    def _writable(self) -> VectorIndex:
+        """The index a write changes and then swaps in; searches keep the one they started with.
+
+        Small indexes are copied whole. A large HNSW index is layered (index/layered.py): the write
+        goes to a small exact part and the graph is shared, because copying it is slow at scale
+        (benchmarks/scale.py)."""
+        index = self.index
+        if isinstance(index, LayeredIndex):
+            return index.copy()
+        if isinstance(index, HNSWIndex) and len(index) >= self.library.settings.index_save_every_write_below:
+            return LayeredIndex.over(index)
+        return index.copy()
+
+    def _new_index(self, vectors: np.ndarray | None) -> VectorIndex:
+        """The first index of a library, its quantisers (if any) trained on the first papers."""
+        manifest = self.library.manifest
+        training = training_sample(vectors) if vectors is not None and manifest.layout != "flat" else None
+        return create_index(manifest.layout, manifest.dim, manifest.index_params, training, self.library.tuning)
+
+    def _rebuild_if_needed(self) -> bool:
+        """Rebuild when the collection outgrew its layout or the index asks for it (HNSW tombstones)."""
+        library = self.library
+        reason = layout_outdated(library.manifest.layout, len(self.index), library.settings.layout) or self.index.needs_rebuild()
+        if not reason:
+            return False
+        log.warning("rebuilding the index of %s from stored vectors: %s", library.folder, reason)
+        self.rebuild()
+        return True
+
+    def rebuild(self, layout: str | None = None) -> None:
+        """A fresh index from the vectors in the store.
+
+        ``layout`` None keeps the manifest's layout unless the collection outgrew it (``layout_outdated``).
+        Trained layouts (SQ8, PQ) are retrained on a sample of the stored vectors."""
+        library = self.library
+        manifest, store = library.manifest, library.store
+        count = store.vector_count()
+        if layout is None:
+            outdated = layout_outdated(manifest.layout, count, library.settings.layout)
+            layout = choose_layout(count, library.settings.layout) if outdated else manifest.layout
+        if count == 0:
+            layout = "flat"  # nothing to train a quantiser on; the next ingest grows it into the configured layout
+        params = layout_params(layout, count)
+        training = self._stored_sample(count) if layout != "flat" else None
+        index = create_index(layout, manifest.dim, params, training, library.tuning)
+        for pks, vectors in store.iter_vectors():
+            index.add(pks, vectors)
+        manifest.layout = layout
+        manifest.index_params = params
+        self.index = index
+        self._persist(store.generation())
+
+    def _stored_sample(self, count: int, size: int = 100_000) -> np.ndarray:
+        """About ``size`` stored vectors taken evenly from every batch, without holding them all."""
+        keep = min(1.0, size / max(count, 1))
+        parts = [training_sample(vectors, int(np.ceil(len(vectors) * keep)), seed=i)
+                 for i, (_, vectors) in enumerate(self.library.store.iter_vectors())]
+        return np.concatenate(parts) if parts else np.zeros((0, self.library.manifest.dim), np.float32)
+
+    def _save(self, generation: int) -> None:
+        """After a write: save the file when due (see Settings.index_save_share), else only the
+        manifest, whose FAISS fields keep describing the older file that the store's log completes."""
+        library = self.library
+        settings = library.settings
+        if len(self.index) >= settings.index_save_every_write_below and self.path.exists():
+            changed = library.store.changed_since(library.manifest.generation)
+            if changed is not None and len(changed) < settings.index_save_share * len(self.index):
+                library.manifest.write(library.folder)
+                self.unsaved_generation = generation
+                return
+        self._persist(generation)
+
+    def _persist(self, generation: int) -> None:
+        """Save the file, then the manifest that vouches for it (each written aside and renamed),
+        then let the store forget the log that the saved file no longer needs."""
+        library = self.library
+        if isinstance(self.index, LayeredIndex):
+            self.index = self.index.merged()
+        index = self.index
+        index.save(self.path)
+        crash_point("persist:before-manifest")
+        manifest = library.manifest
+        manifest.count = len(index)
+        manifest.generation = generation
+        manifest.max_pk = library.store.max_vector_pk()  # the index holds exactly the stored vectors
+        manifest.checksum = file_sha256(self.path)
+        manifest.write(library.folder)
+        with library.store.transaction():
+            library.store.forget_changes(generation)
+        self.unsaved_generation = None
+
+    def close(self) -> None:
+        if self.unsaved_generation is not None and self.index is not None:
+            self._persist(self.unsaved_generation)  # the next open need not replay anything
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

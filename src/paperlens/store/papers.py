@@ -1,0 +1,179 @@
+"""The papers table and its lookups: by id, by pk, by text, and the columns filters run on."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..filters import FilterColumns
+from ..papers import Paper
+from .db import Database, now
+
+_PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
+
+
+@dataclass
+class StoredPaper:
+    pk: int
+    paper: Paper
+
+
+@dataclass
+class UpsertOutcome:
+    pk: int
+    id: str
+    status: str  # "added", "updated" (text changed: re-encode), "refreshed" (metadata only), "unchanged"
+
+
+def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
+    return StoredPaper(
+        pk=row["pk"],
+        paper=Paper(
+            id=row["id"],
+            title=row["title"],
+            abstract=row["abstract"],
+            authors=json.loads(row["authors"]),
+            date=row["date"],
+            categories=json.loads(row["categories"]),
+            popularity=row["popularity"],
+            url=row["url"],
+            source=row["source"],
+            extra=json.loads(row["extra"]),
+        ),
+    )
+
+
+class PaperTable(Database):
+    """Papers and their categories. FAISS ids are the ``pk`` column (AUTOINCREMENT, so a deleted
+    paper's number is never reused and a stale FAISS file can never point at the wrong paper)."""
+
+    def count(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM papers").fetchone()[0]
+
+    def upsert_papers(self, papers: Iterable[Paper], text_hashes: Iterable[str]) -> list[UpsertOutcome]:
+        """Insert or update by id, in the caller's transaction. Re-ingesting unchanged papers is a no-op."""
+        outcomes = []
+        stamp = now()
+        for paper, text_hash in zip(papers, text_hashes):
+            values = (
+                paper.title, paper.abstract, json.dumps(paper.authors), paper.date, json.dumps(paper.categories),
+                float(paper.popularity), paper.url, paper.source, json.dumps(paper.extra, sort_keys=True),
+            )
+            row = self.conn.execute(
+                "SELECT pk, title, abstract, authors, date, categories, popularity, url, source, extra, text_hash "
+                "FROM papers WHERE id = ?",
+                (paper.id,),
+            ).fetchone()
+            if row is None:
+                pk = self.conn.execute(
+                    "INSERT INTO papers (id, title, abstract, authors, date, categories, popularity, url, source, "
+                    "extra, text_hash, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (paper.id, *values, text_hash, stamp, stamp),
+                ).lastrowid
+                status = "added"
+            else:
+                pk = row["pk"]
+                if tuple(row)[1:10] == values and row["text_hash"] == text_hash:
+                    outcomes.append(UpsertOutcome(pk, paper.id, "unchanged"))
+                    continue
+                self.conn.execute(
+                    "UPDATE papers SET title=?, abstract=?, authors=?, date=?, categories=?, popularity=?, url=?, "
+                    "source=?, extra=?, text_hash=?, updated_at=? WHERE pk=?",
+                    (*values, text_hash, stamp, pk),
+                )
+                self.conn.execute("DELETE FROM paper_categories WHERE pk = ?", (pk,))
+                status = "updated" if row["text_hash"] != text_hash else "refreshed"
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO paper_categories(category, pk) VALUES (?, ?)",
+                [(category, pk) for category in paper.categories],
+            )
+            outcomes.append(UpsertOutcome(pk, paper.id, status))
+        return outcomes
+
+    def delete(self, ids: Iterable[str]) -> list[int]:
+        """Delete papers (their vectors and categories cascade), in the caller's transaction."""
+        pks = list(self.pks_for_ids(ids).values())
+        self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
+        return pks
+
+    def get(self, paper_id: str) -> StoredPaper | None:
+        row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
+        return _row_to_paper(row) if row else None
+
+    def get_many(self, pks: Iterable[int]) -> dict[int, StoredPaper]:
+        rows = self.select_in(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk IN ({{marks}})", (int(pk) for pk in pks))
+        return {row["pk"]: _row_to_paper(row) for row in rows}
+
+    def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
+        return {row[0]: row[1] for row in self.select_in("SELECT id, pk FROM papers WHERE id IN ({marks})", ids)}
+
+    def paper_and_copies(self, paper_id: str) -> tuple[int, list[int]] | None:
+        """The paper's pk and the pks of other records of the same text (a paper ingested under two
+        ids), which by-id similar leaves out; one indexed query, None for an unknown id."""
+        rows = self.conn.execute(
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.id = ?", (paper_id,)
+        ).fetchall()
+        if not rows:
+            return None
+        return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
+
+    def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        return {row[0]: row[1] for row in self.select_in("SELECT id, text_hash FROM papers WHERE id IN ({marks})", ids)}
+
+    def max_pk(self) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(pk), 0) FROM papers").fetchone()[0]
+
+    def filter_columns(self, pks: Iterable[int] | None = None) -> FilterColumns:
+        """The filterable fields of every paper (``pks`` None) or of those papers."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        if pks is None:
+            rows = cursor.execute("SELECT pk, date, popularity FROM papers ORDER BY pk").fetchall()
+            pairs = cursor.execute("SELECT category, pk FROM paper_categories ORDER BY category, pk").fetchall()
+        else:
+            wanted = sorted({int(pk) for pk in pks})
+            rows, pairs = [], []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += cursor.execute(f"SELECT pk, date, popularity FROM papers WHERE pk IN ({marks}) ORDER BY pk", chunk).fetchall()
+                pairs += cursor.execute(f"SELECT category, pk FROM paper_categories WHERE pk IN ({marks})", chunk).fetchall()
+            pairs.sort()
+        # pairs come sorted by (category, pk): each category is one run of them
+        members = np.fromiter((pk for _, pk in pairs), dtype=np.int64, count=len(pairs))
+        starts = [i for i in range(len(pairs)) if i == 0 or pairs[i][0] != pairs[i - 1][0]]
+        categories = {pairs[start][0]: members[start:end] for start, end in zip(starts, [*starts[1:], len(pairs)])}
+        return FilterColumns(
+            pks=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            dates=np.array([r[1] or "" for r in rows], dtype="S10"),
+            popularity=np.array([r[2] for r in rows], dtype=np.float64),  # None becomes NaN
+            categories=categories,
+        )
+
+    def iter_texts(self, batch: int = 5000) -> Iterator[tuple[int, str, str]]:
+        """(pk, title, abstract) of every paper in pk order: what the keyword index is rebuilt from."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        last = 0
+        while rows := cursor.execute("SELECT pk, title, abstract FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall():
+            yield from rows
+            last = rows[-1][0]
+
+    def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
+        last = 0
+        while True:
+            rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_paper(row)
+            last = rows[-1]["pk"]
+
+    def papers_without_vectors(self) -> list[StoredPaper]:
+        """Papers that search cannot find; an ingest writes both in one transaction, so normally none."""
+        rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk NOT IN (SELECT pk FROM vectors) ORDER BY pk")
+        return [_row_to_paper(row) for row in rows]
