@@ -150,11 +150,11 @@ def _candidates(library: Library, queries: np.ndarray, need: int, allowed: np.nd
     ``need + len(exclude)`` deep every time made a 1,000-interaction feed several times slower,
     so the search starts shallow and goes deeper only for as long as exclusions crowd out a query."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    total = len(library.index)
+    index = library.index  # no lock: writers swap in a changed copy, this search keeps the one it started with
+    total = len(index)
     depth = min(total, need + min(len(exclude), SHALLOW_EXCLUDE))
     while True:
-        with library.lock:
-            _scores, ids = library.index.search(queries, depth, allowed)
+        _scores, ids = index.search(queries, depth, allowed)
         crowded = any(
             row.min() >= 0 and sum(int(i) not in exclude for i in row) < need for row in ids
         )  # a row with -1 has run out of (allowed) papers: going deeper cannot help it
