@@ -13,8 +13,9 @@ the cache folder, never in the repository:
                    corpus with titles: this is where the title weight can show
 --ablation prints one row per fusion setting instead of one per mode. --loso measures a grid of
 fusion settings on every set and chooses, leaving each set out in turn, the setting whose worst
-margin over the better single side on the other sets is best, then gives its margin on the set left
-out. Corpora are encoded once and cached (indexes/eval-<hash>), so reruns only run the queries.
+gain on the other sets is best, then gives its margin on the set left out. A gain is the margin over
+the better single side as a share of what that side left to gain (1 - its score): near-saturated
+sets (the seed sets, 0.94-0.97) then count as much as hard ones instead of tying every setting. Corpora are encoded once and cached (indexes/eval-<hash>), so reruns only run the queries.
 """
 
 from __future__ import annotations
@@ -152,23 +153,26 @@ def measure(folder: Path, cache: Path, ablation: bool, show_progress: bool) -> N
 def loso(folders: list[Path], cache: Path, show_progress: bool) -> None:
     """Margins of every grid setting on every set, then leave-one-set-out choices."""
     margins: dict[str, dict[str, float]] = {}
+    headroom: dict[str, float] = {}
     for folder in folders:
         for name, task, by in tasks_of(folder):
             metric = main_metric(task)
             single = max(run(folder, cache, mode, task, by, show_progress).metrics[metric] for mode in ("bm25", "dense"))
+            headroom[name] = max(1.0 - single, 1e-6)
             margins[name] = {label: run(folder, cache, "hybrid", task, by, show_progress, **overrides).metrics[metric] - single
                              for label, overrides in LOSO_GRID}
             print(f"measured {name}", file=sys.stderr, flush=True)
+    gain = {name: {label: margin / headroom[name] for label, margin in row.items()} for name, row in margins.items()}
     sets = list(margins)
     print("\n### margin of hybrid over the better single side (nDCG@10 free text, nDCG@20 papers)\n")
-    print("| setting | " + " | ".join(sets) + " | worst |\n|---|" + "---|" * (len(sets) + 1))
+    print("| setting | " + " | ".join(sets) + " | worst gain |\n|---|" + "---|" * (len(sets) + 1))
     for label, _ in LOSO_GRID:
         values = [margins[s][label] for s in sets]
-        print(f"| {label} | " + " | ".join(f"{v:+.3f}" for v in values) + f" | {min(values):+.3f} |")
-    print("\n### leave one set out: chosen on the others by their worst margin\n\n| set left out | chosen | its margin there |\n|---|---|---|")
+        print(f"| {label} | " + " | ".join(f"{v:+.3f}" for v in values) + f" | {min(gain[s][label] for s in sets):+.1%} |")
+    print("\n### leave one set out: chosen on the others by their worst gain\n\n| set left out | chosen | its margin there |\n|---|---|---|")
     for left_out in sets:
         others = [s for s in sets if s != left_out]
-        chosen = max((label for label, _ in LOSO_GRID), key=lambda label: min(margins[s][label] for s in others))
+        chosen = max((label for label, _ in LOSO_GRID), key=lambda label: min(gain[s][label] for s in others))
         print(f"| {left_out} | {chosen} | {margins[left_out][chosen]:+.3f} |")
 
 

@@ -93,7 +93,8 @@ def test_hybrid_scores_every_candidate_on_both_sides(library: Library):
     assert set(bm25) == {"society"}  # only one paper has the words: the others must get BM25 0, not vanish
     top_dense, top_bm25 = max(dense.values()), max(bm25.values())
     for hit in search_text(library, QUERY, k=3, mode="hybrid"):
-        expected = 0.5 * dense[hit.id] / top_dense + 0.5 * bm25.get(hit.id, 0.0) / top_bm25
+        weight = library.settings.dense_weight
+        expected = weight * dense[hit.id] / top_dense + (1 - weight) * bm25.get(hit.id, 0.0) / top_bm25
         assert hit.score == pytest.approx(expected, abs=1e-4)
 
 

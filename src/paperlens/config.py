@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # benchmarks/relevance.py --ablation for the measurements behind these defaults).
     search_mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     fusion: Literal["max", "minmax", "zscore", "rrf"] = "max"
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="share of the dense side in the convex fusion, free text")
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0, description="share of the dense side in the convex fusion, free text")
     similar_dense_weight: float = Field(0.6, ge=0.0, le=1.0,
                                         description="share of the dense side for papers like papers: similar, recommend, feeds")
     fusion_weighting: Literal["fixed", "confidence"] = Field(
