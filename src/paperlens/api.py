@@ -176,7 +176,8 @@ SimilarHits = Annotated[list[Hit], Depends(similar_hits)]
 
 def _results(hits: list[Hit]) -> Response:
     """``Results`` as JSON, written by orjson straight from the dataclasses: FastAPI's validation of
-    its own output doubled the time of a by-id similar request (the schema stays ``Results``)."""
+    its own output was a large share of a by-id similar request (benchmarks/api_latency.py); the
+    schema stays ``Results``."""
     return Response(orjson.dumps({"results": hits}), media_type="application/json")
 
 

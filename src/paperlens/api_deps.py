@@ -36,7 +36,7 @@ async def query_filters(
 
 
 async def valid_paper_id(paper_id: str) -> str:
-    """Path ids are checked like ingested ones: '../x' or 300 characters are 422, not a lookup."""
+    """Path ids are checked like ingested ones: '../x' or an id over the length limit is a 422, not a lookup."""
     return check_paper_id(paper_id)
 
 

@@ -124,7 +124,7 @@ def main(verbose: bool) -> None:
 
 @main.command("ingest")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--demo", is_flag=True, help="ingest the built-in demo corpus (53 papers)")
+@click.option("--demo", is_flag=True, help="ingest the built-in demo corpus (a few dozen AI papers)")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="input format [default: from extension or content]")
 @click.option("--model", help="sentence-transformers name or path (only for a new index)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -333,8 +333,8 @@ def check_exposure(host: str, settings: Settings, allow_public: bool) -> str:
 
 
 @main.command("serve")
-@click.option("--host", default=None, help="address to listen on [default: 127.0.0.1]")
-@click.option("--port", type=int, default=None, help="port [default: 8000]")
+@click.option("--host", default=None, help="address to listen on [default: PAPERLENS_HOST, or Settings.host]")
+@click.option("--port", type=int, default=None, help="port [default: PAPERLENS_PORT, or Settings.port]")
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
 @handle_errors
@@ -357,7 +357,7 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, index:
                f"{exposure}", err=True)
     # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
     # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
-    # closed got a read error under the paced load benchmark.
+    # closed got a read error under benchmarks/load.py --rate.
     uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
