@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ET
 
 import bibtexparser
 import pytest
+from conftest import topic_papers
 from fastapi.testclient import TestClient
 
 from paperlens.api import create_app
@@ -144,6 +145,15 @@ def test_semantic_scholar_compatible_recommendations(client):
     ("put", "/users/{u}/interests", {"interests": ["x"] * 21}, 422),
     ("put", "/users/{u}/interests", {"interests": [""]}, 422),
     ("get", "/papers/no-such-paper/similar.bib", None, 404),
+    ("get", "/papers/" + "x" * 300 + "/similar.bib", None, 422),
+    ("get", "/papers/a%00b/similar.bib", None, 422),
+    ("get", "/papers/h10e3cad7e9bc49cb/similar.bib?since=yesterday", None, 422),
+    ("get", "/papers/h10e3cad7e9bc49cb/similar.bib?mode=fuzzy", None, 422),
+    ("get", "/search.bib?q=video&until=tomorrow", None, 422),
+    ("get", "/search.bib?q=video&mode=fuzzy", None, 422),
+    ("get", "/search.bib?q=video&min_popularity=nan", None, 422),
+    ("delete", "/users/{u}/interactions/" + "x" * 300, None, 422),
+    ("delete", "/users/{u}/collections/c/papers/a%00b", None, 422),
 ])
 def test_bad_input_is_404_or_422_with_a_message(client, method, path, body, status):
     user_id = client.post("/users", json={"name": "Err"}).json()["id"]
@@ -158,6 +168,8 @@ def test_the_page_serves_a_search_form(client):
     assert "Temporal" in results.text and "/paper/" in results.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/paper/no-such-paper").status_code == 404
+    bad = client.get("/paper/" + "x" * 300)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html") and "invalid paper id" in bad.text
 
 
 def test_with_api_keys_users_need_their_token(demo_index_dir, tmp_path):
@@ -179,3 +191,52 @@ def test_with_api_keys_users_need_their_token(demo_index_dir, tmp_path):
         keyed.cookies.set("paperlens_user", str(user_id))
         page = keyed.get("/feed")
         assert page.status_code == 200 and "Signed in" not in page.text and 'id="user-form"' not in page.text
+
+
+@pytest.fixture()
+def topic_client(small_library):
+    """Six papers with arXiv ids, dates, categories and popularity: BibTeX entries carry the id as eprint."""
+    with TestClient(create_app(small_library.settings, small_library)) as client:
+        yield client
+
+
+def bib_ids(response) -> list[str]:
+    assert response.status_code == 200 and "bibtex" in response.headers["content-type"], response.text
+    library = bibtexparser.parse_string(response.text)
+    assert not library.failed_blocks
+    return [entry.fields_dict["eprint"].value for entry in library.entries]
+
+
+@pytest.mark.parametrize("path, params", [("/search", {"q": "protein structure"}), ("/papers/2401.00001/similar", {})])
+@pytest.mark.parametrize("extra", [{}, {"mode": "bm25"}, {"mode": "dense", "category": "cs"}, {"since": "2024-02", "until": "2025-03-01"},
+                                   {"min_popularity": 2, "category": ["q-bio", "astro-ph"]}])
+def test_bib_twins_apply_the_filters_and_mode_of_their_json_routes(topic_client, path, params, extra):
+    query = {"k": 6, **params, **extra}
+    ids = [hit["id"] for hit in topic_client.get(path, params=query).json()["results"]]
+    assert bib_ids(topic_client.get(f"{path}.bib", params=query)) == ids
+    if extra:  # each case filters or ranks differently from the defaults
+        assert ids != [hit["id"] for hit in topic_client.get(path, params={"k": 6, **params}).json()["results"]]
+
+
+def test_a_filter_that_excludes_everything_gives_an_empty_bib(topic_client):
+    for path, params in (("/search.bib", {"q": "protein"}), ("/papers/2401.00001/similar.bib", {})):
+        assert bib_ids(topic_client.get(path, params={**params, "since": "2030-01-01"})) == []
+        assert bib_ids(topic_client.get(path, params={**params, "category": "hep-th"})) == []
+
+
+def test_similar_bib_takes_a_versioned_arxiv_id_as_similar_does(topic_client):
+    ids = [hit["id"] for hit in topic_client.get("/papers/2401.00001v3/similar", params={"k": 3}).json()["results"]]
+    assert ids and bib_ids(topic_client.get("/papers/2401.00001v3/similar.bib", params={"k": 3})) == ids
+
+
+def test_feeds_take_every_filter(topic_client):
+    user_id = topic_client.post("/users", json={"name": "Ada"}).json()["id"]
+    topic_client.post(f"/users/{user_id}/interactions", json={"paper_id": "2401.00001", "kind": "like"})
+    by_id = {p.id: p for p in topic_papers()}
+    for params, keep in (({"until": "2023-12-31"}, lambda p: p.date <= "2023-12-31"),
+                         ({"min_popularity": 10}, lambda p: p.popularity >= 10),
+                         ({"category": ["astro-ph", "cs.RO"]}, lambda p: p.categories[0] in ("astro-ph.GA", "cs.RO"))):
+        feed = topic_client.get(f"/users/{user_id}/feed", params={"k": 5, **params}).json()["results"]
+        expected = {p.id for p in by_id.values() if keep(p)} - {"2401.00001"}
+        assert {r["id"] for r in feed} == expected, params
+        assert bib_ids(topic_client.get(f"/users/{user_id}/feed.bib", params={"k": 5, **params})) == [r["id"] for r in feed]

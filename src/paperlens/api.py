@@ -7,30 +7,45 @@ from __future__ import annotations
 
 import json
 import logging
-
-import orjson
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
-from .api_feeds import LibraryDep, ModeQuery, add_feed_routes
+from .api_deps import (
+    BIBTEX_DOC,
+    MAX_K,
+    FiltersDep,
+    KQuery,
+    LibraryDep,
+    ModeQuery,
+    PaperId,
+    WriteAccess,
+)
+from .api_feeds import add_feed_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
+from .exports import MEDIA_TYPES, bibtex, export_items
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
-from .limits import BodyLimit, check_paper_count, check_paper_id
+from .limits import BodyLimit, check_paper_count
 from .papers import Paper, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
-from .search import Filters, Hit, Mode, make_filters, search_text, similar_to_paper, similar_to_text
-from .security import require_api_key
+from .search import (
+    Filters,
+    Hit,
+    Mode,
+    make_filters,
+    search_text,
+    similar_to_paper,
+    similar_to_text,
+)
 
 log = logging.getLogger(__name__)
-
-MAX_K = Settings.model_fields["max_k"].default  # the schema's bound; Settings.max_k is enforced by search.check_k
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -145,32 +160,29 @@ class RecommendRequest(FilterFields):
 # --- app ---------------------------------------------------------------------------------------
 
 
-async def query_filters(
-    since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
-    until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
-    category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
-    min_popularity: Annotated[float | None, Query(allow_inf_nan=False)] = None,
-) -> Filters:
-    return make_filters(since, until, category, min_popularity)
+# A route and its .bib twin take their parameters from one dependency, so they cannot drift apart.
+def search_hits(library: LibraryDep, filters: FiltersDep, q: Annotated[str, Query(min_length=1, description="free text")],
+                k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
+    return search_text(library, q, k, filters, mode=mode)
 
 
-FiltersDep = Annotated[Filters, Depends(query_filters)]
-KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
+    return similar_to_paper(library, paper_id, k, filters, mode)
 
 
-async def valid_paper_id(paper_id: str) -> str:
-    """Path ids are checked like ingested ones: '../x' or 300 characters are 422, not a lookup."""
-    return check_paper_id(paper_id)
-
-
-PaperId = Annotated[str, Depends(valid_paper_id)]
-WriteAccess = [Depends(require_api_key)]
+SearchHits = Annotated[list[Hit], Depends(search_hits)]
+SimilarHits = Annotated[list[Hit], Depends(similar_hits)]
 
 
 def _results(hits: list[Hit]) -> Response:
     """``Results`` as JSON, written by orjson straight from the dataclasses: FastAPI's validation of
-    its own output doubled the time of a by-id similar request (the schema stays ``Results``)."""
+    its own output was a large share of a by-id similar request (benchmarks/api_latency.py); the
+    schema stays ``Results``."""
     return Response(orjson.dumps({"results": hits}), media_type="application/json")
+
+
+def _bibtex(library: Library, hits: list[Hit]) -> Response:
+    return Response(bibtex([item.paper for item in export_items(library, hits)]), media_type=MEDIA_TYPES["bibtex"])
 
 
 def _examples(items: list[str | WeightedId]) -> list[Example]:
@@ -186,8 +198,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         if library is None:  # 'paperlens serve' checks the library it passes before it listens
             startup_check(lib)
         if lib.index is not None:
-            lib.encoder  # load the model now, not on the first request
-            lib.filter_columns()  # and the filter columns (3.4 s at 1M papers)
+            lib.encoder  # noqa: B018 -- load the model now, not on the first request
+            lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
         app.state.library = lib
         log.info("paperlens: %d papers from %s", len(lib), lib.folder)
         yield
@@ -233,19 +245,25 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return Health(status="ok", version=__version__, papers=len(library), model=library.model_name,
                       layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None)
 
+    # The JSON routes are async: their dependency does the work on the thread pool, the answer is
+    # written on the event loop, one thread-pool hop per request as before.
     @app.get("/search", response_model=Results)
-    def search(
-        library: LibraryDep,
-        filters: FiltersDep,
-        q: Annotated[str, Query(min_length=1, description="free text")],
-        k: KQuery = 10,
-        mode: ModeQuery = None,
-    ) -> Response:
-        return _results(search_text(library, q, k, filters, mode=mode))
+    async def search(hits: SearchHits) -> Response:
+        return _results(hits)
+
+    @app.get("/search.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
+    def search_bib(library: LibraryDep, hits: SearchHits) -> Response:
+        """The results of ``/search`` as BibTeX."""
+        return _bibtex(library, hits)
 
     @app.get("/papers/{paper_id:path}/similar", response_model=Results)
-    def similar_by_id(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None) -> Response:
-        return _results(similar_to_paper(library, paper_id, k, filters, mode))
+    async def similar_by_id(hits: SimilarHits) -> Response:
+        return _results(hits)
+
+    @app.get("/papers/{paper_id:path}/similar.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
+    def similar_bib(library: LibraryDep, hits: SimilarHits) -> Response:
+        """The results of ``/papers/{id}/similar`` as BibTeX."""
+        return _bibtex(library, hits)
 
     @app.post("/similar", response_model=Results)
     def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
@@ -257,7 +275,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                          mode=body.mode)
         return _results(hits)
 
-    # Users, feeds, collections, exports and the web page (api_feeds.py); before the catch-all below.
+    # Users, feeds, collections and the web page (api_feeds.py); before the catch-all below.
     add_feed_routes(app)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)

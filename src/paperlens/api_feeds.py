@@ -1,8 +1,8 @@
-"""HTTP routes of personal feeds: users, interactions, interests, collections, feeds and exports.
+"""HTTP routes of personal feeds: users, interactions, interests, collections and their feeds.
 
-Thin handlers over users.py, feeds.py and exports.py, added to the app by ``add_feed_routes``
-(before the catch-all ``/papers/{id}`` route, so ``/papers/{id}/similar.bib`` is reachable).
-Also the Semantic-Scholar-compatible recommendations endpoint and the web page.
+Thin handlers over users.py, feeds.py and exports.py (``feed_document``: the same feed as the CLI
+writes), added to the app by ``add_feed_routes``. Also the Semantic-Scholar-compatible
+recommendations endpoint and the web page. Shared parameters and their checks: api_deps.py.
 """
 
 from __future__ import annotations
@@ -13,22 +13,26 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from . import users as user_ops
+from .api_deps import (
+    ATOM_DOC,
+    BIBTEX_DOC,
+    FiltersDep,
+    KQuery,
+    LibraryDep,
+    ModeQuery,
+    PaperId,
+    WriteAccess,
+)
 from .errors import InvalidInput
-from .exports import atom_feed, bibtex, export_items
-from .feeds import FeedItem, collection_feed, user_feed
+from .exports import export_items, feed_document
 from .library import Library
 from .papers import Paper
 from .recommend import recommend
-from .search import Filters, Hit, Mode, make_filters, search_text, similar_to_paper
-from .security import require_api_key, require_user
+from .search import Filters, Hit
+from .security import require_user
 from .store import CollectionRow, InteractionRow
-from . import users as user_ops
 
-MAX_K = 1000
-ATOM = "application/atom+xml; charset=utf-8"
-BIBTEX = "application/x-bibtex; charset=utf-8"
-ATOM_DOC = {200: {"content": {"application/atom+xml": {"schema": {"type": "string"}}}, "description": "an Atom 1.0 feed"}}
-BIBTEX_DOC = {200: {"content": {"application/x-bibtex": {"schema": {"type": "string"}}}, "description": "BibTeX entries"}}
 FEED_DOC = {200: {"content": {"application/atom+xml": {"schema": {"type": "string"}},
                               "application/x-bibtex": {"schema": {"type": "string"}}},
                   "description": "the feed as JSON, or as Atom / BibTeX with format=atom / format=bibtex"}}
@@ -128,25 +132,7 @@ class S2Recommendations(BaseModel):
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-async def get_library(request: Request) -> Library:
-    """The app's one library (async: no thread-pool hop for a dependency that only reads app state)."""
-    return request.app.state.library
-
-
-LibraryDep = Annotated[Library, Depends(get_library)]
-KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
-ModeQuery = Annotated[Mode | None, Query(description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")]
 Format = Literal["json", "bibtex", "atom"]
-
-
-async def feed_filters(
-    since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
-    category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],
-) -> Filters:
-    return make_filters(since, None, category, None)
-
-
-FeedFiltersDep = Annotated[Filters, Depends(feed_filters)]
 
 
 def _user_out(library: Library, user_id: int) -> UserOut:
@@ -161,20 +147,11 @@ def _collection_out(row: CollectionRow) -> CollectionOut:
     return CollectionOut(name=row.name, created_at=row.created_at, papers=row.paper_ids)
 
 
-
-
-def _bibtex_response(library: Library, hits: list[Hit]) -> Response:
-    return Response(bibtex([item.paper for item in export_items(library, hits)]), media_type=BIBTEX)
-
-
-def _feed_response(library: Library, request: Request, user_id: int, items: list[FeedItem], fmt: Format, title: str) -> Any:
-    if fmt == "bibtex":
-        return _bibtex_response(library, [item.hit for item in items])
-    if fmt == "atom":
-        exported = export_items(library, [item.hit for item in items], [item.reason for item in items])
-        url = str(request.url)
-        return Response(atom_feed(exported, title, url, url, library.settings), media_type=ATOM)
-    return Feed(user=user_id, results=[FeedEntry(**item.hit.__dict__, reason=item.reason, interest=item.interest) for item in items])
+def _feed_response(library: Library, request: Request, user_id: int, k: int, fmt: Format, filters: Filters,
+                   mode: str | None, collection: str | None = None) -> Any:
+    """JSON (checked against ``Feed``) or the Atom / BibTeX text, linked to the URL that was asked for."""
+    document = feed_document(library, user_id, k, fmt, filters, str(request.url), mode, collection)
+    return document.body if fmt == "json" else Response(document.body, media_type=document.media_type)
 
 
 def _s2_paper(paper: Paper) -> S2Paper:
@@ -193,7 +170,7 @@ router = APIRouter()
 user_router = APIRouter(dependencies=[Depends(require_user)])
 
 
-@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=[Depends(require_api_key)])
+@router.post("/users", response_model=UserOut, status_code=201, tags=["users"], dependencies=WriteAccess)
 def create_user(library: LibraryDep, body: UserIn) -> UserOut:
     user = user_ops.create_user(library, body.name)
     out = _user_out(library, user.id)
@@ -223,7 +200,7 @@ def list_interactions(library: LibraryDep, user_id: int, kind: str | None = None
 
 
 @user_router.delete("/users/{user_id}/interactions/{paper_id:path}", response_model=Deleted, tags=["users"])
-def delete_interaction(library: LibraryDep, user_id: int, paper_id: str, kind: str | None = None) -> Deleted:
+def delete_interaction(library: LibraryDep, user_id: int, paper_id: PaperId, kind: str | None = None) -> Deleted:
     return Deleted(deleted=user_ops.remove_interaction(library, user_id, paper_id, kind))
 
 
@@ -238,23 +215,22 @@ def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
 
 
 @user_router.get("/users/{user_id}/feed", tags=["feeds"], response_model=Feed, responses=FEED_DOC)
-def get_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
+def get_feed(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 10,
              format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
     """Ranked for the user; ``format=bibtex`` or ``atom`` for the same list in those formats."""
-    items = user_feed(library, user_id, k, filters, mode)
-    return _feed_response(library, request, user_id, items, format, f"paperlens feed of {user_ops.get_user(library, user_id).name}")
+    return _feed_response(library, request, user_id, k, format, filters, mode)
 
 
 @user_router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response, responses=ATOM_DOC)
-def get_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 20,
+def get_feed_atom(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 20,
                   mode: ModeQuery = None) -> Response:
-    return get_feed(library, request, filters, user_id, k, "atom", mode)
+    return _feed_response(library, request, user_id, k, "atom", filters, mode)
 
 
 @user_router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response, responses=BIBTEX_DOC)
-def get_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, k: KQuery = 10,
+def get_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 10,
                  mode: ModeQuery = None) -> Response:
-    return get_feed(library, request, filters, user_id, k, "bibtex", mode)
+    return _feed_response(library, request, user_id, k, "bibtex", filters, mode)
 
 
 @user_router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
@@ -287,53 +263,40 @@ def add_collection_paper(library: LibraryDep, user_id: int, name: str, body: Col
 
 
 @user_router.delete("/users/{user_id}/collections/{name}/papers/{paper_id:path}", response_model=CollectionOut, tags=["collections"])
-def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_id: str) -> CollectionOut:
+def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_id: PaperId) -> CollectionOut:
     return _collection_out(user_ops.remove_from_collection(library, user_id, name, paper_id))
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=Feed, responses=FEED_DOC)
-def get_collection_feed(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+def get_collection_feed(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                         k: KQuery = 10, format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
-    items = collection_feed(library, user_id, name, k, filters, mode)
-    return _feed_response(library, request, user_id, items, format, f"paperlens: more like the collection {name}")
+    return _feed_response(library, request, user_id, k, format, filters, mode, name)
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response, responses=ATOM_DOC)
-def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                              k: KQuery = 20, mode: ModeQuery = None) -> Response:
-    return get_collection_feed(library, request, filters, user_id, name, k, "atom", mode)
+    return _feed_response(library, request, user_id, k, "atom", filters, mode, name)
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response, responses=BIBTEX_DOC)
-def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FeedFiltersDep, user_id: int, name: str,
+def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                             k: KQuery = 10, mode: ModeQuery = None) -> Response:
-    return get_collection_feed(library, request, filters, user_id, name, k, "bibtex", mode)
-
-
-@router.get("/search.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
-def search_bib(library: LibraryDep, q: Annotated[str, Query(min_length=1)], k: KQuery = 10) -> Response:
-    """The results of ``/search`` as BibTeX."""
-    return _bibtex_response(library, search_text(library, q, k))
-
-
-@router.get("/papers/{paper_id:path}/similar.bib", tags=["exports"], response_class=Response, responses=BIBTEX_DOC)
-def similar_bib(library: LibraryDep, paper_id: str, k: KQuery = 10) -> Response:
-    """The results of ``/papers/{id}/similar`` as BibTeX."""
-    return _bibtex_response(library, similar_to_paper(library, paper_id, k))
+    return _feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
 
 
 @router.post("/recommendations/v1/papers", response_model=S2Recommendations, tags=["recommend"])
 def s2_recommendations(library: LibraryDep, body: S2RecommendRequest,
                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> S2Recommendations:
     """Same request and response shape as Semantic Scholar's recommendations API, over this index."""
-    if len(body.positivePaperIds) + len(body.negativePaperIds) > 1000:
-        raise InvalidInput("at most 1000 positive and negative paper ids together")
+    if len(body.positivePaperIds) + len(body.negativePaperIds) > library.settings.max_examples:
+        raise InvalidInput(f"at most {library.settings.max_examples} positive and negative paper ids together")
     hits = recommend(library, body.positivePaperIds, body.negativePaperIds, k=min(limit, library.settings.max_k))
     return S2Recommendations(recommendedPapers=[_s2_paper(item.paper) for item in export_items(library, hits)])
 
 
 def add_feed_routes(app: FastAPI) -> None:
-    """Users, feeds, collections, exports and the web page; call before the ``/papers/{id}`` catch-all."""
+    """Users, feeds, collections, recommendations and the web page; call before the ``/papers/{id}`` catch-all."""
     from .web import add_web_routes
 
     app.include_router(router)

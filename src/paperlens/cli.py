@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -19,12 +21,20 @@ from pydantic import ValidationError
 from .config import Settings
 from .data import DEMO_CORPUS
 from .errors import InvalidInput, NothingToIngest, PaperlensError
+from .evaluate import METRICS, TASKS, evaluate_beir
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
-from .limits import skip_oversized
+from .limits import check_paper_id, skip_oversized
 from .papers import FORMATS, read_papers
 from .recommend import STRATEGIES, recommend
-from .evaluate import METRICS, TASKS, evaluate_beir
-from .search import MODES, Hit, make_filters, search_text, similar_to_paper, similar_to_text
+from .search import (
+    MODES,
+    Hit,
+    make_filters,
+    search_text,
+    similar_to_paper,
+    similar_to_text,
+)
+from .store import CollectionRow
 
 EXIT_USER_ERROR = 1
 
@@ -65,16 +75,21 @@ def index_options(func: Callable) -> Callable:
     return func
 
 
-def filter_options(func: Callable) -> Callable:
-    for option in reversed([
-        click.option("-k", "k", default=10, show_default=True, help="number of results"),
-        click.option("--since", help="earliest date, YYYY-MM-DD"),
-        click.option("--until", help="latest date, YYYY-MM-DD"),
-        click.option("--category", "categories", multiple=True, help="repeatable; 'cs' matches 'cs.CL'"),
-        click.option("--min-popularity", type=float, help="minimum upvotes/citations"),
-    ]):
-        func = option(func)
-    return func
+def filter_options(k: int = 10, what: str = "results") -> Callable[[Callable], Callable]:
+    """-k and the filters of every query, as the API's query parameters (api_deps.FiltersDep)."""
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed([
+            click.option("-k", "k", default=k, show_default=True, help=f"number of {what}"),
+            click.option("--since", help="earliest date, YYYY-MM-DD"),
+            click.option("--until", help="latest date, YYYY-MM-DD"),
+            click.option("--category", "categories", multiple=True, help="repeatable; 'cs' matches 'cs.CL'"),
+            click.option("--min-popularity", type=float, help="minimum upvotes/citations"),
+        ]):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def _open(index: str | None, model: str | None = None) -> Library:
@@ -109,7 +124,7 @@ def main(verbose: bool) -> None:
 
 @main.command("ingest")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--demo", is_flag=True, help="ingest the built-in demo corpus (53 papers)")
+@click.option("--demo", is_flag=True, help="ingest the built-in demo corpus (a few dozen AI papers)")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="input format [default: from extension or content]")
 @click.option("--model", help="sentence-transformers name or path (only for a new index)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -157,7 +172,7 @@ mode_option = click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
 @main.command("search")
 @click.argument("query")
 @mode_option
-@filter_options
+@filter_options()
 @index_options
 @handle_errors
 def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, index, as_json) -> None:
@@ -202,7 +217,7 @@ def eval_command(folder: Path, task: str, by: str, mode: str | None, relevant_gr
 @click.argument("paper_id", required=False)
 @click.option("--text", help="an abstract (or any text) that is not in the index; '-' reads stdin")
 @mode_option
-@filter_options
+@filter_options()
 @index_options
 @handle_errors
 def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
@@ -223,7 +238,7 @@ def similar_command(paper_id, text, mode, k, since, until, categories, min_popul
 @click.option("--dislike", "dislikes", multiple=True, help="a paper id you want less of (repeatable)")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="grouped", show_default=True)
 @mode_option
-@filter_options
+@filter_options()
 @index_options
 @handle_errors
 def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
@@ -318,8 +333,8 @@ def check_exposure(host: str, settings: Settings, allow_public: bool) -> str:
 
 
 @main.command("serve")
-@click.option("--host", default=None, help="address to listen on [default: 127.0.0.1]")
-@click.option("--port", type=int, default=None, help="port [default: 8000]")
+@click.option("--host", default=None, help="address to listen on [default: PAPERLENS_HOST, or Settings.host]")
+@click.option("--port", type=int, default=None, help="port [default: PAPERLENS_PORT, or Settings.port]")
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
 @handle_errors
@@ -337,12 +352,12 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, index:
     for note in startup_check(library).repaired:
         click.echo(f"paperlens: repaired: {note}", err=True)
     if library.index is not None:
-        library.encoder  # fail here, with a message, if the model cannot load
+        library.encoder  # noqa: B018 -- fail here, with a message, if the model cannot load
     click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs); "
                f"{exposure}", err=True)
     # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
     # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
-    # closed got a read error under the paced load benchmark.
+    # closed got a read error under benchmarks/load.py --rate.
     uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
@@ -373,9 +388,40 @@ def print_feed(items: list, as_json: bool) -> None:
         click.echo(f"     {reason_text(item.reason)}")
 
 
+def feed_options(k: int = 10) -> Callable[[Callable], Callable]:
+    """What a feed can be asked for, as the API's feed routes: -k, the filters and --mode."""
+
+    def decorate(func: Callable) -> Callable:
+        return filter_options(k, "papers")(mode_option(func))
+
+    return decorate
+
+
+output_option = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+
+
+def emit_feed(index: str | None, user: str, k: int, fmt: str, filter_args: tuple, mode: str | None, collection: str | None = None,
+              output: Path | None = None, as_json: bool = False) -> None:
+    """A feed through ``exports.feed_document``, as the API builds it: a list with reasons (or its JSON),
+    or the Atom / BibTeX document on stdout or in ``output``."""
+    from .exports import feed_document
+
+    with _open(index) as library:
+        document = feed_document(library, _user_id(user), k, fmt, make_filters(*filter_args), mode=mode, collection=collection)
+    if fmt == "json" and not output:
+        print_feed(document.items, as_json)
+        return
+    text = json.dumps(document.body, ensure_ascii=False) if fmt == "json" else document.text()
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {document.count} papers to {output}", err=True)
+    else:
+        click.echo(text)
+
+
 @main.group("user")
 def user_group() -> None:
-    """Users: likes, dislikes, feeds and exports."""
+    """Users: likes, dislikes, interests, collections, feeds and exports."""
 
 
 @user_group.command("add")
@@ -409,84 +455,220 @@ for _kind in ("like", "dislike", "save"):
     user_group.command(_kind)(click.argument("user")(click.argument("paper_id")(_interaction_command(_kind))))
 
 
-@user_group.command("feed")
+@user_group.command("interests")
 @click.argument("user")
-@click.option("-k", "k", default=10, show_default=True, help="number of papers")
-@click.option("--since", help="earliest date, YYYY-MM-DD")
-@mode_option
+@click.argument("texts", nargs=-1)
+@click.option("--clear", is_flag=True, help="remove all of USER's interests")
 @index_options
 @handle_errors
-def user_feed_command(user: str, k: int, since: str | None, mode: str | None, index: str | None, as_json: bool) -> None:
-    """USER's feed, each paper with the reason it is there."""
-    from .feeds import user_feed
+def user_interests_command(user: str, texts: tuple[str, ...], clear: bool, index: str | None, as_json: bool) -> None:
+    """Show USER's free-text interests, or replace them with TEXTS (one interest each, e.g.
+    'video question answering'). Interests steer the feed like liked papers, and do not fade."""
+    from .users import get_interests, set_interests
 
+    if clear and texts:
+        raise InvalidInput("give interests or --clear, not both")
     with _open(index) as library:
-        print_feed(user_feed(library, _user_id(user), k, make_filters(since), mode), as_json)
+        user_id = _user_id(user)
+        if texts or clear:
+            interests = set_interests(library, user_id, list(texts))
+        else:
+            interests = [row.text for row in get_interests(library, user_id)]
+    if as_json:
+        click.echo(json.dumps({"interests": interests}, ensure_ascii=False))
+    else:
+        click.echo("\n".join(interests) if interests else f"user {user_id} has no interests")
+
+
+@user_group.command("feed")
+@click.argument("user")
+@feed_options()
+@click.option("--format", "fmt", type=click.Choice(["atom", "bibtex"]), help="the feed as a document [default: a list with reasons]")
+@output_option
+@index_options
+@handle_errors
+def user_feed_command(user: str, k: int, since, until, categories, min_popularity, mode: str | None, fmt: str | None,
+                      output: Path | None, index: str | None, as_json: bool) -> None:
+    """USER's feed, each paper with the reason it is there."""
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, output=output, as_json=as_json)
 
 
 @user_group.command("export")
 @click.argument("user")
 @click.option("--format", "fmt", type=click.Choice(["atom", "bibtex"]), required=True)
-@click.option("-k", "k", default=20, show_default=True, help="number of papers")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@feed_options(k=20)
+@output_option
 @_index_option
 @handle_errors
-def user_export_command(user: str, fmt: str, k: int, output: Path | None, index: str | None) -> None:
-    """USER's feed as an Atom feed or a BibTeX file."""
-    from .exports import atom_feed, bibtex, export_items
-    from .feeds import user_feed
-    from .users import get_user
+def user_export_command(user: str, fmt: str, k: int, since, until, categories, min_popularity, mode: str | None,
+                        output: Path | None, index: str | None) -> None:
+    """USER's feed as an Atom feed or a BibTeX file (as GET /users/USER/feed.atom or feed.bib)."""
+    emit_feed(index, user, k, fmt, (since, until, categories, min_popularity), mode, output=output)
+
+
+# Collections: the API's /users/{id}/collections routes, one command each.
+
+
+@user_group.group("collection")
+def collection_group() -> None:
+    """USER's collections: named sets of papers, each with a feed of more like it."""
+
+
+def collection_json(collection: CollectionRow) -> dict[str, Any]:
+    """As the API's CollectionOut."""
+    return {"name": collection.name, "created_at": collection.created_at, "papers": collection.paper_ids}
+
+
+def print_collection(library: Library, collection: CollectionRow, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(collection_json(collection), ensure_ascii=False))
+        return
+    click.echo(f"{collection.name}: {len(collection.paper_ids)} papers (created {collection.created_at})")
+    for paper_id in collection.paper_ids:
+        stored = library.store.get(paper_id)
+        click.echo(f"  {paper_id}  {stored.paper.title if stored else '(no longer in the index)'}")
+
+
+@collection_group.command("list")
+@click.argument("user")
+@index_options
+@handle_errors
+def collection_list_command(user: str, index: str | None, as_json: bool) -> None:
+    """USER's collections and how many papers each holds."""
+    from .users import list_collections
 
     with _open(index) as library:
         user_id = _user_id(user)
-        name = get_user(library, user_id).name
-        items = user_feed(library, user_id, k)
-        exported = export_items(library, [i.hit for i in items], [i.reason for i in items])
-        if fmt == "atom":
-            link = f"{library.settings.public_url.rstrip('/')}/users/{user_id}/feed.atom"
-            text = atom_feed(exported, f"paperlens feed of {name}", link, link, library.settings).decode()
+        collections = list_collections(library, user_id)
+    if as_json:
+        click.echo(json.dumps({"collections": [collection_json(c) for c in collections]}, ensure_ascii=False))
+        return
+    if not collections:
+        click.echo(f"user {user_id} has no collections")
+    for collection in collections:
+        click.echo(f"{collection.name}: {len(collection.paper_ids)} papers")
+
+
+@collection_group.command("create")
+@click.argument("user")
+@click.argument("name")
+@index_options
+@handle_errors
+def collection_create_command(user: str, name: str, index: str | None, as_json: bool) -> None:
+    """Create the collection NAME (nothing changes when USER has it already)."""
+    from .users import put_collection
+
+    with _open(index) as library:
+        collection, created = put_collection(library, _user_id(user), name)
+        if as_json:
+            print_collection(library, collection, as_json)
         else:
-            text = bibtex([item.paper for item in exported])
-    if output:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {len(exported)} papers to {output}", err=True)
-    else:
-        click.echo(text)
+            click.echo(f"{'created' if created else 'already there:'} {collection.name}")
+
+
+@collection_group.command("show")
+@click.argument("user")
+@click.argument("name")
+@index_options
+@handle_errors
+def collection_show_command(user: str, name: str, index: str | None, as_json: bool) -> None:
+    """The papers in USER's collection NAME."""
+    from .users import get_collection
+
+    with _open(index) as library:
+        print_collection(library, get_collection(library, _user_id(user), name), as_json)
+
+
+@collection_group.command("add")
+@click.argument("user")
+@click.argument("name")
+@click.argument("paper_id")
+@index_options
+@handle_errors
+def collection_add_command(user: str, name: str, paper_id: str, index: str | None, as_json: bool) -> None:
+    """Add PAPER_ID to USER's collection NAME (made with 'user collection create')."""
+    from .errors import CollectionNotFound
+    from .users import add_to_collection
+
+    with _open(index) as library:
+        try:
+            collection = add_to_collection(library, _user_id(user), name, paper_id)
+        except CollectionNotFound as exc:
+            raise InvalidInput(f"{exc}; create it with: paperlens user collection create {user} {shlex.quote(name)}") from None
+        print_collection(library, collection, as_json)
+
+
+@collection_group.command("remove")
+@click.argument("user")
+@click.argument("name")
+@click.argument("paper_id")
+@index_options
+@handle_errors
+def collection_remove_command(user: str, name: str, paper_id: str, index: str | None, as_json: bool) -> None:
+    """Take PAPER_ID out of USER's collection NAME."""
+    from .users import remove_from_collection
+
+    with _open(index) as library:
+        print_collection(library, remove_from_collection(library, _user_id(user), name, check_paper_id(paper_id)), as_json)
+
+
+@collection_group.command("delete")
+@click.argument("user")
+@click.argument("name")
+@index_options
+@handle_errors
+def collection_delete_command(user: str, name: str, index: str | None, as_json: bool) -> None:
+    """Delete USER's collection NAME (the papers stay in the index)."""
+    from .users import delete_collection
+
+    with _open(index) as library:
+        delete_collection(library, _user_id(user), name)
+    click.echo(json.dumps({"deleted": name}) if as_json else f"deleted {name}")
+
+
+@collection_group.command("feed")
+@click.argument("user")
+@click.argument("name")
+@feed_options()
+@click.option("--format", "fmt", type=click.Choice(["atom", "bibtex"]), help="the feed as a document [default: a list with reasons]")
+@output_option
+@index_options
+@handle_errors
+def collection_feed_command(user: str, name: str, k: int, since, until, categories, min_popularity, mode: str | None,
+                            fmt: str | None, output: Path | None, index: str | None, as_json: bool) -> None:
+    """More like USER's collection NAME; USER's dislikes and the papers they have seen stay out."""
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, name, output, as_json)
 
 
 @main.command("digest")
 @click.argument("user")
 @click.option("--to", "to", help="e-mail address; sent through PAPERLENS_SMTP_HOST when that is set")
-@click.option("-k", "k", default=10, show_default=True, help="number of papers")
+@feed_options()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
 @_index_option
 @handle_errors
-def digest_command(user: str, to: str | None, k: int, output: Path | None, index: str | None) -> None:
+def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, mode: str | None,
+                   output: Path | None, index: str | None) -> None:
     """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
     import datetime as dt
     import smtplib
 
-    from .exports import digest_html, export_items, send_email
-    from .feeds import user_feed
-    from .users import get_user
+    from .exports import feed_document, send_email
 
     with _open(index) as library:
         user_id = _user_id(user)
-        name = get_user(library, user_id).name
-        items = user_feed(library, user_id, k)
-        exported = export_items(library, [i.hit for i in items], [i.reason for i in items])
+        document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
         settings = library.settings
-    html = digest_html(name, exported, settings)
     today = dt.date.today().isoformat()
     if to and settings.smtp_host:
         try:
-            send_email(html, f"paperlens: {len(exported)} papers for {name}, {today}", to, settings)
+            send_email(document.text(), f"paperlens: {document.count} papers for {document.user.name}, {today}", to, settings)
         except (smtplib.SMTPException, OSError) as exc:
             raise PaperlensError(f"could not send the digest through {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
-        click.echo(f"sent {len(exported)} papers to {to}")
+        click.echo(f"sent {document.count} papers to {to}")
         return
     path = output or Path(f"digest-{user_id}-{today}.html")
-    path.write_text(html, encoding="utf-8")
+    path.write_text(document.text(), encoding="utf-8")
     reason = "" if not to else " (PAPERLENS_SMTP_HOST is not set, so nothing was sent)"
     click.echo(f"wrote {path}{reason}")
 

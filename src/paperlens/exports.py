@@ -2,6 +2,8 @@
 
 Each format is written by a library that knows its escaping rules, never by string concatenation:
 a title with '&', '%' or '<' must not break a reference manager or a feed reader.
+``feed_document`` is the one place a feed becomes a document (for the API's feed routes, the
+CLI's ``user feed``, ``user export`` and ``digest``), so each format has one title and one link.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from .config import Settings
+from .feeds import FeedItem, collection_feed, user_feed
+from .filters import Filters
 from .library import Library
 from .papers import Paper, arxiv_base_id
 from .search import Hit
+from .store import UserRow
+from .users import get_user
 
 TEMPLATES = Path(__file__).resolve().parent / "web" / "templates"
+MEDIA_TYPES = {"json": "application/json", "atom": "application/atom+xml; charset=utf-8",
+               "bibtex": "application/x-bibtex; charset=utf-8", "html": "text/html; charset=utf-8"}
+FEED_FORMATS: tuple[str, ...] = tuple(MEDIA_TYPES)
+FEED_SUFFIX = {"atom": ".atom", "bibtex": ".bib"}  # the route that serves a format: /users/{id}/feed.atom
 
 
 @dataclass
@@ -154,7 +165,7 @@ def bibtex(papers: list[Paper]) -> str:
     return bibtexparser.write_string(library, prepend_middleware=[LatexEncodingMiddleware(keep_math=True)])
 
 
-def templates() -> "Any":
+def templates() -> Any:
     """The Jinja2 environment of the web page and the digest, autoescaping HTML."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -185,3 +196,69 @@ def send_email(html: str, subject: str, to: str, settings: Settings) -> None:
         if settings.smtp_user:
             smtp.login(settings.smtp_user, settings.smtp_password or "")
         smtp.send_message(message)
+
+
+# --- feeds as documents ----------------------------------------------------------------------------
+
+
+@dataclass
+class FeedDocument:
+    """A user's feed (or a collection's) in one format: ``body`` is a JSON-ready dict for json,
+    BibTeX or HTML text, or Atom as UTF-8 bytes; ``count`` is how many papers it holds."""
+
+    user: UserRow
+    title: str
+    link: str
+    format: str
+    items: list[FeedItem]
+    body: dict[str, Any] | str | bytes
+    count: int
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.format]
+
+    def text(self) -> str:
+        return self.body.decode() if isinstance(self.body, bytes) else str(self.body)
+
+
+def feed_title(user: UserRow, collection: str | None = None) -> str:
+    return f"paperlens: more like the collection {collection}" if collection else f"paperlens feed of {user.name}"
+
+
+def feed_link(settings: Settings, user_id: int, format: str = "json", filters: Filters | None = None,
+              mode: str | None = None, collection: str | None = None) -> str:
+    """Where the API serves this feed, under ``settings.public_url``: the link of a feed written outside a request."""
+    path = f"/users/{user_id}" + (f"/collections/{quote(collection, safe='')}" if collection else "")
+    query = [("since", filters.since), ("until", filters.until), *(("category", c) for c in filters.categories),
+             ("min_popularity", filters.min_popularity)] if filters else []
+    query = [(key, value) for key, value in [*query, ("mode", mode)] if value is not None]
+    return f"{settings.public_url.rstrip('/')}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
+
+
+def feed_document(library: Library, user_id: int, k: int, format: str = "json", filters: Filters | None = None,
+                  link: str | None = None, mode: str | None = None, collection: str | None = None) -> FeedDocument:
+    """The user's feed, or more like one of their collections, as json / atom / bibtex / html (the digest).
+
+    ``link`` is the URL that serves the document (the request's, in the API); by default ``feed_link``."""
+    if format not in MEDIA_TYPES:
+        raise ValueError(f"unknown feed format {format!r}")
+    user = get_user(library, user_id)
+    if collection is None:
+        items = user_feed(library, user_id, k, filters, mode)
+    else:
+        items = collection_feed(library, user_id, collection, k, filters, mode)
+    title = feed_title(user, collection)
+    link = link or feed_link(library.settings, user_id, format, filters, mode, collection)
+    if format == "json":
+        results = [{**item.hit.__dict__, "reason": item.reason, "interest": item.interest} for item in items]
+        return FeedDocument(user, title, link, format, items, {"user": user_id, "results": results}, len(items))
+    exported = export_items(library, [item.hit for item in items], [item.reason for item in items])
+    body: str | bytes
+    if format == "atom":
+        body = atom_feed(exported, title, link, link, library.settings)
+    elif format == "bibtex":
+        body = bibtex([item.paper for item in exported])
+    else:
+        body = digest_html(user.name, exported, library.settings)
+    return FeedDocument(user, title, link, format, items, body, len(exported))

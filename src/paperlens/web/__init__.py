@@ -14,13 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import PaperlensError, PaperNotFound, UserNotFound
+from .. import users as user_ops
+from ..api_deps import LibraryDep
+from ..errors import InvalidInput, PaperlensError, PaperNotFound, UserNotFound
 from ..exports import templates
 from ..feeds import user_feed
 from ..library import Library
+from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
 from ..store import UserRow
-from .. import users as user_ops
 
 STATIC = Path(__file__).resolve().parent / "static"
 USER_COOKIE = "paperlens_user"
@@ -53,8 +55,7 @@ def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[st
     return kinds
 
 
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    library: Library = request.app.state.library
+def _render(library: Library, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     user = current_user(library, request)
     html = templates().get_template(name).render(
         user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library),
@@ -63,30 +64,32 @@ def _render(request: Request, name: str, status: int = 200, **context: Any) -> H
     return HTMLResponse(html, status_code=status)
 
 
-def search_page(request: Request, q: str = "") -> HTMLResponse:
-    library: Library = request.app.state.library
+def search_page(library: LibraryDep, request: Request, q: str = "") -> HTMLResponse:
     error, hits = None, []
     if q.strip():
         try:
             hits = search_text(library, q, PAGE_K)
         except PaperlensError as exc:
             error = str(exc)
-    return _render(request, "search.html", status=422 if error else 200, q=q, hits=hits, error=error)
+    return _render(library, request, "search.html", status=422 if error else 200, q=q, hits=hits, error=error)
 
 
-def paper_page(request: Request, paper_id: str) -> HTMLResponse:
-    library: Library = request.app.state.library
+def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResponse:
+    """The id is checked as api_deps.PaperId checks it, but a bad one gets a page, not JSON."""
+    try:
+        paper_id = check_paper_id(paper_id)
+    except InvalidInput as exc:
+        return _render(library, request, "message.html", status=422, message=str(exc))
     stored = library.store.get(paper_id)
     if stored is None:
-        return _render(request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
-    return _render(request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
+        return _render(library, request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
+    return _render(library, request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
 
 
-def feed_page(request: Request) -> HTMLResponse:
-    library: Library = request.app.state.library
+def feed_page(library: LibraryDep, request: Request) -> HTMLResponse:
     user = current_user(library, request)
     items = user_feed(library, user.id, PAGE_K) if user else []
-    return _render(request, "feed.html", items=items)
+    return _render(library, request, "feed.html", items=items)
 
 
 def add_web_routes(app: FastAPI) -> None:

@@ -1,0 +1,52 @@
+"""What every HTTP route shares: the library, and the query and path parameters with their checks.
+
+One definition each, so a route and its twin (``/search`` and ``/search.bib``, a feed as JSON and
+as Atom) cannot drift apart: the bounds come from ``config.Settings``, the checks from the same
+functions the CLI calls (``search.make_filters``, ``limits.check_paper_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from .config import Settings
+from .library import Library
+from .limits import check_paper_id
+from .search import Filters, Mode, make_filters
+from .security import require_api_key
+
+# The schema's bound; the running server's Settings.max_k is enforced by search.check_k (a 422 either way).
+MAX_K = Settings.model_fields["max_k"].default
+
+
+async def get_library(request: Request) -> Library:
+    """The app's one library (async: no thread-pool hop for a dependency that only reads app state)."""
+    return request.app.state.library
+
+
+async def query_filters(
+    since: Annotated[str | None, Query(description="earliest date, YYYY-MM-DD")] = None,
+    until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
+    category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],  # noqa: B006 (FastAPI copies defaults)
+    min_popularity: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+) -> Filters:
+    return make_filters(since, until, category, min_popularity)
+
+
+async def valid_paper_id(paper_id: str) -> str:
+    """Path ids are checked like ingested ones: '../x' or an id over the length limit is a 422, not a lookup."""
+    return check_paper_id(paper_id)
+
+
+LibraryDep = Annotated[Library, Depends(get_library)]
+FiltersDep = Annotated[Filters, Depends(query_filters)]
+PaperId = Annotated[str, Depends(valid_paper_id)]
+KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+ModeQuery = Annotated[Mode | None, Query(description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")]
+WriteAccess = [Depends(require_api_key)]
+
+# Routes that answer in a format of exports.py document it so (the JSON routes have response models).
+ATOM_DOC = {200: {"content": {"application/atom+xml": {"schema": {"type": "string"}}}, "description": "an Atom 1.0 feed"}}
+BIBTEX_DOC = {200: {"content": {"application/x-bibtex": {"schema": {"type": "string"}}}, "description": "BibTeX entries"}}
