@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from _common import SHARED_DATA, header
 
+from _common import SHARED_DATA, header
 from paperlens.embed import Encoder, EncoderSpec, packaged_model_path
 from paperlens.evaluate import load_beir
 from paperlens.onnx_encoder import (

@@ -36,13 +36,12 @@ from api_latency import (
     timed_requests,
     wait_healthy,
 )
-from speed import real_embeddings
-
 from paperlens.config import Settings
 from paperlens.embed import model_identity, text_hash
 from paperlens.library import INDEX_FILE, KEYWORD_DIR, open_library
 from paperlens.papers import Paper, read_papers
 from paperlens.store import Store
+from speed import real_embeddings
 
 CATEGORIES = ["q-bio.GN", "q-bio.NC", "q-bio.CB", "physics.med-ph", "cs.LG", "stat.ML"]
 
@@ -148,7 +147,9 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
         short = [" ".join(q.split()[:3]) for q in claims]
         rng = random.Random(1)
         ids = [f"syn-{rng.randrange(n)}" for _ in range(requests)]
-        search = lambda qs, mode: ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]
+        def search(qs: list[str], mode: str) -> list[str]:
+            return ["/search?" + urlencode({"q": qs[i % len(qs)], "k": 10, "mode": mode}) for i in range(requests)]
+
         similar = [f"/papers/{quote(paper_id)}/similar?k=10" for paper_id in ids]  # the default mode: hybrid
         timed_requests(port, search(claims, "hybrid")[:20] + similar[:20])  # warm-up: model, pages of the files
         latencies = {

@@ -36,15 +36,15 @@ from pathlib import Path
 # Spinning OpenMP threads starve each other on a shared machine (IVF training took 10x longer).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
+import faiss
+import numpy as np
 
-from paperlens.config import Settings  # noqa: E402
-from paperlens.embed import EncoderSpec, load_encoder, packaged_model_path  # noqa: E402
+from paperlens.config import Settings
+from paperlens.embed import EncoderSpec, load_encoder, packaged_model_path
 from paperlens.index import SearchTuning, choose_layout, create_index, layout_params, training_sample
 from paperlens.library import ingest, open_library
-from paperlens.papers import Paper, read_papers  # noqa: E402
-from paperlens.search import RERANK_DEPTH, search_text  # noqa: E402
+from paperlens.papers import Paper, read_papers
+from paperlens.search import RERANK_DEPTH, search_text
 
 DATA = Path(os.environ.get("PAPERLENS_BENCH_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact-subset"))
 
@@ -73,8 +73,10 @@ class IngestRow:
 
 
 def machine_header(argv: list[str]) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    with open("/proc/cpuinfo") as cpuinfo:
+        lines = cpuinfo.readlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    flags = next((line for line in lines if line.startswith("flags")), "")
     simd = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in flags)
     return (
         f"# command: {' '.join(['python', *argv])}\n"
@@ -125,7 +127,7 @@ def bench_txtai(papers: list[Paper], queries: list[str], repeats: int) -> Ingest
         start = time.perf_counter()
         embeddings.index([(paper.id, paper.text, None) for paper in papers])
         rates.append(len(papers) / (time.perf_counter() - start))
-        dense.append(_p50_ms(lambda q: embeddings.search(q, 10), queries))
+        dense.append(_p50_ms(lambda q, engine=embeddings: engine.search(q, 10), queries))
     return IngestRow("txtai (torch)", len(papers), statistics.median(rates), statistics.median(dense))
 
 

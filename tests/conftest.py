@@ -10,10 +10,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from paperlens.config import Settings  # noqa: E402
-from paperlens.data import DEMO_CORPUS  # noqa: E402
-from paperlens.library import Library, ingest, open_library  # noqa: E402
-from paperlens.papers import Paper, read_papers  # noqa: E402
+from paperlens.config import Settings
+from paperlens.data import DEMO_CORPUS
+from paperlens.library import Library, ingest, open_library
+from paperlens.papers import Paper, read_papers
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -27,7 +27,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
         self.log_path = log
-        self._log = open(log, "ab")
+        self._log = open(log, "ab")  # noqa: SIM115 - held while the server runs, closed once it is dead
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "paperlens.cli", "serve", "--index", str(index), "--port", str(self.port)],
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -5,9 +5,9 @@ import xml.etree.ElementTree as ET
 
 import bibtexparser
 import pytest
-from conftest import topic_papers
 from fastapi.testclient import TestClient
 
+from conftest import topic_papers
 from paperlens.api import create_app
 from paperlens.config import Settings
 

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import bibtexparser
 import pytest
 from click.testing import CliRunner
-from conftest import topic_papers, write_jsonl
 from fastapi.testclient import TestClient
 
+from conftest import topic_papers, write_jsonl
 from paperlens.api import create_app
 from paperlens.cli import main
 from paperlens.config import Settings

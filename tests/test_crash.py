@@ -59,7 +59,7 @@ def verify(server: ServerProcess, ledger: Ledger) -> None:
             assert_searchable(client, paper_id, title)
         for paper_id in ledger.gone:
             assert client.get(f"/papers/{paper_id}").status_code == 404, paper_id
-        for paper_id, title in ledger.in_flight.items():
+        for paper_id in ledger.in_flight:
             response = client.get(f"/papers/{paper_id}")
             assert response.status_code in (200, 404)
             if response.status_code == 200:  # wholly there: searchable too
@@ -117,7 +117,7 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         verify(server, ledger)
         new = paper(next(counter))
         ledger.in_flight[new["id"]] = new["title"]
-        write_until_killed(server, lambda: post(server, [new]))
+        write_until_killed(server, lambda server=server, new=new: post(server, [new]))
         if point == "index-save:before-rename":
             assert (index / "vectors.faiss.tmp").exists()
 

@@ -88,7 +88,7 @@ def test_modes_give_their_own_rankings(beir: Path, tmp_path: Path, settings: Set
 
 def test_not_a_beir_folder(tmp_path: Path, settings: Settings):
     (tmp_path / "corpus.jsonl").write_text("{}\n")
-    with pytest.raises(InvalidInput, match="not a BEIR folder: missing queries.jsonl, qrels/test.tsv"):
+    with pytest.raises(InvalidInput, match=r"not a BEIR folder: missing queries\.jsonl, qrels/test\.tsv"):
         evaluate_beir(tmp_path, settings, "bm25", cache_root=tmp_path / "cache")
     with pytest.raises(InvalidInput, match="is not a folder"):
         evaluate_beir(tmp_path / "nowhere", settings, "bm25", cache_root=tmp_path / "cache")
@@ -151,7 +151,7 @@ def test_similar_task_leaves_the_query_paper_out_and_shares_its_ranking(paper_be
         run = run_queries(library, beir, "bm25", task="similar", by="text")
     assert "p1" not in run["p1_method"] and list(run["p1_method"])[:2] == ["p2", "p3"]
     assert run["p1_method"] == run["p1_result"]  # one paper, one ranking, judged per facet
-    assert list(run["q9_background"])[0] == "p6"
+    assert next(iter(run["q9_background"])) == "p6"
 
 
 def test_similar_task_graded_metrics(paper_beir: Path, tmp_path: Path, settings: Settings):

@@ -10,7 +10,15 @@ import pytest
 
 from paperlens.config import Settings
 from paperlens.index import (
-    FLAT_LIMIT, IVFPQ_LIMIT, LAYOUTS, SearchTuning, choose_layout, create_index, layout_outdated, layout_params, load_index,
+    FLAT_LIMIT,
+    IVFPQ_LIMIT,
+    LAYOUTS,
+    SearchTuning,
+    choose_layout,
+    create_index,
+    layout_outdated,
+    layout_params,
+    load_index,
 )
 from paperlens.index.hnsw import HNSWIndex, auto_ef_search
 from paperlens.library import Manifest, delete, ingest, open_library

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from paperlens import keyword
 from paperlens.config import Settings
 from paperlens.errors import InvalidInput
-from paperlens import keyword
 from paperlens.keyword import query_terms
 from paperlens.library import KEYWORD_DIR, Library, Manifest, check_library, delete, ingest, open_library
 from paperlens.papers import Paper

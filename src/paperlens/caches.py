@@ -88,7 +88,7 @@ class Cache(ABC):
     def rebuild(self) -> None:
         """Rebuild from the store alone (no model needed)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most caches defer nothing
         """Save whatever the cache has deferred."""
 
 

@@ -40,8 +40,7 @@ from .papers import paper_text
 
 # Lucene's default English stop set, the one bm25s and Elasticsearch use.
 STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such that the their then "
-    "there these they this to was will with".split()
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with"]
 )
 # Runs of letters and digits: the words tantivy's simple tokenizer cuts text into.
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)

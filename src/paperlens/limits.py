@@ -7,8 +7,9 @@ API answers 4xx and the CLI prints one line and exits 1; nothing oversized reach
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, MutableMapping
+from typing import Any
 
 from .config import Settings
 from .errors import InvalidInput
@@ -45,7 +46,7 @@ def check_paper_count(settings: Settings, count: int) -> None:
 def skip_oversized(settings: Settings, papers: list[Paper]) -> tuple[list[Paper], list[Skipped]]:
     """For files: an oversized record is skipped and reported like an unreadable one, the rest go in."""
     kept, skipped = [], []
-    for number, paper in enumerate(papers, start=1):
+    for paper in papers:
         problem = paper_size_problem(settings, paper)
         if problem:
             skipped.append(Skipped(None, f"paper {paper.id!r}: {problem}"))

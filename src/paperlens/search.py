@@ -26,11 +26,27 @@ import numpy as np
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library
-from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
+from .papers import InvalidRecord, Paper, author_line, clean_text, parse_date
 from .store import Filters
 
-__all__ = ["DenseSide", "Filters", "Hit", "KeywordQuery", "MODES", "Mode", "NearVector", "fuse", "make_filters", "rank", "rank_text",
-           "search_text", "similar_to_paper", "similar_to_text", "rank_by_vector", "to_hits"]
+__all__ = [
+    "MODES",
+    "DenseSide",
+    "Filters",
+    "Hit",
+    "KeywordQuery",
+    "Mode",
+    "NearVector",
+    "fuse",
+    "make_filters",
+    "rank",
+    "rank_by_vector",
+    "rank_text",
+    "search_text",
+    "similar_to_paper",
+    "similar_to_text",
+    "to_hits",
+]
 
 
 Mode = Literal["dense", "bm25", "hybrid"]

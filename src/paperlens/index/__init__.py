@@ -36,9 +36,21 @@ IVFPQ_LIMIT = 5_000_000
 TRAINING_SAMPLE = 100_000
 
 __all__ = [
-    "VectorIndex", "FlatIndex", "HNSWIndex", "IVFPQIndex", "LAYOUTS", "SearchTuning", "choose_layout",
-    "layout_params", "layout_outdated", "create_index", "load_index", "training_sample", "atomic_write_index",
-    "fsync_dir", "gpu_available",
+    "LAYOUTS",
+    "FlatIndex",
+    "HNSWIndex",
+    "IVFPQIndex",
+    "SearchTuning",
+    "VectorIndex",
+    "atomic_write_index",
+    "choose_layout",
+    "create_index",
+    "fsync_dir",
+    "gpu_available",
+    "layout_outdated",
+    "layout_params",
+    "load_index",
+    "training_sample",
 ]
 
 

@@ -108,7 +108,7 @@ class VectorIndex(ABC):
         self._gpu_stale = True
         return int(self.faiss_index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64))))
 
-    def copy(self) -> "VectorIndex":
+    def copy(self) -> VectorIndex:
         """An independent copy: writers change a copy and swap it in, so searches never see a half-done change."""
         return type(self)(faiss.clone_index(self.faiss_index), self.params, self.tuning)
 
@@ -165,7 +165,7 @@ class VectorIndex(ABC):
             self._gpu_stale = False
         return self._gpu_index
 
-    def _configure_gpu(self, gpu_index: faiss.Index) -> None:
+    def _configure_gpu(self, gpu_index: faiss.Index) -> None:  # noqa: B027 - layouts without knobs need nothing
         """Apply search knobs to the GPU copy (layouts with knobs override)."""
 
     def save(self, path: Path) -> None:

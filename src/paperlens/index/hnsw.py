@@ -46,7 +46,7 @@ class HNSWIndex(VectorIndex):
         self._live_selector = faiss.IDSelectorRange(*_LIVE_IDS)
 
     @classmethod
-    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> "HNSWIndex":
+    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> HNSWIndex:
         m, sq8 = int(params.get("m", 32)), bool(params.get("sq8", True))
         if sq8:
             inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
@@ -60,7 +60,7 @@ class HNSWIndex(VectorIndex):
         return cls(faiss.IndexIDMap2(inner), params, tuning)
 
     @classmethod
-    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> "HNSWIndex":
+    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> HNSWIndex:
         return cls(faiss.read_index(str(path)), params, tuning)
 
     def __len__(self) -> int:

@@ -27,7 +27,7 @@ class IVFPQIndex(VectorIndex):
     layout = "ivfpq"
 
     @classmethod
-    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> "IVFPQIndex":
+    def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> IVFPQIndex:
         nlist, pq_m, nbits = int(params.get("nlist", 1024)), int(params.get("pq_m", 48)), int(params.get("nbits", 8))
         if dim % pq_m:
             raise PaperlensError(f"ivfpq: pq_m={pq_m} must divide the dimension {dim}")
@@ -39,7 +39,7 @@ class IVFPQIndex(VectorIndex):
         return cls(index, params, tuning)
 
     @classmethod
-    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> "IVFPQIndex":
+    def load(cls, path: Path, params: dict[str, Any], tuning: SearchTuning) -> IVFPQIndex:
         return cls(faiss.read_index(str(path)), params, tuning)
 
     def search_parameters(self, selector: faiss.IDSelector | None, widen: float = 1.0) -> faiss.SearchParameters:
