@@ -266,7 +266,9 @@ def rank(library: Library, mode: str, dense: DenseSide, keyword: Callable[[], Ke
     if mode == "dense":
         return dense.search(k, exact=True)
     if mode == "bm25":
-        return keyword_top(library, keyword(), k, allowed, exclude)[:k]
+        query = keyword()  # disliked papers' terms reorder a deeper list, not only the first k
+        depth = max(k, library.settings.fusion_depth) if query.negative else k
+        return keyword_top(library, query, depth, allowed, exclude)[:k]
     return hybrid_rank(library, dense, keyword, k, allowed, exclude, dense_weight)
 
 
