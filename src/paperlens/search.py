@@ -283,41 +283,63 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
     """Candidates from both sides, each scored exactly by both sides, then fused.
 
     The keyword side's top list (tantivy, which releases the GIL) is searched on a worker thread
-    while this one encodes the query and searches FAISS. One more tantivy query then scores the
-    dense side's finds that the keyword side did not return."""
+    while this one encodes the query, searches FAISS and reads the dense finds' vectors. A dense
+    find that the keyword side did not return then gets its own BM25 score from one more tantivy
+    query, but only if it could still reach the top k (``_worth_filling``)."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
     keyword_future = library.workers.submit(_keyword_side, library, keyword, depth, allowed, exclude)
     try:
         dense_ranked = dense.search(depth, exact=False)
+        # Candidates deleted since the index snapshot found them drop out here.
+        dense_pks, dense_vectors = library.store.candidate_vectors([pk for pk, _ in dense_ranked], library.manifest.dim)
     finally:
         query, keyword_ranked = keyword_future.result()
     if settings.fusion == "rrf":
         return rrf([dense_ranked, keyword_ranked], settings.rrf_k)[:k]
-    # Fill in the side that did not return a candidate, so that depth decides only who competes,
-    # not how a paper is scored: a dense-only find still gets its (lower) BM25 score and vice versa.
-    # The BM25 fill-in costs in proportion to the papers it scores, so it is split across the
-    # workers, and the stored vectors are read meanwhile.
     bm25 = dict(keyword_ranked)
-    candidates = list(dict.fromkeys(pk for pk, _ in dense_ranked + keyword_ranked))
-    dense_only = [pk for pk, _ in dense_ranked if pk not in bm25]
-    fill_ins = _split_scores(library, query.terms, dense_only)
-    against = _split_scores(library, query.negative, dense_only) if query.negative else []
-    try:
-        # Candidates deleted since the index snapshot found them drop out here.
-        pks, vectors = library.store.candidate_vectors(candidates, library.manifest.dim)
-    finally:
-        for fill_in in fill_ins:
-            bm25.update(fill_in.result())
-        for part in against:  # keyword_top already took the negatives off its own finds
-            for pk, score in part.result().items():
-                bm25[pk] = bm25.get(pk, 0.0) - query.negative_weight * score
-    keyword_scores = np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32)
-    dense_scores = dense.score(vectors).astype(np.float32)
+    known = set(dense_pks)
+    keyword_pks, keyword_vectors = library.store.candidate_vectors([pk for pk, _ in keyword_ranked if pk not in known],
+                                                                   library.manifest.dim)
+    pks = dense_pks + keyword_pks
+    dense_scores = dense.score(np.concatenate([dense_vectors, keyword_vectors])).astype(np.float32)
     weight = settings.dense_weight if dense_weight is None else dense_weight
     if settings.fusion_weighting == "confidence":
         weight = confident_weight(weight, [s for _, s in dense_ranked], [s for _, s in keyword_ranked])
+    # Fill in the side that did not return a candidate, so that depth decides only who competes,
+    # not how a paper is scored: a dense-only find still gets its (lower) BM25 score.
+    dense_only = [pk for pk in dense_pks if pk not in bm25]
+    if dense_only and not query.negative and settings.fusion == "max":
+        dense_only = _worth_filling(pks, dense_scores, bm25, keyword_ranked, dense_only, depth, k, weight)
+    fill_ins = _split_scores(library, query.terms, dense_only)
+    against = _split_scores(library, query.negative, dense_only) if query.negative else []
+    for fill_in in fill_ins:
+        bm25.update(fill_in.result())
+    for part in against:  # keyword_top already took the negatives off its own finds
+        for pk, score in part.result().items():
+            bm25[pk] = bm25.get(pk, 0.0) - query.negative_weight * score
+    keyword_scores = np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32)
     return fuse(pks, dense_scores, keyword_scores, settings.fusion, weight)[:k]
+
+
+def _worth_filling(pks: list[int], dense_scores: np.ndarray, bm25: dict[int, float], keyword_ranked: Ranked,
+                   dense_only: list[int], depth: int, k: int, weight: float) -> list[int]:
+    """The dense-only finds whose fused score could still reach the top k: the rest cannot change it.
+
+    A paper missing from a full keyword list scores at most the list's last BM25; a list shorter
+    than ``depth`` holds every paper with a query term, so the others score 0. Under max
+    normalisation neither side's best score moves with the fill-in, so a find whose bound falls
+    below the k-th exact fused score among the papers the keyword side did return is left at 0."""
+    if len(keyword_ranked) < depth:
+        return []
+    floor = min(score for _, score in keyword_ranked)
+    bound = fuse(pks, dense_scores, np.array([bm25.get(pk, floor) for pk in pks], dtype=np.float32), "max", weight)
+    exact = [score for pk, score in bound if pk in bm25]
+    if len(exact) < k:
+        return dense_only
+    kth = sorted(exact, reverse=True)[k - 1]
+    bounds = dict(bound)
+    return [pk for pk in dense_only if bounds[pk] >= kth]
 
 
 def side_confidence(scores: list[float]) -> float:
