@@ -171,3 +171,26 @@ def test_api_and_cli_take_the_mode(library: Library):
     assert {h["id"] for h in json.loads(result.output)["results"]} == {"quasars", "lensing"}
     result = runner.invoke(main, ["similar", "zebrafish", "--mode", "sparse", "--index", str(folder)])
     assert result.exit_code == 2 and "sparse" in result.output
+
+
+def test_bm25_fill_in_for_only_the_finds_that_can_reach_the_top_k_changes_nothing(library: Library, monkeypatch):
+    """Dense-only finds whose best possible fused score is below the k-th are not scored by BM25:
+    the top k, and its scores, must be exactly those of scoring every one of them."""
+    from paperlens import search
+
+    ingest(library, [Paper(f"heart-{i}", f"Heart regeneration study {i}", "Cardiomyocytes proliferate after injury " * (1 + i % 3))
+                     for i in range(12)])
+
+    def top(k: int) -> list[tuple[str, float]]:
+        by_id = [(h.id, round(h.score, 6)) for pid in ("zebrafish", "mouse", "galaxies") for h in similar_to_paper(library, pid, k)]
+        by_text = [(h.id, round(h.score, 6)) for h in similar_to_text(library, "cardiomyocyte proliferation in hearts", k)]
+        return by_id + by_text
+
+    filled: list[int] = []
+    worth = search._worth_filling
+    monkeypatch.setattr(library.settings, "fusion_depth", 4)  # a full keyword list: the bound applies
+    monkeypatch.setattr(search, "_worth_filling", lambda *args: filled.append(len(args[4])) or worth(*args))
+    pruned = top(2)
+    assert filled and any(n > 0 for n in filled)
+    monkeypatch.setattr(search, "_worth_filling", lambda pks, dense, bm25, ranked, dense_only, depth, k, weight: dense_only)
+    assert top(2) == pruned
