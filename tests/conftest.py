@@ -67,3 +67,19 @@ def write_jsonl(path: Path, records: list) -> Path:
 def settings() -> Settings:
     """Defaults as shipped, quiet: for tests that open their own index folders."""
     return Settings(show_progress=False)
+
+
+@pytest.fixture
+def library_of(tmp_path, settings):
+    """A real index of the papers a test module names, in tmp_path/index; closed at the end."""
+    opened: list[Library] = []
+
+    def make(papers: list[Paper]) -> Library:
+        library = open_library(settings, tmp_path / "index", create=True)
+        ingest(library, papers)
+        opened.append(library)
+        return library
+
+    yield make
+    for library in opened:
+        library.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +28,8 @@ QUERY = "cardiac tissue regrowth"
 
 
 @pytest.fixture
-def library(tmp_path: Path, settings: Settings) -> Library:
-    lib = open_library(settings, tmp_path / "index", create=True)
-    ingest(lib, CORPUS)
-    yield lib
-    lib.close()
+def library(library_of) -> Library:
+    return library_of(CORPUS)
 
 
 def ids(hits) -> list[str]:

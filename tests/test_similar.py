@@ -4,7 +4,6 @@ mode switch of each, on a real index (packaged model, FAISS, tantivy, SQLite).""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,7 @@ from paperlens.config import Settings
 from paperlens.errors import InvalidInput
 from paperlens.feeds import user_feed
 from paperlens.keyword import MoreLikeThis
-from paperlens.library import Library, ingest, open_library
+from paperlens.library import Library, ingest
 from paperlens.papers import Paper
 from paperlens.recommend import recommend
 from paperlens.search import confident_weight, more_like_this, side_confidence, similar_to_paper, similar_to_text
@@ -38,11 +37,8 @@ CORPUS = [
 
 
 @pytest.fixture
-def library(tmp_path: Path, settings: Settings) -> Library:
-    lib = open_library(settings, tmp_path / "index", create=True)
-    ingest(lib, CORPUS)
-    yield lib
-    lib.close()
+def library(library_of) -> Library:
+    return library_of(CORPUS)
 
 
 def ids(hits) -> list[str]:
