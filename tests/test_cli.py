@@ -85,3 +85,24 @@ def test_a_setting_out_of_range_is_a_message(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLENS_TITLE_WEIGHT", "0.5")
     result = runner.invoke(main, ["info", "--index", str(tmp_path / "none")])
     assert result.exit_code == 1 and "PAPERLENS_TITLE_WEIGHT" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing"])
+def test_check_rebuilds_a_damaged_or_missing_manifest_from_the_store(runner, papers_file, tmp_path, damage):
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    manifest = index / "manifest.json"
+    if damage == "missing":
+        manifest.unlink()
+    else:
+        manifest.write_text('{"model": "sentence-transf')
+        broken = run(runner, "search", "protein", "--index", index)
+        assert broken.exit_code == 1 and "unreadable" in broken.output and "paperlens check" in broken.output
+    checked = run(runner, "check", "--index", index)
+    assert checked.exit_code == 0, checked.output
+    assert "recovered from the store" in checked.output and checked.output.strip().endswith("ok")
+    assert json.loads(manifest.read_text())["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    hits = json.loads(run(runner, "search", "protein structure", "-k", "2", "--index", index, "--json").output)["results"]
+    assert {h["id"] for h in hits} == {"2401.00001", "2401.00002"}
+    again = run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    assert again.exit_code == 0 and "6 unchanged" in again.output

@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        lib = library or open_library(settings, create=True)
+        lib = library or open_library(settings, create=True, repair=True)
         if library is None:  # 'paperlens serve' checks the library it passes before it listens
             startup_check(lib)
         if lib.index is not None:

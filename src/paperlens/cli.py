@@ -92,8 +92,8 @@ def filter_options(k: int = 10, what: str = "results") -> Callable[[Callable], C
     return decorate
 
 
-def _open(index: str | None, model: str | None = None) -> Library:
-    return open_library(_settings(index, model))
+def _open(index: str | None, model: str | None = None, repair: bool = False) -> Library:
+    return open_library(_settings(index, model), repair=repair)
 
 
 def print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -294,7 +294,7 @@ def check_command(repair: bool, index: str | None, as_json: bool) -> None:
     """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it.
 
     Exits 1 when a problem remains (a damaged SQLite file cannot be repaired here)."""
-    with _open(index) as library:
+    with _open(index, repair=repair) as library:
         report = check_library(library, repair=repair)
     print_check(report, as_json)
     if not report.ok:
@@ -348,7 +348,7 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, index:
     host = host or settings.host
     port = port or settings.port
     exposure = check_exposure(host, settings, allow_public)
-    library = open_library(settings, create=True)
+    library = open_library(settings, create=True, repair=True)
     for note in startup_check(library).repaired:
         click.echo(f"paperlens: repaired: {note}", err=True)
     if library.index is not None:

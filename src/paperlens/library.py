@@ -40,6 +40,7 @@ from .errors import (
     IndexMismatch,
     IndexNotFound,
     InvalidInput,
+    ManifestUnreadable,
     NothingToIngest,
     PaperlensError,
 )
@@ -85,7 +86,8 @@ class Manifest:
             data = json.loads((folder / MANIFEST_FILE).read_text())
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise PaperlensError(f"{folder / MANIFEST_FILE} is unreadable ({exc}); run 'paperlens check' or re-ingest") from None
+            raise ManifestUnreadable(f"{folder / MANIFEST_FILE} is unreadable ({exc}); "
+                                     f"'paperlens check --index {folder}' rebuilds it from the store") from None
 
     def write(self, folder: Path) -> None:
         self.updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -204,8 +206,11 @@ def search_tuning(settings: Settings) -> SearchTuning:
     return SearchTuning(ef_search=settings.ef_search, nprobe=settings.nprobe, device="cpu" if settings.device == "cpu" else "auto")
 
 
-def open_library(settings: Settings, folder: Path | None = None, create: bool = False) -> Library:
-    """Open an index folder (create it when asked). Never re-encodes: a stale FAISS file is rebuilt from stored vectors."""
+def open_library(settings: Settings, folder: Path | None = None, create: bool = False, repair: bool = False) -> Library:
+    """Open an index folder (create it when asked). Never re-encodes: a stale FAISS file is rebuilt from stored vectors.
+
+    With ``repair`` ('paperlens check', 'paperlens serve') an unreadable manifest is rebuilt from the
+    store as a missing one is: the model and dimension are in the store, the layout follows the size."""
     folder = Path(folder or settings.index)
     if "\x00" in str(folder):
         raise InvalidInput("the index folder name contains a NUL character")
@@ -216,20 +221,29 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
             raise IndexNotFound(f"no index at {folder}: build one with 'paperlens ingest FILE --index {folder}'")
         folder.mkdir(parents=True, exist_ok=True)
     recovered = _remove_interrupted_saves(folder)
-    manifest = Manifest.read(folder) if (folder / MANIFEST_FILE).exists() else None
-    if manifest:
-        if manifest.format_version > FORMAT_VERSION:
-            raise IndexMismatch(f"{folder} was written by a newer paperlens (format {manifest.format_version})")
-        if settings.model and model_identity(settings.model) != manifest.model:
-            raise IndexMismatch(
-                f"{folder} was built with model {manifest.model!r}, but {model_identity(settings.model)!r} is configured; "
-                "results would be meaningless. Use the index's model (leave PAPERLENS_MODEL unset) or build a new index."
-            )
+    manifest, damaged = None, None
+    if (folder / MANIFEST_FILE).exists():
+        try:
+            manifest = Manifest.read(folder)
+        except ManifestUnreadable:
+            if not repair:
+                raise
+            damaged = f"{MANIFEST_FILE} was unreadable"
     store = Store(folder / STORE_FILE)
     if manifest is None:
         manifest = _manifest_from_store(store, settings)
+        if manifest and damaged:
+            manifest.write(folder)  # in place of the damaged one; the caches' rebuilds below complete it
         if manifest:
-            recovered.append(f"{MANIFEST_FILE} was missing: model and dimension recovered from the store")
+            recovered.append(f"{damaged or MANIFEST_FILE + ' was missing'}: model and dimension recovered from the store")
+        elif damaged:  # nothing stored yet: the next ingest writes a new one
+            (folder / MANIFEST_FILE).unlink()
+            recovered.append(f"{damaged}: removed (the store holds no vectors yet)")
+    try:
+        _check_manifest(folder, manifest, settings)
+    except PaperlensError:
+        store.close()
+        raise
     library = Library(folder, settings, store, manifest)
     library.recovered = recovered
     for cache in library.caches:
@@ -239,6 +253,18 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
             library.recovered.append(f"rebuilt {cache.name} from the store: {problem}")
             cache.rebuild()
     return library
+
+
+def _check_manifest(folder: Path, manifest: Manifest | None, settings: Settings) -> None:
+    if manifest is None:
+        return
+    if manifest.format_version > FORMAT_VERSION:
+        raise IndexMismatch(f"{folder} was written by a newer paperlens (format {manifest.format_version})")
+    if settings.model and model_identity(settings.model) != manifest.model:
+        raise IndexMismatch(
+            f"{folder} was built with model {manifest.model!r}, but {model_identity(settings.model)!r} is configured; "
+            "results would be meaningless. Use the index's model (leave PAPERLENS_MODEL unset) or build a new index."
+        )
 
 
 def _remove_interrupted_saves(folder: Path) -> list[str]:
