@@ -1,12 +1,14 @@
 """The CLI through click's runner, on real index folders."""
 
 import json
+import socket
 
 import pytest
 from click.testing import CliRunner
 
 from conftest import topic_papers, write_jsonl
 from paperlens.cli import main
+from serverproc import free_port
 
 
 @pytest.fixture()
@@ -106,3 +108,23 @@ def test_check_rebuilds_a_damaged_or_missing_manifest_from_the_store(runner, pap
     assert {h["id"] for h in hits} == {"2401.00001", "2401.00002"}
     again = run(runner, "ingest", papers_file, "--index", index, "--quiet")
     assert again.exit_code == 0 and "6 unchanged" in again.output
+
+
+def test_serve_refuses_a_folder_that_is_not_an_index(runner, tmp_path):
+    typo = tmp_path / "indexes" / "demoo"
+    result = run(runner, "serve", "--index", typo, "--port", free_port())
+    assert result.exit_code == 1 and f"no index at {typo}" in result.output and "--create" in result.output
+    assert not typo.exists()
+
+
+def test_serve_on_a_busy_port_is_one_line(runner, papers_file, tmp_path):
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(runner, "serve", "--index", index, "--port", port, "--create")
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import shlex
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from .config import Settings
 from .data import DEMO_CORPUS
-from .errors import InvalidInput, NothingToIngest, PaperlensError
+from .errors import IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .evaluate import METRICS, TASKS, evaluate_beir
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
 from .limits import check_paper_id, skip_oversized
@@ -332,33 +333,85 @@ def check_exposure(host: str, settings: Settings, allow_public: bool) -> str:
     return f"WARNING: no API key set and listening on {host}: anyone who can reach it may add and delete papers"
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bound before the index and the model are loaded: a busy port is one line at once, not
+    uvicorn's log and exit code 3 after the start-up work."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PaperlensError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 @main.command("serve")
 @click.option("--host", default=None, help="address to listen on [default: PAPERLENS_HOST, or Settings.host]")
 @click.option("--port", type=int, default=None, help="port [default: PAPERLENS_PORT, or Settings.port]")
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
+@click.option("--create", is_flag=True, help="serve an empty new index when --index is not one (papers come by POST /papers)")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
 @handle_errors
-def serve_command(host: str | None, port: int | None, allow_public: bool, index: str | None) -> None:
+def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None) -> None:
     """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens."""
     import uvicorn
 
-    from .api import create_app, startup_check
+    from .api import create_app
 
     settings = _settings(index)
     host = host or settings.host
     port = port or settings.port
     exposure = check_exposure(host, settings, allow_public)
-    library = open_library(settings, create=True, repair=True)
-    for note in startup_check(library).repaired:
-        click.echo(f"paperlens: repaired: {note}", err=True)
-    if library.index is not None:
-        library.encoder  # noqa: B018 -- fail here, with a message, if the model cannot load
-    click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs); "
-               f"{exposure}", err=True)
-    # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
-    # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
-    # closed got a read error under benchmarks/load.py --rate.
-    uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    sock = listen_socket(host, port)
+    try:
+        library = _start(settings, create)
+        try:
+            click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} "
+                       f"(docs: /docs); {exposure}", err=True)
+            # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
+            # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
+            # closed got a read error under benchmarks/load.py --rate.
+            server = uvicorn.Server(uvicorn.Config(create_app(settings, library), host=host, port=port, log_level="warning",
+                                                   timeout_keep_alive=75))
+            try:
+                server.run(sockets=[sock])
+            except SystemExit:  # uvicorn's exit on a failed start-up, after logging why
+                server.started = False
+            if not server.started:
+                raise PaperlensError(f"the server on {host}:{port} failed to start (see the log above)")
+        finally:
+            library.close()
+    finally:
+        sock.close()
+
+
+def _start(settings: Settings, create: bool) -> Library:
+    """Open, check and repair the index and load the model, as 'serve' does before it listens;
+    whatever fails is one line (handle_errors), not a traceback."""
+    from .api import startup_check
+
+    try:
+        library = open_library(settings, create=create, repair=True)
+    except IndexNotFound as exc:
+        raise IndexNotFound(f"{exc}, or pass --create to serve an empty new one") from None
+    except PaperlensError:
+        raise
+    except Exception as exc:
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        raise PaperlensError(f"could not open {settings.index}: {exc.__class__.__name__}: {exc}") from None
+    try:
+        for note in startup_check(library).repaired:
+            click.echo(f"paperlens: repaired: {note}", err=True)
+        if library.index is not None:
+            library.encoder  # noqa: B018 -- fail here, with a message, if the model cannot load
+    except Exception as exc:
+        library.close()
+        if isinstance(exc, PaperlensError):
+            raise
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        raise PaperlensError(f"could not start on {settings.index}: {exc.__class__.__name__}: {exc}") from None
+    return library
 
 
 # --- users, feeds and digests --------------------------------------------------------------------
