@@ -128,3 +128,12 @@ def test_serve_on_a_busy_port_is_one_line(runner, papers_file, tmp_path):
     assert result.exit_code == 1, result.output
     assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
+
+def test_ingest_names_the_encoding_of_a_file_that_is_not_utf8(runner, tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps({"title": "Café résumé of naïve methods", "abstract": "Naïve ideas."}, ensure_ascii=False)
+                     .encode("latin-1") + b"\n")
+    result = run(runner, "ingest", path, "--index", tmp_path / "ix", "--quiet")
+    assert result.exit_code == 0 and "not UTF-8: decoded as cp1252" in result.output
+    hits = json.loads(run(runner, "search", "naïve methods", "--index", tmp_path / "ix", "--json").output)["results"]
+    assert hits[0]["title"] == "Café résumé of naïve methods"
