@@ -137,3 +137,11 @@ def test_ingest_names_the_encoding_of_a_file_that_is_not_utf8(runner, tmp_path):
     assert result.exit_code == 0 and "not UTF-8: decoded as cp1252" in result.output
     hits = json.loads(run(runner, "search", "naïve methods", "--index", tmp_path / "ix", "--json").output)["results"]
     assert hits[0]["title"] == "Café résumé of naïve methods"
+
+
+def test_ingest_of_a_csv_without_a_usable_column_is_one_error(runner, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("heading,body_text\n" + "x,y\n" * 5)
+    result = run(runner, "ingest", path, "--index", tmp_path / "ix")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "no title or abstract column (found: heading, body_text)" in result.output

@@ -165,3 +165,32 @@ def test_a_lone_surrogate_is_refused_never_stored_as_a_replacement_character(tmp
     result = read_papers(path)
     assert [p.title for p in result.papers] == ["fine"]
     assert "unpaired surrogate" in result.skipped[0].reason and result.skipped[0].line == 1
+
+
+def test_tsv_with_other_header_names_is_read_and_says_which_columns(tmp_path):
+    path = tmp_path / "export.tsv"
+    path.write_text("Paper ID\tName\tSummary\tYear\tNotes\n"
+                    "2401.00021\tSparse attention, revisited\tWe revisit sparse attention; it works.\t2024\tread later\n")
+    result = read_papers(path)
+    paper = result.papers[0]
+    assert (paper.id, paper.title, paper.abstract, paper.date) == (
+        "2401.00021", "Sparse attention, revisited", "We revisit sparse attention; it works.", "2024-01-01")
+    assert paper.extra == {"notes": "read later"}
+    assert result.layout == "tab-separated; id from 'Paper ID', title from 'Name', abstract from 'Summary', date from 'Year'"
+
+
+def test_semicolons_are_sniffed(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text('title;abstract\n"A, B and C";"One, two; three"\n')
+    result = read_papers(path)
+    assert (result.papers[0].title, result.papers[0].abstract) == ("A, B and C", "One, two; three")
+
+
+def test_a_csv_without_a_usable_column_fails_once_naming_its_columns(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("heading,body_text\nx,y\nz,w\n")
+    with pytest.raises(InvalidInput) as error:
+        read_papers(path)
+    message = str(error.value)
+    assert "found: heading, body_text" in message and "title: title, paper_title, name" in message
+    assert "abstract: abstract, summary" in message and "line 2" not in message

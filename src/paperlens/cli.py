@@ -144,11 +144,14 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
         result.papers, oversized = skip_oversized(settings, result.papers)
         result.skipped.extend(oversized)
         papers.extend(result.papers)
-        reports.append({"file": str(path), "format": result.format, "encoding": result.encoding, "read": len(result.papers),
+        reports.append({"file": str(path), "format": result.format, "encoding": result.encoding, "layout": result.layout,
+                        "read": len(result.papers),
                         "skipped": [{"line": s.line, "reason": s.reason} for s in result.skipped]})
         if not as_json:
             decoded = f" (not UTF-8: decoded as {result.encoding})" if result.encoding != "utf-8" else ""
             click.echo(f"{path}: {len(result.papers)} papers read as {result.format}{decoded}, {len(result.skipped)} skipped", err=True)
+            if result.layout:
+                click.echo(f"  {result.layout}", err=True)
             for skip in result.skipped[:10]:
                 click.echo(f"  line {skip.line}: {skip.reason}", err=True)
             if len(result.skipped) > 10:

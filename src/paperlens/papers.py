@@ -71,7 +71,8 @@ class ReadResult:
     format: str
     papers: list[Paper]
     skipped: list[Skipped]
-    encoding: str = "utf-8"  # another one only when the file is not UTF-8 (see text_encoding)
+    encoding: str = "utf-8"  # another one only when the file is not UTF-8 (see detect_encoding)
+    layout: str | None = None  # CSV and TSV: the delimiter and the columns read (CsvLayout.describe)
 
 
 class InvalidRecord(ValueError):
@@ -323,13 +324,73 @@ def read_json(path: Path, encoding: str = UTF8) -> Iterator[Row]:
     return _convert_rows(((i, record) for i, record in enumerate(data, start=1)), "json")
 
 
+# Header names a CSV or TSV file may use for each field (compared lower-case, with spaces and
+# hyphens as underscores); the first one present is used. Other columns go to ``extra``.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "paper_id", "arxiv_id", "_id", "identifier"),
+    "title": ("title", "paper_title", "name", "headline"),
+    "abstract": ("abstract", "summary", "text", "description", "paper_abstract", "body"),
+    "authors": ("authors", "author", "creators", "author_names"),
+    "date": ("date", "published", "publication_date", "pub_date", "update_date", "created", "year"),
+    "categories": ("categories", "category", "tags", "subjects"),
+    "popularity": ("popularity", "upvotes", "citations", "citation_count"),
+    "url": ("url", "link", "pdf_url"),
+}
+CSV_DELIMITERS = (",", "\t", ";", "|")
+
+
+@dataclass
+class CsvLayout:
+    """How a CSV or TSV file is read: its delimiter and which header feeds which field."""
+
+    delimiter: str
+    headers: list[str]
+    columns: dict[str, str]  # field -> the header it is read from
+
+    def describe(self) -> str:
+        """'tab-separated; title from "Name", abstract from "Summary"' for the ingest summary."""
+        delimiter = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[self.delimiter]
+        used = ", ".join(f"{field} from {header!r}" for field, header in self.columns.items())
+        return f"{delimiter}-separated; {used}"
+
+
+def _header_key(header: str) -> str:
+    return re.sub(r"[\s\-]+", "_", header.strip().lower())
+
+
+def csv_layout(path: Path, encoding: str = UTF8) -> CsvLayout:
+    """The delimiter is the one the header line holds most of (headers rarely contain one, abstracts
+    often do); a file with no title and no abstract column is refused once, with what it has."""
+    with path.open(newline="", encoding=encoding) as handle:
+        first = handle.readline()
+    delimiter = max(CSV_DELIMITERS, key=first.count) if any(d in first for d in CSV_DELIMITERS) else (
+        "\t" if path.suffix.lower() == ".tsv" else ",")
+    headers = next(csv.reader([first], delimiter=delimiter), [])
+    keys = {_header_key(h): h for h in headers if h.strip()}
+    columns = {}
+    for field_name, names in CSV_COLUMNS.items():
+        found = next((keys[name] for name in names if name in keys), None)
+        if found is not None:
+            columns[field_name] = found
+    if "title" not in columns and "abstract" not in columns:
+        accepted = "; ".join(f"{field_name}: {', '.join(names)}" for field_name, names in CSV_COLUMNS.items()
+                             if field_name in ("title", "abstract"))
+        raise InvalidInput(f"{path}: no title or abstract column (found: {', '.join(headers) or 'none'}). "
+                           f"Columns read: {accepted}")
+    return CsvLayout(delimiter, headers, columns)
+
+
 def read_csv(path: Path, encoding: str = UTF8) -> Iterator[Row]:
+    layout = csv_layout(path, encoding)
+    rename = {header: field_name for field_name, header in layout.columns.items()}
+
     def rows() -> Iterator[tuple[int, Any]]:
         with path.open(newline="", encoding=encoding) as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(handle, delimiter=layout.delimiter)
             for record in reader:
                 # line_num counts the header, so it is the physical line of this row
-                yield reader.line_num, {k.strip().lower(): v for k, v in record.items() if k}
+                yield reader.line_num, {rename.get(k, _header_key(k)): v for k, v in record.items()
+                                        if k and (k in rename or _header_key(k) not in _KNOWN_KEYS)}
 
     return _convert_rows(rows(), "csv")
 
@@ -582,7 +643,8 @@ def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
         except UnicodeDecodeError:
             raise InvalidInput(f"{source}: {undecodable_at(source.read_bytes(), encoding)} (tried {encoding}); "
                                "save it as UTF-8") from None
-    return ReadResult(str(path), fmt, papers, skipped, "utf-8" if encoding == UTF8 else encoding)
+    layout = csv_layout(path, encoding).describe() if fmt == "csv" else None
+    return ReadResult(str(path), fmt, papers, skipped, "utf-8" if encoding == UTF8 else encoding, layout)
 
 
 def _read_all(rows: Iterable[Row]) -> tuple[list[Paper], list[Skipped]]:
