@@ -94,3 +94,19 @@ def test_bad_papers_are_refused_whole(fresh_client):
 def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_authors_are_one_shape_everywhere(client, fresh_client):
+    """A list of names with author_count beside it, in a hit and in the paper; the display string is the page's."""
+    hit = client.get("/search", params={"q": "financial sentiment analysis trading", "k": 1}).json()["results"][0]
+    assert (hit["authors"], hit["author_count"]) == ([], 3)
+    paper = client.get(f"/papers/{hit['id']}").json()
+    assert (paper["authors"], paper["author_count"]) == ([], 3)
+    assert "3 authors" in client.get(f"/paper/{hit['id']}").text
+    named = {"id": "2401.00031", "title": "Named authors", "abstract": "A paper whose authors are named.",
+             "authors": "Ada Lovelace, Alan Turing and Grace Hopper"}
+    assert fresh_client.post("/papers", json=[named]).status_code == 201
+    hit = fresh_client.get("/search", params={"q": "named authors", "k": 1}).json()["results"][0]
+    assert (hit["authors"], hit["author_count"]) == (["Ada Lovelace", "Alan Turing", "Grace Hopper"], 3)
+    assert fresh_client.get("/papers/2401.00031").json()["author_count"] == 3
+    assert "Ada Lovelace, Alan Turing and Grace Hopper" in fresh_client.get("/?q=named+authors").text

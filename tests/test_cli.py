@@ -145,3 +145,12 @@ def test_ingest_of_a_csv_without_a_usable_column_is_one_error(runner, tmp_path):
     result = run(runner, "ingest", path, "--index", tmp_path / "ix")
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "no title or abstract column (found: heading, body_text)" in result.output
+
+
+def test_the_table_shows_authors_as_people_read_them(runner, papers_file, tmp_path):
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    table = run(runner, "search", "robot grasping", "-k", "1", "--index", index)
+    assert "A. Author and B." in table.output  # the column may cut it short
+    hit = json.loads(run(runner, "search", "robot grasping", "-k", "1", "--index", index, "--json").output)["results"][0]
+    assert (hit["authors"], hit["author_count"]) == (["A. Author", "B. Author"], 2)

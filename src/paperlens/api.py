@@ -33,7 +33,7 @@ from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .exports import MEDIA_TYPES, bibtex, export_items
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
 from .limits import BodyLimit, check_paper_count
-from .papers import Paper, clean_text, papers_from_records
+from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
     Filters,
@@ -80,6 +80,7 @@ class PaperOut(BaseModel):
     title: str
     abstract: str
     authors: list[str]
+    author_count: int  # len(authors), or the count a listing gives without names
     date: str | None
     categories: list[str]
     popularity: float
@@ -320,4 +321,4 @@ def startup_check(library: Library) -> CheckReport:
 
 
 def paper_out(paper: Paper) -> PaperOut:
-    return PaperOut(**paper.to_dict())
+    return PaperOut(**paper.to_dict(), author_count=author_count(paper))

@@ -25,7 +25,7 @@ from .errors import IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .evaluate import METRICS, TASKS, evaluate_beir
 from .library import CheckReport, Library, check_library, delete, ingest, open_library
 from .limits import check_paper_id, skip_oversized
-from .papers import FORMATS, read_papers
+from .papers import FORMATS, author_line, read_papers
 from .recommend import STRATEGIES, recommend
 from .search import (
     MODES,
@@ -111,7 +111,7 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     for column, style in (("#", "dim"), ("score", ""), ("id", "cyan"), ("date", ""), ("title", "bold"), ("authors", "dim")):
         table.add_column(column, style=style, overflow="fold" if column == "title" else "ellipsis")
     for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, hit.date or "", hit.title, hit.authors)
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, hit.date or "", hit.title, author_line(hit.authors, hit.author_count))
     Console(soft_wrap=False).print(table)
 
 

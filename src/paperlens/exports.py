@@ -22,7 +22,7 @@ from .config import Settings
 from .feeds import FeedItem, collection_feed, user_feed
 from .filters import Filters
 from .library import Library
-from .papers import Paper, arxiv_base_id
+from .papers import Paper, arxiv_base_id, author_count, author_line
 from .search import Hit
 from .store import UserRow
 from .users import get_user
@@ -165,12 +165,20 @@ def bibtex(papers: list[Paper]) -> str:
     return bibtexparser.write_string(library, prepend_middleware=[LatexEncodingMiddleware(keep_math=True)])
 
 
+def display_authors(item: Hit | Paper) -> str:
+    """A hit's or a paper's authors as the page shows them ('A, B and C', '4 authors')."""
+    if isinstance(item, Paper):
+        return author_line(item.authors, author_count(item))
+    return author_line(item.authors, item.author_count)
+
+
 def templates() -> Any:
     """The Jinja2 environment of the web page and the digest, autoescaping HTML."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]))
     env.filters["reason_text"] = reason_text
+    env.filters["authors"] = display_authors
     return env
 
 

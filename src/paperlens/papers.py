@@ -704,14 +704,21 @@ def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[P
     return papers, skipped
 
 
-def author_line(paper: Paper, limit: int = 3) -> str:
-    """'A, B, C et al.' or, for listings that give only a count or an organisation, that."""
+def author_count(paper: Paper) -> int:
+    """How many authors: the names when the source gives them, else the count a listing gives ('• 4 authors')."""
     if paper.authors:
-        names = ", ".join(paper.authors[:limit])
-        return names + (" et al." if len(paper.authors) > limit else "")
-    if paper.extra.get("organisation"):
-        return str(paper.extra["organisation"])
-    if paper.extra.get("author_count"):
-        count = paper.extra["author_count"]
+        return len(paper.authors)
+    count = paper.extra.get("author_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def author_line(authors: list[str], count: int = 0, limit: int = 3) -> str:
+    """The authors as people read them, made at the edge (CLI table, web page): 'A', 'A and B',
+    'A, B and C', 'A, B, C et al.', or '4 authors' when only a count is known; '' when nothing is."""
+    if authors:
+        if len(authors) > limit:
+            return ", ".join(authors[:limit]) + " et al."
+        return authors[0] if len(authors) == 1 else ", ".join(authors[:-1]) + " and " + authors[-1]
+    if count:
         return f"{count} author{'s' if count != 1 else ''}"
     return ""

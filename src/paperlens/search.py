@@ -26,7 +26,7 @@ import numpy as np
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library
-from .papers import Paper, author_line, clean_text, parse_date, InvalidRecord
+from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
 from .store import Filters
 
 __all__ = ["DenseSide", "Filters", "Hit", "KeywordQuery", "MODES", "Mode", "NearVector", "fuse", "make_filters", "rank", "rank_text",
@@ -44,11 +44,12 @@ class Hit:
     title: str
     score: float
     date: str | None
-    authors: str
+    authors: list[str]  # names; empty when the source gives only a count (author_count)
     url: str | None
     snippet: str
     categories: list[str] = field(default_factory=list)
     popularity: float = 0.0
+    author_count: int = 0  # len(authors), or the count a listing gives without names ("4 authors")
 
 
 def snippet(text: str, limit: int) -> str:
@@ -141,8 +142,8 @@ def to_hits(library: Library, ranked: list[tuple[int, float]]) -> list[Hit]:
         if pk not in stored:  # deleted between the search and this read
             continue
         paper: Paper = stored[pk].paper
-        hits.append(Hit(paper.id, paper.title, round(score, 6), paper.date, author_line(paper), paper.url,
-                        snippet(paper.abstract, limit), paper.categories, paper.popularity))
+        hits.append(Hit(paper.id, paper.title, round(score, 6), paper.date, paper.authors, paper.url,
+                        snippet(paper.abstract, limit), paper.categories, paper.popularity, author_count(paper)))
     return hits
 
 
