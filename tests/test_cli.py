@@ -154,3 +154,30 @@ def test_the_table_shows_authors_as_people_read_them(runner, papers_file, tmp_pa
     assert "A. Author and B." in table.output  # the column may cut it short
     hit = json.loads(run(runner, "search", "robot grasping", "-k", "1", "--index", index, "--json").output)["results"][0]
     assert (hit["authors"], hit["author_count"]) == (["A. Author", "B. Author"], 2)
+
+
+def test_every_command_resolves_ids_as_the_api_does(runner, tmp_path):
+    """arXiv ids with a version or an 'arXiv:' prefix, and DOIs in any spelling, name the stored paper."""
+    from fastapi.testclient import TestClient
+
+    from paperlens.api import create_app
+    from paperlens.config import Settings
+
+    records = [{**p.to_dict(), "doi": f"10.1000/Topic.{i}"} for i, p in enumerate(topic_papers())]
+    index = tmp_path / "ix"
+    assert run(runner, "ingest", write_jsonl(tmp_path / "p.jsonl", records), "--index", index, "--quiet").exit_code == 0
+    for given in ("2401.00001v2", "arXiv:2401.00001", "10.1000/topic.0", "doi:10.1000/TOPIC.0", "https://doi.org/10.1000/topic.0"):
+        result = run(runner, "similar", given, "-k", "1", "--index", index, "--json")
+        assert result.exit_code == 0, (given, result.output)
+        assert json.loads(result.output)["results"][0]["id"] == "2401.00002"
+    rec = json.loads(run(runner, "recommend", "--like", "arXiv:2403.00005v3", "--like", "10.1000/topic.5", "-k", "1",
+                         "--index", index, "--json").output)
+    assert rec["results"] and {"2403.00005", "2403.00006"}.isdisjoint(hit["id"] for hit in rec["results"])
+    assert run(runner, "user", "add", "Ada", "--index", index).exit_code == 0
+    liked = json.loads(run(runner, "user", "like", "1", "arXiv:2402.00003v1", "--index", index, "--json").output)
+    assert liked["paper_id"] == "2402.00003"
+    with TestClient(create_app(Settings(index=index))) as client:
+        assert client.get("/papers/doi:10.1000/topic.1").json()["id"] == "2401.00002"
+        assert client.post("/users/1/interactions", json={"paper_id": "10.1000/topic.3", "kind": "save"}).json()["paper_id"] == "2402.00004"
+    deleted = run(runner, "delete", "arXiv:2402.00004v2", "nope", "--index", index, "--json")
+    assert deleted.exit_code == 1 and json.loads(deleted.output) == {"deleted": ["2402.00004"], "missing": ["nope"]}

@@ -87,6 +87,8 @@ def test_digest_writes_html_without_smtp(index, tmp_path):
     assert result.exit_code == 0 and "nothing was sent" in result.output
     html = out.read_text()
     assert "Papers for Ada" in html and "Sim-to-real transfer" in html and "because of" in html
+    as_json = run("digest", 1, "-o", out, "--index", index, "--json", env={"PAPERLENS_SMTP_HOST": ""})
+    assert json.loads(as_json.output) == {"wrote": str(out), "papers": json.loads(as_json.output)["papers"], "sent": None}
 
 
 def _free_port() -> int:

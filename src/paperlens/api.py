@@ -31,7 +31,15 @@ from .api_feeds import add_feed_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .exports import MEDIA_TYPES, bibtex, export_items
-from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .library import (
+    CheckReport,
+    Library,
+    check_library,
+    delete,
+    ingest,
+    open_library,
+    resolve_id,
+)
 from .limits import BodyLimit, check_paper_count
 from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
@@ -281,16 +289,17 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
     def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:
-        stored = library.store.get(paper_id)
-        if stored is None:
+        stored = library.store.get(resolve_id(library, paper_id))
+        if stored is None:  # deleted meanwhile
             raise PaperNotFound(paper_id)
         return paper_out(stored.paper)
 
     @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
     def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
-        if not delete(library, [paper_id]):
+        deleted = delete(library, [paper_id])
+        if not deleted:
             raise PaperNotFound(paper_id)
-        return DeleteOut(deleted=paper_id)
+        return DeleteOut(deleted=deleted[0])
 
     @app.post("/papers", response_model=IngestOut, status_code=201, dependencies=WriteAccess)
     def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:

@@ -23,7 +23,15 @@ from .config import Settings
 from .data import DEMO_CORPUS
 from .errors import IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .evaluate import METRICS, TASKS, evaluate_beir
-from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .library import (
+    CheckReport,
+    Library,
+    check_library,
+    delete,
+    ingest,
+    open_library,
+    resolve_ids,
+)
 from .limits import check_paper_id, skip_oversized
 from .papers import FORMATS, author_line, read_papers
 from .recommend import STRATEGIES, recommend
@@ -261,8 +269,9 @@ def recommend_command(likes, dislikes, strategy, mode, k, since, until, categori
 def delete_command(paper_ids, index, as_json) -> None:
     """Delete papers from the index."""
     with _open(index) as library:
-        deleted = delete(library, list(paper_ids))
-    missing = [pid for pid in paper_ids if pid not in deleted]
+        found = resolve_ids(library, paper_ids)
+        deleted = delete(library, list(found.values()))
+    missing = [pid for pid in paper_ids if pid not in found]
     if as_json:
         click.echo(json.dumps({"deleted": deleted, "missing": missing}))
     else:
@@ -702,10 +711,10 @@ def collection_feed_command(user: str, name: str, k: int, since, until, categori
 @click.option("--to", "to", help="e-mail address; sent through PAPERLENS_SMTP_HOST when that is set")
 @feed_options()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
-@_index_option
+@index_options
 @handle_errors
 def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, mode: str | None,
-                   output: Path | None, index: str | None) -> None:
+                   output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
     import datetime as dt
     import smtplib
@@ -722,12 +731,12 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
             send_email(document.text(), f"paperlens: {document.count} papers for {document.user.name}, {today}", to, settings)
         except (smtplib.SMTPException, OSError) as exc:
             raise PaperlensError(f"could not send the digest through {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
-        click.echo(f"sent {document.count} papers to {to}")
+        click.echo(json.dumps({"sent": to, "papers": document.count}) if as_json else f"sent {document.count} papers to {to}")
         return
     path = output or Path(f"digest-{user_id}-{today}.html")
     path.write_text(document.text(), encoding="utf-8")
     reason = "" if not to else " (PAPERLENS_SMTP_HOST is not set, so nothing was sent)"
-    click.echo(f"wrote {path}{reason}")
+    click.echo(json.dumps({"wrote": str(path), "papers": document.count, "sent": None}) if as_json else f"wrote {path}{reason}")
 
 
 if __name__ == "__main__":

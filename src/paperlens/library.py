@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,19 +44,20 @@ from .errors import (
     ManifestUnreadable,
     NothingToIngest,
     PaperlensError,
+    PaperNotFound,
 )
 from .faults import crash_point
 from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
-from .papers import InvalidRecord, Paper, normalise_id
+from .papers import InvalidRecord, Paper, doi_alias, lookup_keys, normalise_id
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "IngestReport", "Library", "Manifest",
-           "check_library", "delete", "ingest", "open_library"]
+           "check_library", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
 
 FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
@@ -315,6 +317,8 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
+            library.store.add_aliases((alias, outcome.pk) for paper, outcome in zip(papers, outcomes)
+                                      if (alias := doi_alias(paper.extra.get("doi"))))
             if to_encode:
                 library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
                 library.store.bump_generation([outcomes[i].pk for i in to_encode])
@@ -353,8 +357,32 @@ def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: d
     return {**encoded, **dict(zip(missing, vectors))}
 
 
+def resolve_ids(library: Library, raw_ids: Iterable[str]) -> dict[str, str]:
+    """The stored id of each id a user gives, as the API and the CLI both take them: an arXiv id with
+    or without its version or 'arXiv:' prefix, a DOI (bare, 'doi:' or a doi.org link), or any stored id.
+    Ids not in the index are left out; a malformed one is InvalidInput (a 422, not a 404)."""
+    keys: dict[str, list[str]] = {}
+    for raw in raw_ids:
+        try:
+            keys[raw] = lookup_keys(raw) if isinstance(raw, str) else []
+        except InvalidRecord as exc:
+            raise InvalidInput(str(exc)) from None
+    found = library.store.resolve([key for options in keys.values() for key in options])
+    return {raw: next(found[key] for key in options if key in found) for raw, options in keys.items()
+            if any(key in found for key in options)}
+
+
+def resolve_id(library: Library, raw_id: str) -> str:
+    """The stored id for ``raw_id`` (see ``resolve_ids``), or PaperNotFound."""
+    found = resolve_ids(library, [raw_id])
+    if raw_id not in found:
+        raise PaperNotFound(raw_id)
+    return found[raw_id]
+
+
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
-    """Remove papers from the store and the index; returns the ids that existed."""
+    """Remove papers from the store and the index; returns the stored ids of those that existed."""
+    paper_ids = list(dict.fromkeys(resolve_ids(library, paper_ids).values()))
     with library.lock:
         found = library.store.pks_for_ids(paper_ids)
         if not found:

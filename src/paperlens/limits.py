@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 
 from .config import Settings
 from .errors import InvalidInput
-from .papers import InvalidRecord, Paper, Skipped, normalise_id
+from .papers import InvalidRecord, Paper, Skipped, doi_alias, normalise_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +25,8 @@ def check_paper_id(paper_id: str) -> str:
     try:
         return normalise_id(paper_id)
     except InvalidRecord as exc:
+        if doi_alias(paper_id):  # a DOI may hold characters no stored id does: it is looked up as an alias
+            return paper_id.strip()
         raise InvalidInput(str(exc)) from None
 
 

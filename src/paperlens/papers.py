@@ -112,6 +112,31 @@ def validate_id(paper_id: str) -> str:
     return paper_id
 
 
+_DOI = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
+
+
+def doi_alias(raw: Any) -> str | None:
+    """'10.1145/3292500.3330701', 'doi:10.…' or 'https://doi.org/10.…' → 'doi:10.1145/3292500.3330701'
+    (DOIs are case-insensitive); None for anything else."""
+    if not isinstance(raw, str):
+        return None
+    match = _DOI.match(raw.strip())
+    return f"doi:{match.group(1).lower()}" if match else None
+
+
+def lookup_keys(raw: str) -> list[str]:
+    """What a user-given id may be stored as: the id as ingest normalises it ('arXiv:2301.01234v2' →
+    '2301.01234'), and a DOI's alias. InvalidRecord when it can be neither."""
+    alias = doi_alias(raw)
+    try:
+        keys = [normalise_id(raw)]
+    except InvalidRecord:
+        if alias is None:
+            raise
+        keys = []
+    return keys + ([alias] if alias else [])
+
+
 def normalise_id(raw: Any) -> str:
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise InvalidRecord(f"id must be a string, got {type(raw).__name__}")

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
-from .library import Library
+from .library import Library, resolve_id
 from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
 from .store import Filters
 
@@ -359,7 +359,7 @@ def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filt
     its duplicates left out."""
     check_k(library, k)
     mode = check_mode(library, mode)
-    found = library.store.paper_and_copies(paper_id)
+    found = library.store.paper_and_copies(resolve_id(library, paper_id))
     if found is None:
         raise PaperNotFound(paper_id)
     pk, copies = found

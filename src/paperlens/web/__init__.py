@@ -19,7 +19,7 @@ from ..api_deps import LibraryDep
 from ..errors import InvalidInput, PaperlensError, PaperNotFound, UserNotFound
 from ..exports import templates
 from ..feeds import user_feed
-from ..library import Library
+from ..library import Library, resolve_ids
 from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
 from ..store import UserRow
@@ -80,7 +80,7 @@ def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResp
         paper_id = check_paper_id(paper_id)
     except InvalidInput as exc:
         return _render(library, request, "message.html", status=422, message=str(exc))
-    stored = library.store.get(paper_id)
+    stored = library.store.get(resolve_ids(library, [paper_id]).get(paper_id, paper_id))
     if stored is None:
         return _render(library, request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
     return _render(library, request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
