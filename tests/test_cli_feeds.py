@@ -270,3 +270,14 @@ def test_digest_takes_the_feed_filters(index, tmp_path):
     assert run("digest", 1, "--category", "astro-ph", "-k", 2, "-o", out, "--index", index).exit_code == 0
     html = out.read_text()
     assert "Galaxy rotation curves" in html and "Sim-to-real" not in html and "Protein" not in html
+
+
+def test_user_list_shows_every_user(index):
+    assert "no users" in run("user", "list", "--index", index).output
+    run("user", "add", "Ada", "--index", index)
+    run("user", "add", "Bo", "--index", index)
+    run("user", "like", 2, "2403.00005", "--index", index)
+    listed = run("user", "list", "--index", index)
+    assert listed.exit_code == 0 and "Ada" in listed.output and "Bo  (1 interactions" in listed.output
+    users = json.loads(run("user", "list", "--index", index, "--json").output)["users"]
+    assert [(u["id"], u["name"], u["interactions"]) for u in users] == [(1, "Ada", 0), (2, "Bo", 1)]

@@ -38,7 +38,8 @@ def test_filters(small_library):
     assert ids(search_text(small_library, "learning", k=10, filters=make_filters(until="2023"))) == {"2402.00003", "2402.00004"}
     assert ids(search_text(small_library, "learning", k=10, filters=make_filters(categories=["cs"]))) == {"2401.00002", "2403.00005", "2403.00006"}
     assert ids(search_text(small_library, "learning", k=10, filters=make_filters(categories=["cs.RO"], min_popularity=10))) == {"2403.00005"}
-    assert search_text(small_library, "learning", k=10, filters=make_filters(categories=["math"])) == []
+    with pytest.raises(InvalidInput, match=r"no paper in this index has the category 'math'; its categories: astro-ph.GA, cs.LG"):
+        search_text(small_library, "learning", k=10, filters=make_filters(categories=["math"]))
     with pytest.raises(InvalidInput, match="after"):
         make_filters(since="2025-01-01", until="2024-01-01")
 

@@ -222,6 +222,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         "When the server has API keys, writes need the X-API-Key header.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        docs_url=None,  # /docs and /redoc are served from installed files (web.add_api_docs), not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

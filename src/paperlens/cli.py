@@ -503,6 +503,25 @@ def user_add_command(name: str, index: str | None, as_json: bool) -> None:
     click.echo(json.dumps(asdict(user)) if as_json else f"user {user.id}: {user.name}\ntoken: {user.token}")
 
 
+@user_group.command("list")
+@index_options
+@handle_errors
+def user_list_command(index: str | None, as_json: bool) -> None:
+    """Every user: id, name, and how many interactions, interests and collections they have (as GET /users)."""
+    from .users import list_users
+
+    with _open(index) as library:
+        found = list_users(library)
+    if as_json:
+        click.echo(json.dumps({"users": [asdict(user) for user in found]}, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no users; add one with 'paperlens user add NAME'")
+    for user in found:
+        click.echo(f"{user.id:>4}  {user.name}  ({user.interactions} interactions, {len(user.interests)} interests, "
+                   f"{len(user.collections)} collections)")
+
+
 def _interaction_command(kind: str) -> Callable:
     @index_options
     @handle_errors

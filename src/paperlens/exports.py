@@ -136,6 +136,9 @@ def _balanced(text: str) -> str:
     return text if depth == 0 else text.replace("{", "(").replace("}", ")")
 
 
+VERBATIM_FIELDS = ("url", "eprint")
+
+
 def bibtex(papers: list[Paper]) -> str:
     """One @misc (or @article-like arXiv e-print) entry per paper, LaTeX-escaped by bibtexparser."""
     import bibtexparser
@@ -156,13 +159,26 @@ def bibtex(papers: list[Paper]) -> str:
         if paper.abstract:
             fields.append(Field("abstract", _balanced(paper.abstract)))
         if paper.url:
-            fields.append(Field("url", paper.url))
+            fields.append(Field("url", _balanced(paper.url)))
         if arxiv_base_id(paper.id) == paper.id:
             fields += [Field("eprint", paper.id), Field("archivePrefix", "arXiv")]
         if paper.categories:
             fields.append(Field("keywords", ", ".join(paper.categories)))
         library.add(Entry("misc", citation_key(paper, taken), fields))
-    return bibtexparser.write_string(library, prepend_middleware=[LatexEncodingMiddleware(keep_math=True)])
+    class LatexExceptVerbatim(LatexEncodingMiddleware):
+        """biblatex reads url and eprint verbatim: escaping them for LaTeX, or wrapping a URL in
+        \\url{} as the middleware does, gives a field that is not a link ('url = {\\url{…}}')."""
+
+        def transform_entry(self, entry: Entry, library: BibLibrary) -> Entry:
+            verbatim = [f for f in entry.fields if f.key in VERBATIM_FIELDS]
+            for f in verbatim:
+                entry.pop(f.key)
+            entry = super().transform_entry(entry, library)
+            for f in verbatim:
+                entry.set_field(f)
+            return entry
+
+    return bibtexparser.write_string(library, prepend_middleware=[LatexExceptVerbatim(keep_math=True)])
 
 
 def display_authors(item: Hit | Paper) -> str:

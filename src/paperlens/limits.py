@@ -32,10 +32,10 @@ def check_paper_id(paper_id: str) -> str:
 
 def check_paper_sizes(settings: Settings, papers: list[Paper]) -> None:
     """Refuse the whole batch if one text is over the limits: the caller trims and resends."""
-    for paper in papers:
+    for number, paper in enumerate(papers, start=1):
         oversized = paper_size_problem(settings, paper)
         if oversized:
-            raise InvalidInput(f"paper {paper.id!r}: {oversized}")
+            raise InvalidInput(f"{paper_label(number, paper)}: {oversized}")
 
 
 def check_paper_count(settings: Settings, count: int) -> None:
@@ -50,10 +50,17 @@ def skip_oversized(settings: Settings, papers: list[Paper]) -> tuple[list[Paper]
     for number, paper in enumerate(papers, start=1):
         problem = paper_size_problem(settings, paper)
         if problem:
-            skipped.append(Skipped(None, f"paper {paper.id!r}: {problem}"))
+            skipped.append(Skipped(None, f"{paper_label(number, paper)}: {problem}"))
         else:
             kept.append(paper)
     return kept, skipped
+
+
+def paper_label(number: int, paper: Paper) -> str:
+    """'paper 2 (“Title…”)': where the sender finds it, by position (1-based) and title; not the
+    id, which for a paper without one is a hash the sender never saw."""
+    title = paper.title[:60] + ("…" if len(paper.title) > 60 else "")
+    return f"paper {number}" + (f" (“{title}”)" if title else "")
 
 
 def paper_size_problem(settings: Settings, paper: Paper) -> str | None:

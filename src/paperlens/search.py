@@ -96,8 +96,18 @@ def check_text(library: Library, text: str, what: str = "query") -> str:
 
 
 def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
-    """The pks that pass the filters, None when no filter is set (everything passes)."""
-    return library.filter_columns().allowed(filters) if filters is not None and filters.active() else None
+    """The pks that pass the filters, None when no filter is set (everything passes). A category no
+    paper has is an error that says so, not an empty answer that looks like no match."""
+    if filters is None or not filters.active():
+        return None
+    columns = library.filter_columns()
+    unknown = columns.unknown_categories(filters.categories)
+    if unknown:
+        known = sorted(columns.categories)
+        listed = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
+        raise InvalidInput(f"no paper in this index has the category {unknown[0]!r}"
+                           + (f"; its categories: {listed}" if known else "; its papers have no categories"))
+    return columns.allowed(filters)
 
 
 # Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored

@@ -106,6 +106,10 @@ def summarise_user(library: Library, user_id: int) -> UserSummary:
                        [i.text for i in store.interests(user.id)], [c.name for c in store.collections(user.id)])
 
 
+def list_users(library: Library) -> list[UserSummary]:
+    return [summarise_user(library, user.id) for user in users(library).list_users()]
+
+
 def delete_user(library: Library, user_id: int) -> None:
     with library.store.transaction():
         if not users(library).delete_user(int(user_id)):
