@@ -258,3 +258,19 @@ def test_bibtex_urls_are_verbatim(topic_client):
     bib = topic_client.get("/search.bib", params={"q": "verbatim links", "k": 1}).text
     assert "url = {https://example.org/paper?id=1&part=a_b}" in bib and "\\url" not in bib
     assert bibtexparser.parse_string(bib).entries[0]["url"] == paper["url"]
+
+
+def test_atom_links_follow_the_request_or_the_public_url(small_library):
+    """Not the default port: entries link where the feed was fetched, or under PAPERLENS_PUBLIC_URL."""
+    with TestClient(create_app(small_library.settings, small_library), base_url="http://papers.local:8751") as client:
+        user = client.post("/users", json={"name": "Ada"}).json()["id"]
+        client.post(f"/users/{user}/interactions", json={"paper_id": "2401.00001", "kind": "like"})
+        feed = ET.fromstring(client.get(f"/users/{user}/feed.atom", params={"k": 2}).content)
+        assert feed.find(f"{ATOM}id").text == f"http://papers.local:8751/users/{user}/feed.atom?k=2"
+        entries = [e.find(f"{ATOM}link").get("href") for e in feed.iter(f"{ATOM}entry")]
+        assert entries and all(href.startswith("http://papers.local:8751/paper/") for href in entries)
+        small_library.settings.public_url = "https://papers.example.org/lens/"
+        feed = ET.fromstring(client.get(f"/users/{user}/feed.atom", params={"k": 2}).content)
+        assert feed.find(f"{ATOM}id").text == f"https://papers.example.org/lens/users/{user}/feed.atom?k=2"
+        assert all(e.find(f"{ATOM}link").get("href").startswith("https://papers.example.org/lens/paper/")
+                   for e in feed.iter(f"{ATOM}entry"))

@@ -25,7 +25,7 @@ from .api_deps import (
     WriteAccess,
 )
 from .errors import InvalidInput
-from .exports import export_items, feed_document
+from .exports import export_items, feed_document, link_base
 from .library import Library
 from .papers import Paper
 from .recommend import recommend
@@ -150,7 +150,9 @@ def _collection_out(row: CollectionRow) -> CollectionOut:
 def _feed_response(library: Library, request: Request, user_id: int, k: int, fmt: Format, filters: Filters,
                    mode: str | None, collection: str | None = None) -> Any:
     """JSON (checked against ``Feed``) or the Atom / BibTeX text, linked to the URL that was asked for."""
-    document = feed_document(library, user_id, k, fmt, filters, str(request.url), mode, collection)
+    base = link_base(library.settings, str(request.base_url))
+    link = base + request.url.path.removeprefix(request.scope.get("root_path", "")) + (f"?{request.url.query}" if request.url.query else "")
+    document = feed_document(library, user_id, k, fmt, filters, link, mode, collection, request_base=base)
     return document.body if fmt == "json" else Response(document.body, media_type=document.media_type)
 
 

@@ -738,12 +738,15 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
     import datetime as dt
     import smtplib
 
-    from .exports import feed_document, send_email
+    from .exports import feed_document, link_base, send_email
 
     with _open(index) as library:
         user_id = _user_id(user)
         document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
         settings = library.settings
+    if not settings.public_url:
+        click.echo(f"warning: PAPERLENS_PUBLIC_URL is not set, so the digest links to {link_base(settings)}; "
+                   "set it to the address readers reach the server at", err=True)
     today = dt.date.today().isoformat()
     if to and settings.smtp_host:
         try:
