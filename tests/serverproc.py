@@ -22,14 +22,16 @@ def free_port() -> int:
 class ServerProcess:
     """Start, wait for /health, kill -9. The log goes to a file so a failed start can be read."""
 
-    def __init__(self, index: Path, log: Path, env: dict[str, str] | None = None, start_timeout: float = 180.0):
+    def __init__(self, index: Path, log: Path, env: dict[str, str] | None = None, start_timeout: float = 180.0,
+                 create: bool = False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - held while the server runs, closed once it is dead
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paperlens.cli", "serve", "--index", str(index), "--port", str(self.port)],
+            [sys.executable, "-m", "paperlens.cli", "serve", "--index", str(index), "--port", str(self.port)]
+            + (["--create"] if create else []),
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self._wait_ready(start_timeout)

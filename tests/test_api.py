@@ -94,3 +94,45 @@ def test_bad_papers_are_refused_whole(fresh_client):
 def test_openapi_docs(client):
     assert client.get("/docs").status_code == 200
     assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_docs_pages_load_their_scripts_from_this_server(client):
+    """Offline, a page that loads Swagger UI or ReDoc from a CDN is blank."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert sources and all(src.startswith("/") for src in sources), (page, sources)
+        for src in sources:
+            assert client.get(src).status_code == 200, src
+    assert "swagger-ui-bundle.js" in client.get("/docs").text and "redoc.standalone.js" in client.get("/redoc").text
+
+
+def test_an_unknown_category_says_so(client):
+    response = client.get("/search", params={"q": "video", "category": "cs.CVV"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "no paper in this index has the category 'cs.CVV'; its papers have no categories"
+
+
+def test_a_size_error_names_the_paper_by_position_and_title(fresh_client):
+    papers = [{"title": "Fine", "abstract": "short"}, {"title": "Too long", "abstract": "word " * 12_000}]
+    response = fresh_client.post("/papers", json=papers)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("paper 2 (“Too long”): abstract is 59999 characters")
+
+
+def test_authors_are_one_shape_everywhere(client, fresh_client):
+    """A list of names with author_count beside it, in a hit and in the paper; the display string is the page's."""
+    hit = client.get("/search", params={"q": "financial sentiment analysis trading", "k": 1}).json()["results"][0]
+    assert (hit["authors"], hit["author_count"]) == ([], 3)
+    paper = client.get(f"/papers/{hit['id']}").json()
+    assert (paper["authors"], paper["author_count"]) == ([], 3)
+    assert "3 authors" in client.get(f"/paper/{hit['id']}").text
+    named = {"id": "2401.00031", "title": "Named authors", "abstract": "A paper whose authors are named.",
+             "authors": "Ada Lovelace, Alan Turing and Grace Hopper"}
+    assert fresh_client.post("/papers", json=[named]).status_code == 201
+    hit = fresh_client.get("/search", params={"q": "named authors", "k": 1}).json()["results"][0]
+    assert (hit["authors"], hit["author_count"]) == (["Ada Lovelace", "Alan Turing", "Grace Hopper"], 3)
+    assert fresh_client.get("/papers/2401.00031").json()["author_count"] == 3
+    assert "Ada Lovelace, Alan Turing and Grace Hopper" in fresh_client.get("/?q=named+authors").text

@@ -154,6 +154,9 @@ def test_semantic_scholar_compatible_recommendations(client):
     ("get", "/search.bib?q=video&min_popularity=nan", None, 422),
     ("delete", "/users/{u}/interactions/" + "x" * 300, None, 422),
     ("delete", "/users/{u}/collections/c/papers/a%00b", None, 422),
+    ("put", "/users/{u}/collections/a%2Fb", None, 422),
+    ("get", "/users/{u}/collections/a%2Fb/feed", None, 422),
+    ("post", "/users/{u}/collections/a%2Fb/papers", {"paper_id": "h10e3cad7e9bc49cb"}, 422),
 ])
 def test_bad_input_is_404_or_422_with_a_message(client, method, path, body, status):
     user_id = client.post("/users", json={"name": "Err"}).json()["id"]
@@ -188,6 +191,9 @@ def test_with_api_keys_users_need_their_token(demo_index_dir, tmp_path):
         feed = keyed.get(f"/users/{user_id}/feed", params={"k": 3}, headers={"X-User-Token": token})
         assert feed.status_code == 200 and len(feed.json()["results"]) == 3
         assert keyed.get(f"/users/{user_id}", headers={"X-API-Key": "admin-key"}).json()["token"] is None
+        assert keyed.get("/users", headers={"X-User-Token": token}).status_code == 401
+        listed = keyed.get("/users", headers={"X-API-Key": "admin-key"}).json()["users"]
+        assert [(u["id"], u["name"], u["interactions"]) for u in listed] == [(user_id, "Ada", 1)] and "token" not in listed[0]
         keyed.cookies.set("paperlens_user", str(user_id))
         page = keyed.get("/feed")
         assert page.status_code == 200 and "Signed in" not in page.text and 'id="user-form"' not in page.text
@@ -221,7 +227,10 @@ def test_bib_twins_apply_the_filters_and_mode_of_their_json_routes(topic_client,
 def test_a_filter_that_excludes_everything_gives_an_empty_bib(topic_client):
     for path, params in (("/search.bib", {"q": "protein"}), ("/papers/2401.00001/similar.bib", {})):
         assert bib_ids(topic_client.get(path, params={**params, "since": "2030-01-01"})) == []
-        assert bib_ids(topic_client.get(path, params={**params, "category": "hep-th"})) == []
+        assert bib_ids(topic_client.get(path, params={**params, "category": "q-bio", "min_popularity": 100})) == []
+        unknown = topic_client.get(path, params={**params, "category": "hep-th"})
+        assert unknown.status_code == 422 and unknown.json()["detail"] == (
+            "no paper in this index has the category 'hep-th'; its categories: astro-ph.GA, cs.LG, cs.RO, q-bio.BM")
 
 
 def test_similar_bib_takes_a_versioned_arxiv_id_as_similar_does(topic_client):
@@ -240,3 +249,28 @@ def test_feeds_take_every_filter(topic_client):
         expected = {p.id for p in by_id.values() if keep(p)} - {"2401.00001"}
         assert {r["id"] for r in feed} == expected, params
         assert bib_ids(topic_client.get(f"/users/{user_id}/feed.bib", params={"k": 5, **params})) == [r["id"] for r in feed]
+
+
+def test_bibtex_urls_are_verbatim(topic_client):
+    paper = {"id": "2409.00001", "title": "Verbatim links", "abstract": "A paper whose link has & and _ in it.",
+             "url": "https://example.org/paper?id=1&part=a_b"}
+    assert topic_client.post("/papers", json=[paper]).status_code == 201
+    bib = topic_client.get("/search.bib", params={"q": "verbatim links", "k": 1}).text
+    assert "url = {https://example.org/paper?id=1&part=a_b}" in bib and "\\url" not in bib
+    assert bibtexparser.parse_string(bib).entries[0]["url"] == paper["url"]
+
+
+def test_atom_links_follow_the_request_or_the_public_url(small_library):
+    """Not the default port: entries link where the feed was fetched, or under PAPERLENS_PUBLIC_URL."""
+    with TestClient(create_app(small_library.settings, small_library), base_url="http://papers.local:8751") as client:
+        user = client.post("/users", json={"name": "Ada"}).json()["id"]
+        client.post(f"/users/{user}/interactions", json={"paper_id": "2401.00001", "kind": "like"})
+        feed = ET.fromstring(client.get(f"/users/{user}/feed.atom", params={"k": 2}).content)
+        assert feed.find(f"{ATOM}id").text == f"http://papers.local:8751/users/{user}/feed.atom?k=2"
+        entries = [e.find(f"{ATOM}link").get("href") for e in feed.iter(f"{ATOM}entry")]
+        assert entries and all(href.startswith("http://papers.local:8751/paper/") for href in entries)
+        small_library.settings.public_url = "https://papers.example.org/lens/"
+        feed = ET.fromstring(client.get(f"/users/{user}/feed.atom", params={"k": 2}).content)
+        assert feed.find(f"{ATOM}id").text == f"https://papers.example.org/lens/users/{user}/feed.atom?k=2"
+        assert all(e.find(f"{ATOM}link").get("href").startswith("https://papers.example.org/lens/paper/")
+                   for e in feed.iter(f"{ATOM}entry"))

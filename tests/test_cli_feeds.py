@@ -87,6 +87,11 @@ def test_digest_writes_html_without_smtp(index, tmp_path):
     assert result.exit_code == 0 and "nothing was sent" in result.output
     html = out.read_text()
     assert "Papers for Ada" in html and "Sim-to-real transfer" in html and "because of" in html
+    assert result.output.count("PAPERLENS_PUBLIC_URL is not set") == 1 and 'href="http://127.0.0.1:8000/feed"' in html
+    linked = run("digest", 1, "-o", out, "--index", index, env={"PAPERLENS_SMTP_HOST": "", "PAPERLENS_PUBLIC_URL": "https://papers.example.org/"})
+    assert "PAPERLENS_PUBLIC_URL" not in linked.output and 'href="https://papers.example.org/feed"' in out.read_text()
+    as_json = run("digest", 1, "-o", out, "--index", index, "--json", env={"PAPERLENS_SMTP_HOST": ""})
+    assert json.loads(as_json.stdout) == {"wrote": str(out), "papers": json.loads(as_json.stdout)["papers"], "sent": None}
 
 
 def _free_port() -> int:
@@ -233,7 +238,8 @@ def test_feed_filters_and_mode_match_the_api(index):
     cli_bib = run("user", "export", 1, "--format", "bibtex", "-k", 3, "--category", "cs", "--mode", "dense", "--index", index).output
     cli_atom = run("user", "export", 1, "--format", "atom", "-k", 3, "--since", "2024-01-01", "--index", index).output
     assert cli[0] and all(i.startswith("2402") for i in cli[0]) and set(cli[3]) == {"2402.00003", "2403.00005"}
-    with TestClient(create_app(Settings(index=index))) as client:
+    # the API links to the address it was asked at; the CLI, without PAPERLENS_PUBLIC_URL, to serve's
+    with TestClient(create_app(Settings(index=index)), base_url="http://127.0.0.1:8000") as client:
         for params, feed, collection in zip(cases, cli, cli_collection):
             assert feed == [r["id"] for r in client.get("/users/1/feed", params={"k": 5, **params}).json()["results"]], params
             api = client.get("/users/1/collections/c/feed", params={"k": 5, **params}).json()["results"]
@@ -268,3 +274,14 @@ def test_digest_takes_the_feed_filters(index, tmp_path):
     assert run("digest", 1, "--category", "astro-ph", "-k", 2, "-o", out, "--index", index).exit_code == 0
     html = out.read_text()
     assert "Galaxy rotation curves" in html and "Sim-to-real" not in html and "Protein" not in html
+
+
+def test_user_list_shows_every_user(index):
+    assert "no users" in run("user", "list", "--index", index).output
+    run("user", "add", "Ada", "--index", index)
+    run("user", "add", "Bo", "--index", index)
+    run("user", "like", 2, "2403.00005", "--index", index)
+    listed = run("user", "list", "--index", index)
+    assert listed.exit_code == 0 and "Ada" in listed.output and "Bo  (1 interactions" in listed.output
+    users = json.loads(run("user", "list", "--index", index, "--json").output)["users"]
+    assert [(u["id"], u["name"], u["interactions"]) for u in users] == [(1, "Ada", 0), (2, "Bo", 1)]

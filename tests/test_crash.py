@@ -96,7 +96,7 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
     counter = iter(range(1000))
 
     # 1. killed inside a delete, after its commit: the delete is in flight, the papers before it acknowledged
-    server = ServerProcess(index, log, {CRASH_ENV: "delete:after-commit"})
+    server = ServerProcess(index, log, {CRASH_ENV: "delete:after-commit"}, create=True)
     first = [paper(next(counter)) for _ in range(3)]
     assert post(server, first).status_code == 201
     ledger.present.update({p["id"]: p["title"] for p in first})

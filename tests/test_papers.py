@@ -126,3 +126,71 @@ def test_format_override_and_errors(tmp_path):
 def test_json_list_and_wrapper(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"papers": [{"title": "T", "abstract": "A"}]}))
     assert len(read_papers(tmp_path / "a.json").papers) == 1
+
+
+LATIN1_TITLE = "Café résumé of naïve methods"
+
+
+@pytest.mark.parametrize("name, body", [
+    ("latin1.jsonl", json.dumps({"id": "2401.00011", "title": LATIN1_TITLE, "abstract": "Naïve Bayes über alles."},
+                                ensure_ascii=False) + "\n"),
+    ("latin1.csv", f"id,title,abstract\n2401.00011,{LATIN1_TITLE},Naïve Bayes über alles.\n"),
+])
+def test_a_latin1_file_keeps_its_accents_and_names_its_encoding(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_bytes(body.encode("latin-1"))
+    result = read_papers(path)
+    assert result.encoding == "cp1252" and not result.skipped
+    paper = result.papers[0]
+    assert (paper.title, paper.abstract) == (LATIN1_TITLE, "Naïve Bayes über alles.")
+    assert "\ufffd" not in paper.title + paper.abstract
+
+
+def test_utf8_with_a_byte_order_mark_is_utf8(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(f"title,abstract\n{LATIN1_TITLE},x\n".encode("utf-8-sig"))
+    result = read_papers(path)
+    assert result.encoding == "utf-8" and result.papers[0].title == LATIN1_TITLE
+
+
+def test_bytes_that_fit_no_encoding_are_refused_with_their_line_and_byte(tmp_path):
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(b'{"title": "fine", "abstract": "ok"}\n' + bytes(range(256)) * 4 + b"\n")  # a newline at byte 10: line 3
+    with pytest.raises(InvalidInput, match=r"line 3: byte 0x80 is not UTF-8"):
+        read_papers(path)
+
+
+def test_a_lone_surrogate_is_refused_never_stored_as_a_replacement_character(tmp_path):
+    path = write_jsonl(tmp_path / "s.jsonl", ['{"title": "ok \\ud800", "abstract": "x"}', {"title": "fine", "abstract": "y"}])
+    result = read_papers(path)
+    assert [p.title for p in result.papers] == ["fine"]
+    assert "unpaired surrogate" in result.skipped[0].reason and result.skipped[0].line == 1
+
+
+def test_tsv_with_other_header_names_is_read_and_says_which_columns(tmp_path):
+    path = tmp_path / "export.tsv"
+    path.write_text("Paper ID\tName\tSummary\tYear\tNotes\n"
+                    "2401.00021\tSparse attention, revisited\tWe revisit sparse attention; it works.\t2024\tread later\n")
+    result = read_papers(path)
+    paper = result.papers[0]
+    assert (paper.id, paper.title, paper.abstract, paper.date) == (
+        "2401.00021", "Sparse attention, revisited", "We revisit sparse attention; it works.", "2024-01-01")
+    assert paper.extra == {"notes": "read later"}
+    assert result.layout == "tab-separated; id from 'Paper ID', title from 'Name', abstract from 'Summary', date from 'Year'"
+
+
+def test_semicolons_are_sniffed(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text('title;abstract\n"A, B and C";"One, two; three"\n')
+    result = read_papers(path)
+    assert (result.papers[0].title, result.papers[0].abstract) == ("A, B and C", "One, two; three")
+
+
+def test_a_csv_without_a_usable_column_fails_once_naming_its_columns(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("heading,body_text\nx,y\nz,w\n")
+    with pytest.raises(InvalidInput) as error:
+        read_papers(path)
+    message = str(error.value)
+    assert "found: heading, body_text" in message and "title: title, paper_title, name" in message
+    assert "abstract: abstract, summary" in message and "line 2" not in message

@@ -32,3 +32,21 @@ def test_writes_roll_back_with_the_callers_transaction(tmp_path):
         raise RuntimeError
     assert store.changed_since(0).tolist() == [1, 2]
     assert store.users.get_user(1) is None
+
+
+def test_the_alias_migration_gives_stored_dois_their_alias(tmp_path):
+    """A store from before migration 8 finds its papers by DOI once opened."""
+    import sqlite3
+
+    from paperlens.store.db import MIGRATIONS, _statements
+
+    path = tmp_path / "papers.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:7], start=1):
+        for statement in _statements(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={number}")
+    conn.execute("INSERT INTO papers (id, title, abstract, extra, text_hash, added_at, updated_at) "
+                 "VALUES ('2401.00001', 't', 'a', '{\"doi\": \"10.1000/ABC.1\"}', 'h', 'now', 'now')")
+    conn.close()
+    assert Store(path).resolve(["doi:10.1000/abc.1"]) == {"doi:10.1000/abc.1": "2401.00001"}

@@ -31,9 +31,17 @@ from .api_feeds import add_feed_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .exports import MEDIA_TYPES, bibtex, export_items
-from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .library import (
+    CheckReport,
+    Library,
+    check_library,
+    delete,
+    ingest,
+    open_library,
+    resolve_id,
+)
 from .limits import BodyLimit, check_paper_count
-from .papers import Paper, clean_text, papers_from_records
+from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
     Filters,
@@ -80,6 +88,7 @@ class PaperOut(BaseModel):
     title: str
     abstract: str
     authors: list[str]
+    author_count: int  # len(authors), or the count a listing gives without names
     date: str | None
     categories: list[str]
     popularity: float
@@ -194,7 +203,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        lib = library or open_library(settings, create=True)
+        lib = library or open_library(settings, create=True, repair=True)
         if library is None:  # 'paperlens serve' checks the library it passes before it listens
             startup_check(lib)
         if lib.index is not None:
@@ -213,6 +222,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         "When the server has API keys, writes need the X-API-Key header.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        docs_url=None,  # /docs and /redoc are served from installed files (web.add_api_docs), not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -280,16 +291,17 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
     def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:
-        stored = library.store.get(paper_id)
-        if stored is None:
+        stored = library.store.get(resolve_id(library, paper_id))
+        if stored is None:  # deleted meanwhile
             raise PaperNotFound(paper_id)
         return paper_out(stored.paper)
 
     @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
     def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
-        if not delete(library, [paper_id]):
+        deleted = delete(library, [paper_id])
+        if not deleted:
             raise PaperNotFound(paper_id)
-        return DeleteOut(deleted=paper_id)
+        return DeleteOut(deleted=deleted[0])
 
     @app.post("/papers", response_model=IngestOut, status_code=201, dependencies=WriteAccess)
     def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:
@@ -320,4 +332,4 @@ def startup_check(library: Library) -> CheckReport:
 
 
 def paper_out(paper: Paper) -> PaperOut:
-    return PaperOut(**paper.to_dict())
+    return PaperOut(**paper.to_dict(), author_count=author_count(paper))

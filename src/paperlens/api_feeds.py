@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from . import users as user_ops
@@ -25,7 +25,7 @@ from .api_deps import (
     WriteAccess,
 )
 from .errors import InvalidInput
-from .exports import export_items, feed_document
+from .exports import export_items, feed_document, link_base
 from .library import Library
 from .papers import Paper
 from .recommend import recommend
@@ -150,7 +150,9 @@ def _collection_out(row: CollectionRow) -> CollectionOut:
 def _feed_response(library: Library, request: Request, user_id: int, k: int, fmt: Format, filters: Filters,
                    mode: str | None, collection: str | None = None) -> Any:
     """JSON (checked against ``Feed``) or the Atom / BibTeX text, linked to the URL that was asked for."""
-    document = feed_document(library, user_id, k, fmt, filters, str(request.url), mode, collection)
+    base = link_base(library.settings, str(request.base_url))
+    link = base + request.url.path.removeprefix(request.scope.get("root_path", "")) + (f"?{request.url.query}" if request.url.query else "")
+    document = feed_document(library, user_id, k, fmt, filters, link, mode, collection, request_base=base)
     return document.body if fmt == "json" else Response(document.body, media_type=document.media_type)
 
 
@@ -176,6 +178,16 @@ def create_user(library: LibraryDep, body: UserIn) -> UserOut:
     out = _user_out(library, user.id)
     out.token = user.token
     return out
+
+
+class Users(BaseModel):
+    users: list[user_ops.UserSummary]
+
+
+@router.get("/users", response_model=Users, tags=["users"], dependencies=WriteAccess)
+def list_users(library: LibraryDep) -> Users:
+    """Every user (without tokens); an admin key when the server has keys, as creating one."""
+    return Users(users=user_ops.list_users(library))
 
 
 @user_router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
@@ -283,6 +295,16 @@ def get_collection_feed_atom(library: LibraryDep, request: Request, filters: Fil
 def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                             k: KQuery = 10, mode: ModeQuery = None) -> Response:
     return _feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
+
+
+@user_router.api_route("/users/{user_id}/collections/{name:path}", methods=["GET", "PUT", "POST", "DELETE"],
+                       include_in_schema=False)
+def collection_path_with_a_slash(user_id: int, name: str) -> None:
+    """After every collection route: a name holding '/' (sent as %2F) reaches no route above, and
+    gets the 422 that says why instead of a bare 404."""
+    if "/" in name:
+        user_ops.check_collection_name(name)  # refuses the '/'
+    raise HTTPException(405)
 
 
 @router.post("/recommendations/v1/papers", response_model=S2Recommendations, tags=["recommend"])

@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import shlex
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,11 +21,19 @@ from pydantic import ValidationError
 
 from .config import Settings
 from .data import DEMO_CORPUS
-from .errors import InvalidInput, NothingToIngest, PaperlensError
+from .errors import IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .evaluate import METRICS, TASKS, evaluate_beir
-from .library import CheckReport, Library, check_library, delete, ingest, open_library
+from .library import (
+    CheckReport,
+    Library,
+    check_library,
+    delete,
+    ingest,
+    open_library,
+    resolve_ids,
+)
 from .limits import check_paper_id, skip_oversized
-from .papers import FORMATS, read_papers
+from .papers import FORMATS, author_line, read_papers
 from .recommend import STRATEGIES, recommend
 from .search import (
     MODES,
@@ -92,8 +101,8 @@ def filter_options(k: int = 10, what: str = "results") -> Callable[[Callable], C
     return decorate
 
 
-def _open(index: str | None, model: str | None = None) -> Library:
-    return open_library(_settings(index, model))
+def _open(index: str | None, model: str | None = None, repair: bool = False) -> Library:
+    return open_library(_settings(index, model), repair=repair)
 
 
 def print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -110,7 +119,7 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     for column, style in (("#", "dim"), ("score", ""), ("id", "cyan"), ("date", ""), ("title", "bold"), ("authors", "dim")):
         table.add_column(column, style=style, overflow="fold" if column == "title" else "ellipsis")
     for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, hit.date or "", hit.title, hit.authors)
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.id, hit.date or "", hit.title, author_line(hit.authors, hit.author_count))
     Console(soft_wrap=False).print(table)
 
 
@@ -143,10 +152,14 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
         result.papers, oversized = skip_oversized(settings, result.papers)
         result.skipped.extend(oversized)
         papers.extend(result.papers)
-        reports.append({"file": str(path), "format": result.format, "read": len(result.papers),
+        reports.append({"file": str(path), "format": result.format, "encoding": result.encoding, "layout": result.layout,
+                        "read": len(result.papers),
                         "skipped": [{"line": s.line, "reason": s.reason} for s in result.skipped]})
         if not as_json:
-            click.echo(f"{path}: {len(result.papers)} papers read as {result.format}, {len(result.skipped)} skipped", err=True)
+            decoded = f" (not UTF-8: decoded as {result.encoding})" if result.encoding != "utf-8" else ""
+            click.echo(f"{path}: {len(result.papers)} papers read as {result.format}{decoded}, {len(result.skipped)} skipped", err=True)
+            if result.layout:
+                click.echo(f"  {result.layout}", err=True)
             for skip in result.skipped[:10]:
                 click.echo(f"  line {skip.line}: {skip.reason}", err=True)
             if len(result.skipped) > 10:
@@ -256,8 +269,9 @@ def recommend_command(likes, dislikes, strategy, mode, k, since, until, categori
 def delete_command(paper_ids, index, as_json) -> None:
     """Delete papers from the index."""
     with _open(index) as library:
-        deleted = delete(library, list(paper_ids))
-    missing = [pid for pid in paper_ids if pid not in deleted]
+        found = resolve_ids(library, paper_ids)
+        deleted = delete(library, list(found.values()))
+    missing = [pid for pid in paper_ids if pid not in found]
     if as_json:
         click.echo(json.dumps({"deleted": deleted, "missing": missing}))
     else:
@@ -294,7 +308,7 @@ def check_command(repair: bool, index: str | None, as_json: bool) -> None:
     """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it.
 
     Exits 1 when a problem remains (a damaged SQLite file cannot be repaired here)."""
-    with _open(index) as library:
+    with _open(index, repair=repair) as library:
         report = check_library(library, repair=repair)
     print_check(report, as_json)
     if not report.ok:
@@ -332,33 +346,85 @@ def check_exposure(host: str, settings: Settings, allow_public: bool) -> str:
     return f"WARNING: no API key set and listening on {host}: anyone who can reach it may add and delete papers"
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bound before the index and the model are loaded: a busy port is one line at once, not
+    uvicorn's log and exit code 3 after the start-up work."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart need not wait out TIME_WAIT
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PaperlensError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 @main.command("serve")
 @click.option("--host", default=None, help="address to listen on [default: PAPERLENS_HOST, or Settings.host]")
 @click.option("--port", type=int, default=None, help="port [default: PAPERLENS_PORT, or Settings.port]")
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
+@click.option("--create", is_flag=True, help="serve an empty new index when --index is not one (papers come by POST /papers)")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
 @handle_errors
-def serve_command(host: str | None, port: int | None, allow_public: bool, index: str | None) -> None:
+def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None) -> None:
     """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens."""
     import uvicorn
 
-    from .api import create_app, startup_check
+    from .api import create_app
 
     settings = _settings(index)
     host = host or settings.host
     port = port or settings.port
     exposure = check_exposure(host, settings, allow_public)
-    library = open_library(settings, create=True)
-    for note in startup_check(library).repaired:
-        click.echo(f"paperlens: repaired: {note}", err=True)
-    if library.index is not None:
-        library.encoder  # noqa: B018 -- fail here, with a message, if the model cannot load
-    click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} (docs: /docs); "
-               f"{exposure}", err=True)
-    # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
-    # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
-    # closed got a read error under benchmarks/load.py --rate.
-    uvicorn.run(create_app(settings, library), host=host, port=port, log_level="warning", timeout_keep_alive=75)
+    sock = listen_socket(host, port)
+    try:
+        library = _start(settings, create)
+        try:
+            click.echo(f"paperlens: serving {len(library)} papers from {settings.index} on http://{host}:{port} "
+                       f"(docs: /docs); {exposure}", err=True)
+            # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
+            # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
+            # closed got a read error under benchmarks/load.py --rate.
+            server = uvicorn.Server(uvicorn.Config(create_app(settings, library), host=host, port=port, log_level="warning",
+                                                   timeout_keep_alive=75))
+            try:
+                server.run(sockets=[sock])
+            except SystemExit:  # uvicorn's exit on a failed start-up, after logging why
+                server.started = False
+            if not server.started:
+                raise PaperlensError(f"the server on {host}:{port} failed to start (see the log above)")
+        finally:
+            library.close()
+    finally:
+        sock.close()
+
+
+def _start(settings: Settings, create: bool) -> Library:
+    """Open, check and repair the index and load the model, as 'serve' does before it listens;
+    whatever fails is one line (handle_errors), not a traceback."""
+    from .api import startup_check
+
+    try:
+        library = open_library(settings, create=create, repair=True)
+    except IndexNotFound as exc:
+        raise IndexNotFound(f"{exc}, or pass --create to serve an empty new one") from None
+    except PaperlensError:
+        raise
+    except Exception as exc:
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        raise PaperlensError(f"could not open {settings.index}: {exc.__class__.__name__}: {exc}") from None
+    try:
+        for note in startup_check(library).repaired:
+            click.echo(f"paperlens: repaired: {note}", err=True)
+        if library.index is not None:
+            library.encoder  # noqa: B018 -- fail here, with a message, if the model cannot load
+    except Exception as exc:
+        library.close()
+        if isinstance(exc, PaperlensError):
+            raise
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        raise PaperlensError(f"could not start on {settings.index}: {exc.__class__.__name__}: {exc}") from None
+    return library
 
 
 # --- users, feeds and digests --------------------------------------------------------------------
@@ -435,6 +501,25 @@ def user_add_command(name: str, index: str | None, as_json: bool) -> None:
     with _open(index) as library:
         user = create_user(library, name)
     click.echo(json.dumps(asdict(user)) if as_json else f"user {user.id}: {user.name}\ntoken: {user.token}")
+
+
+@user_group.command("list")
+@index_options
+@handle_errors
+def user_list_command(index: str | None, as_json: bool) -> None:
+    """Every user: id, name, and how many interactions, interests and collections they have (as GET /users)."""
+    from .users import list_users
+
+    with _open(index) as library:
+        found = list_users(library)
+    if as_json:
+        click.echo(json.dumps({"users": [asdict(user) for user in found]}, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no users; add one with 'paperlens user add NAME'")
+    for user in found:
+        click.echo(f"{user.id:>4}  {user.name}  ({user.interactions} interactions, {len(user.interests)} interests, "
+                   f"{len(user.collections)} collections)")
 
 
 def _interaction_command(kind: str) -> Callable:
@@ -645,32 +730,35 @@ def collection_feed_command(user: str, name: str, k: int, since, until, categori
 @click.option("--to", "to", help="e-mail address; sent through PAPERLENS_SMTP_HOST when that is set")
 @feed_options()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
-@_index_option
+@index_options
 @handle_errors
 def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, mode: str | None,
-                   output: Path | None, index: str | None) -> None:
+                   output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
     import datetime as dt
     import smtplib
 
-    from .exports import feed_document, send_email
+    from .exports import feed_document, link_base, send_email
 
     with _open(index) as library:
         user_id = _user_id(user)
         document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
         settings = library.settings
+    if not settings.public_url:
+        click.echo(f"warning: PAPERLENS_PUBLIC_URL is not set, so the digest links to {link_base(settings)}; "
+                   "set it to the address readers reach the server at", err=True)
     today = dt.date.today().isoformat()
     if to and settings.smtp_host:
         try:
             send_email(document.text(), f"paperlens: {document.count} papers for {document.user.name}, {today}", to, settings)
         except (smtplib.SMTPException, OSError) as exc:
             raise PaperlensError(f"could not send the digest through {settings.smtp_host}:{settings.smtp_port}: {exc}") from None
-        click.echo(f"sent {document.count} papers to {to}")
+        click.echo(json.dumps({"sent": to, "papers": document.count}) if as_json else f"sent {document.count} papers to {to}")
         return
     path = output or Path(f"digest-{user_id}-{today}.html")
     path.write_text(document.text(), encoding="utf-8")
     reason = "" if not to else " (PAPERLENS_SMTP_HOST is not set, so nothing was sent)"
-    click.echo(f"wrote {path}{reason}")
+    click.echo(json.dumps({"wrote": str(path), "papers": document.count, "sent": None}) if as_json else f"wrote {path}{reason}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    public_url: str = Field("http://127.0.0.1:8000", description="base of links in feeds and e-mails")
+    # Unset: the API links to the URL each request came to, the CLI to http://HOST:PORT (exports.link_base).
+    public_url: str | None = Field(None, description="base of links in feeds, exports and e-mails")
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -25,6 +25,12 @@ class IndexMismatch(PaperlensError):
     status_code = 409
 
 
+class ManifestUnreadable(PaperlensError):
+    """manifest.json exists but cannot be read; 'paperlens check' rebuilds it from the store."""
+
+    status_code = 409
+
+
 class IndexNotFound(PaperlensError):
     status_code = 404
 

@@ -22,7 +22,7 @@ from .config import Settings
 from .feeds import FeedItem, collection_feed, user_feed
 from .filters import Filters
 from .library import Library
-from .papers import Paper, arxiv_base_id
+from .papers import Paper, arxiv_base_id, author_count, author_line
 from .search import Hit
 from .store import UserRow
 from .users import get_user
@@ -51,8 +51,14 @@ def export_items(library: Library, hits: list[Hit], reasons: list[dict[str, Any]
     return [ExportItem(papers[h.id], h.score, r) for h, r in zip(hits, reasons) if h.id in papers]
 
 
-def paper_link(paper: Paper, settings: Settings) -> str:
-    return paper.url or f"{settings.public_url.rstrip('/')}/paper/{paper.id}"
+def link_base(settings: Settings, request_base: str | None = None) -> str:
+    """Where links point: PAPERLENS_PUBLIC_URL when set (a proxy's address), else the base URL the
+    request came to, else (outside a request: the CLI) the address 'paperlens serve' listens on."""
+    return (settings.public_url or request_base or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def paper_link(paper: Paper, base: str) -> str:
+    return paper.url or f"{base}/paper/{paper.id}"
 
 
 def _day(paper: Paper) -> dt.datetime | None:
@@ -74,7 +80,7 @@ def reason_text(reason: dict[str, Any]) -> str:
     return reason.get("note", "")
 
 
-def atom_feed(items: list[ExportItem], title: str, feed_id: str, link: str, settings: Settings) -> bytes:
+def atom_feed(items: list[ExportItem], title: str, feed_id: str, link: str, base: str) -> bytes:
     """An Atom 1.0 document; entries keep the feed's order, each with its reason in the summary."""
     from feedgen.feed import FeedGenerator
 
@@ -89,9 +95,9 @@ def atom_feed(items: list[ExportItem], title: str, feed_id: str, link: str, sett
     for item in items:
         paper = item.paper
         entry = generator.add_entry(order="append")
-        entry.id(paper_link(paper, settings))
+        entry.id(paper_link(paper, base))
         entry.title(paper.title or paper.id)
-        entry.link(href=paper_link(paper, settings))
+        entry.link(href=paper_link(paper, base))
         summary = paper.abstract
         if item.reason:
             summary = f"{reason_text(item.reason)}\n\n{summary}".strip()
@@ -136,6 +142,9 @@ def _balanced(text: str) -> str:
     return text if depth == 0 else text.replace("{", "(").replace("}", ")")
 
 
+VERBATIM_FIELDS = ("url", "eprint")
+
+
 def bibtex(papers: list[Paper]) -> str:
     """One @misc (or @article-like arXiv e-print) entry per paper, LaTeX-escaped by bibtexparser."""
     import bibtexparser
@@ -156,13 +165,33 @@ def bibtex(papers: list[Paper]) -> str:
         if paper.abstract:
             fields.append(Field("abstract", _balanced(paper.abstract)))
         if paper.url:
-            fields.append(Field("url", paper.url))
+            fields.append(Field("url", _balanced(paper.url)))
         if arxiv_base_id(paper.id) == paper.id:
             fields += [Field("eprint", paper.id), Field("archivePrefix", "arXiv")]
         if paper.categories:
             fields.append(Field("keywords", ", ".join(paper.categories)))
         library.add(Entry("misc", citation_key(paper, taken), fields))
-    return bibtexparser.write_string(library, prepend_middleware=[LatexEncodingMiddleware(keep_math=True)])
+    class LatexExceptVerbatim(LatexEncodingMiddleware):
+        """biblatex reads url and eprint verbatim: escaping them for LaTeX, or wrapping a URL in
+        \\url{} as the middleware does, gives a field that is not a link ('url = {\\url{…}}')."""
+
+        def transform_entry(self, entry: Entry, library: BibLibrary) -> Entry:
+            verbatim = [f for f in entry.fields if f.key in VERBATIM_FIELDS]
+            for f in verbatim:
+                entry.pop(f.key)
+            entry = super().transform_entry(entry, library)
+            for f in verbatim:
+                entry.set_field(f)
+            return entry
+
+    return bibtexparser.write_string(library, prepend_middleware=[LatexExceptVerbatim(keep_math=True)])
+
+
+def display_authors(item: Hit | Paper) -> str:
+    """A hit's or a paper's authors as the page shows them ('A, B and C', '4 authors')."""
+    if isinstance(item, Paper):
+        return author_line(item.authors, author_count(item))
+    return author_line(item.authors, item.author_count)
 
 
 def templates() -> Any:
@@ -171,13 +200,14 @@ def templates() -> Any:
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]))
     env.filters["reason_text"] = reason_text
+    env.filters["authors"] = display_authors
     return env
 
 
-def digest_html(user_name: str, items: list[ExportItem], settings: Settings) -> str:
-    links = [paper_link(item.paper, settings) for item in items]
+def digest_html(user_name: str, items: list[ExportItem], base: str) -> str:
+    links = [paper_link(item.paper, base) for item in items]
     return templates().get_template("digest.html").render(
-        user_name=user_name, items=list(zip(items, links)), public_url=settings.public_url.rstrip("/"),
+        user_name=user_name, items=list(zip(items, links)), public_url=base,
         date=dt.date.today().isoformat(),
     )
 
@@ -227,20 +257,22 @@ def feed_title(user: UserRow, collection: str | None = None) -> str:
 
 
 def feed_link(settings: Settings, user_id: int, format: str = "json", filters: Filters | None = None,
-              mode: str | None = None, collection: str | None = None) -> str:
-    """Where the API serves this feed, under ``settings.public_url``: the link of a feed written outside a request."""
+              mode: str | None = None, collection: str | None = None, base: str | None = None) -> str:
+    """Where the API serves this feed, under ``link_base``: the link of a feed written outside a request."""
     path = f"/users/{user_id}" + (f"/collections/{quote(collection, safe='')}" if collection else "")
     query = [("since", filters.since), ("until", filters.until), *(("category", c) for c in filters.categories),
              ("min_popularity", filters.min_popularity)] if filters else []
     query = [(key, value) for key, value in [*query, ("mode", mode)] if value is not None]
-    return f"{settings.public_url.rstrip('/')}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
+    return f"{base or link_base(settings)}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
 
 
 def feed_document(library: Library, user_id: int, k: int, format: str = "json", filters: Filters | None = None,
-                  link: str | None = None, mode: str | None = None, collection: str | None = None) -> FeedDocument:
+                  link: str | None = None, mode: str | None = None, collection: str | None = None,
+                  request_base: str | None = None) -> FeedDocument:
     """The user's feed, or more like one of their collections, as json / atom / bibtex / html (the digest).
 
-    ``link`` is the URL that serves the document (the request's, in the API); by default ``feed_link``."""
+    ``link`` is the URL that serves the document (the request's, in the API); by default ``feed_link``.
+    Papers link under ``link_base`` (``request_base``: the base URL of the request, in the API)."""
     if format not in MEDIA_TYPES:
         raise ValueError(f"unknown feed format {format!r}")
     user = get_user(library, user_id)
@@ -249,16 +281,17 @@ def feed_document(library: Library, user_id: int, k: int, format: str = "json", 
     else:
         items = collection_feed(library, user_id, collection, k, filters, mode)
     title = feed_title(user, collection)
-    link = link or feed_link(library.settings, user_id, format, filters, mode, collection)
+    base = link_base(library.settings, request_base)
+    link = link or feed_link(library.settings, user_id, format, filters, mode, collection, base)
     if format == "json":
         results = [{**item.hit.__dict__, "reason": item.reason, "interest": item.interest} for item in items]
         return FeedDocument(user, title, link, format, items, {"user": user_id, "results": results}, len(items))
     exported = export_items(library, [item.hit for item in items], [item.reason for item in items])
     body: str | bytes
     if format == "atom":
-        body = atom_feed(exported, title, link, link, library.settings)
+        body = atom_feed(exported, title, link, link, base)
     elif format == "bibtex":
         body = bibtex([item.paper for item in exported])
     else:
-        body = digest_html(user.name, exported, library.settings)
+        body = digest_html(user.name, exported, base)
     return FeedDocument(user, title, link, format, items, body, len(exported))

@@ -25,6 +25,10 @@ class Filters:
         return bool(self.since or self.until or self.categories or self.min_popularity is not None)
 
 
+def category_matches(name: str, wanted: str) -> bool:
+    return name == wanted or name.lower().startswith(wanted.lower() + ".")
+
+
 @dataclass(frozen=True)
 class FilterColumns:
     """Every paper's filterable fields as arrays: a filter over a large collection costs a few ms
@@ -51,10 +55,14 @@ class FilterColumns:
         if filters.categories:
             in_category = np.zeros(len(self.pks), dtype=bool)
             for name, members in self.categories.items():
-                if any(name == c or name.lower().startswith(c.lower() + ".") for c in filters.categories):
+                if any(category_matches(name, c) for c in filters.categories):
                     in_category[np.searchsorted(self.pks, members)] = True  # members are a subset of pks
             keep &= in_category
         return self.pks[keep]
+
+    def unknown_categories(self, wanted: Iterable[str]) -> list[str]:
+        """The categories asked for that no paper here has (a typo, or another field's scheme)."""
+        return [c for c in wanted if not any(category_matches(name, c) for name in self.categories)]
 
     def patched(self, fresh: FilterColumns, removed: Iterable[int] = ()) -> FilterColumns:
         """These columns with ``fresh``'s papers replaced or added and ``removed`` dropped (a copy).

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,21 +41,23 @@ from .errors import (
     IndexMismatch,
     IndexNotFound,
     InvalidInput,
+    ManifestUnreadable,
     NothingToIngest,
     PaperlensError,
+    PaperNotFound,
 )
 from .faults import crash_point
 from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
-from .papers import InvalidRecord, Paper, normalise_id
+from .papers import InvalidRecord, Paper, doi_alias, lookup_keys, normalise_id
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 __all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "IngestReport", "Library", "Manifest",
-           "check_library", "delete", "ingest", "open_library"]
+           "check_library", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
 
 FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
@@ -85,7 +88,8 @@ class Manifest:
             data = json.loads((folder / MANIFEST_FILE).read_text())
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise PaperlensError(f"{folder / MANIFEST_FILE} is unreadable ({exc}); run 'paperlens check' or re-ingest") from None
+            raise ManifestUnreadable(f"{folder / MANIFEST_FILE} is unreadable ({exc}); "
+                                     f"'paperlens check --index {folder}' rebuilds it from the store") from None
 
     def write(self, folder: Path) -> None:
         self.updated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -204,8 +208,11 @@ def search_tuning(settings: Settings) -> SearchTuning:
     return SearchTuning(ef_search=settings.ef_search, nprobe=settings.nprobe, device="cpu" if settings.device == "cpu" else "auto")
 
 
-def open_library(settings: Settings, folder: Path | None = None, create: bool = False) -> Library:
-    """Open an index folder (create it when asked). Never re-encodes: a stale FAISS file is rebuilt from stored vectors."""
+def open_library(settings: Settings, folder: Path | None = None, create: bool = False, repair: bool = False) -> Library:
+    """Open an index folder (create it when asked). Never re-encodes: a stale FAISS file is rebuilt from stored vectors.
+
+    With ``repair`` ('paperlens check', 'paperlens serve') an unreadable manifest is rebuilt from the
+    store as a missing one is: the model and dimension are in the store, the layout follows the size."""
     folder = Path(folder or settings.index)
     if "\x00" in str(folder):
         raise InvalidInput("the index folder name contains a NUL character")
@@ -216,20 +223,29 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
             raise IndexNotFound(f"no index at {folder}: build one with 'paperlens ingest FILE --index {folder}'")
         folder.mkdir(parents=True, exist_ok=True)
     recovered = _remove_interrupted_saves(folder)
-    manifest = Manifest.read(folder) if (folder / MANIFEST_FILE).exists() else None
-    if manifest:
-        if manifest.format_version > FORMAT_VERSION:
-            raise IndexMismatch(f"{folder} was written by a newer paperlens (format {manifest.format_version})")
-        if settings.model and model_identity(settings.model) != manifest.model:
-            raise IndexMismatch(
-                f"{folder} was built with model {manifest.model!r}, but {model_identity(settings.model)!r} is configured; "
-                "results would be meaningless. Use the index's model (leave PAPERLENS_MODEL unset) or build a new index."
-            )
+    manifest, damaged = None, None
+    if (folder / MANIFEST_FILE).exists():
+        try:
+            manifest = Manifest.read(folder)
+        except ManifestUnreadable:
+            if not repair:
+                raise
+            damaged = f"{MANIFEST_FILE} was unreadable"
     store = Store(folder / STORE_FILE)
     if manifest is None:
         manifest = _manifest_from_store(store, settings)
+        if manifest and damaged:
+            manifest.write(folder)  # in place of the damaged one; the caches' rebuilds below complete it
         if manifest:
-            recovered.append(f"{MANIFEST_FILE} was missing: model and dimension recovered from the store")
+            recovered.append(f"{damaged or MANIFEST_FILE + ' was missing'}: model and dimension recovered from the store")
+        elif damaged:  # nothing stored yet: the next ingest writes a new one
+            (folder / MANIFEST_FILE).unlink()
+            recovered.append(f"{damaged}: removed (the store holds no vectors yet)")
+    try:
+        _check_manifest(folder, manifest, settings)
+    except PaperlensError:
+        store.close()
+        raise
     library = Library(folder, settings, store, manifest)
     library.recovered = recovered
     for cache in library.caches:
@@ -239,6 +255,18 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
             library.recovered.append(f"rebuilt {cache.name} from the store: {problem}")
             cache.rebuild()
     return library
+
+
+def _check_manifest(folder: Path, manifest: Manifest | None, settings: Settings) -> None:
+    if manifest is None:
+        return
+    if manifest.format_version > FORMAT_VERSION:
+        raise IndexMismatch(f"{folder} was written by a newer paperlens (format {manifest.format_version})")
+    if settings.model and model_identity(settings.model) != manifest.model:
+        raise IndexMismatch(
+            f"{folder} was built with model {manifest.model!r}, but {model_identity(settings.model)!r} is configured; "
+            "results would be meaningless. Use the index's model (leave PAPERLENS_MODEL unset) or build a new index."
+        )
 
 
 def _remove_interrupted_saves(folder: Path) -> list[str]:
@@ -289,6 +317,8 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
+            library.store.add_aliases((alias, outcome.pk) for paper, outcome in zip(papers, outcomes)
+                                      if (alias := doi_alias(paper.extra.get("doi"))))
             if to_encode:
                 library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
                 library.store.bump_generation([outcomes[i].pk for i in to_encode])
@@ -327,8 +357,32 @@ def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: d
     return {**encoded, **dict(zip(missing, vectors))}
 
 
+def resolve_ids(library: Library, raw_ids: Iterable[str]) -> dict[str, str]:
+    """The stored id of each id a user gives, as the API and the CLI both take them: an arXiv id with
+    or without its version or 'arXiv:' prefix, a DOI (bare, 'doi:' or a doi.org link), or any stored id.
+    Ids not in the index are left out; a malformed one is InvalidInput (a 422, not a 404)."""
+    keys: dict[str, list[str]] = {}
+    for raw in raw_ids:
+        try:
+            keys[raw] = lookup_keys(raw) if isinstance(raw, str) else []
+        except InvalidRecord as exc:
+            raise InvalidInput(str(exc)) from None
+    found = library.store.resolve([key for options in keys.values() for key in options])
+    return {raw: next(found[key] for key in options if key in found) for raw, options in keys.items()
+            if any(key in found for key in options)}
+
+
+def resolve_id(library: Library, raw_id: str) -> str:
+    """The stored id for ``raw_id`` (see ``resolve_ids``), or PaperNotFound."""
+    found = resolve_ids(library, [raw_id])
+    if raw_id not in found:
+        raise PaperNotFound(raw_id)
+    return found[raw_id]
+
+
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
-    """Remove papers from the store and the index; returns the ids that existed."""
+    """Remove papers from the store and the index; returns the stored ids of those that existed."""
+    paper_ids = list(dict.fromkeys(resolve_ids(library, paper_ids).values()))
     with library.lock:
         found = library.store.pks_for_ids(paper_ids)
         if not found:

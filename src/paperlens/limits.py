@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import Settings
 from .errors import InvalidInput
-from .papers import InvalidRecord, Paper, Skipped, normalise_id
+from .papers import InvalidRecord, Paper, Skipped, doi_alias, normalise_id
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -26,15 +26,17 @@ def check_paper_id(paper_id: str) -> str:
     try:
         return normalise_id(paper_id)
     except InvalidRecord as exc:
+        if doi_alias(paper_id):  # a DOI may hold characters no stored id does: it is looked up as an alias
+            return paper_id.strip()
         raise InvalidInput(str(exc)) from None
 
 
 def check_paper_sizes(settings: Settings, papers: list[Paper]) -> None:
     """Refuse the whole batch if one text is over the limits: the caller trims and resends."""
-    for paper in papers:
+    for number, paper in enumerate(papers, start=1):
         oversized = paper_size_problem(settings, paper)
         if oversized:
-            raise InvalidInput(f"paper {paper.id!r}: {oversized}")
+            raise InvalidInput(f"{paper_label(number, paper)}: {oversized}")
 
 
 def check_paper_count(settings: Settings, count: int) -> None:
@@ -46,13 +48,20 @@ def check_paper_count(settings: Settings, count: int) -> None:
 def skip_oversized(settings: Settings, papers: list[Paper]) -> tuple[list[Paper], list[Skipped]]:
     """For files: an oversized record is skipped and reported like an unreadable one, the rest go in."""
     kept, skipped = [], []
-    for paper in papers:
+    for number, paper in enumerate(papers, start=1):
         problem = paper_size_problem(settings, paper)
         if problem:
-            skipped.append(Skipped(None, f"paper {paper.id!r}: {problem}"))
+            skipped.append(Skipped(None, f"{paper_label(number, paper)}: {problem}"))
         else:
             kept.append(paper)
     return kept, skipped
+
+
+def paper_label(number: int, paper: Paper) -> str:
+    """'paper 2 (“Title…”)': where the sender finds it, by position (1-based) and title; not the
+    id, which for a paper without one is a hash the sender never saw."""
+    title = paper.title[:60] + ("…" if len(paper.title) > 60 else "")
+    return f"paper {number}" + (f" (“{title}”)" if title else "")
 
 
 def paper_size_problem(settings: Settings, paper: Paper) -> str | None:

@@ -23,6 +23,8 @@ from .errors import InvalidInput
 
 FORMATS = ("jsonl", "json", "csv", "parquet", "beir", "arxiv", "oai", "listing")
 
+# Text files are read as UTF-8 strictly (a byte-order mark allowed); anything else is detected or refused.
+UTF8 = "utf-8-sig"
 MAX_ID_CHARS = 200
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$")
 _ARXIV_NEW = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5})(?:v\d+)?$", re.IGNORECASE)
@@ -70,6 +72,8 @@ class ReadResult:
     format: str
     papers: list[Paper]
     skipped: list[Skipped]
+    encoding: str = "utf-8"  # another one only when the file is not UTF-8 (see detect_encoding)
+    layout: str | None = None  # CSV and TSV: the delimiter and the columns read (CsvLayout.describe)
 
 
 class InvalidRecord(ValueError):
@@ -107,6 +111,31 @@ def validate_id(paper_id: str) -> str:
             f"invalid paper id {str(paper_id)[:80]!r}: use letters, digits and . _ : / - (at most {MAX_ID_CHARS})"
         )
     return paper_id
+
+
+_DOI = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
+
+
+def doi_alias(raw: Any) -> str | None:
+    """'10.1145/3292500.3330701', 'doi:10.…' or 'https://doi.org/10.…' → 'doi:10.1145/3292500.3330701'
+    (DOIs are case-insensitive); None for anything else."""
+    if not isinstance(raw, str):
+        return None
+    match = _DOI.match(raw.strip())
+    return f"doi:{match.group(1).lower()}" if match else None
+
+
+def lookup_keys(raw: str) -> list[str]:
+    """What a user-given id may be stored as: the id as ingest normalises it ('arXiv:2301.01234v2' →
+    '2301.01234'), and a DOI's alias. InvalidRecord when it can be neither."""
+    alias = doi_alias(raw)
+    try:
+        keys = [normalise_id(raw)]
+    except InvalidRecord:
+        if alias is None:
+            raise
+        keys = []
+    return keys + ([alias] if alias else [])
 
 
 def normalise_id(raw: Any) -> str:
@@ -148,15 +177,27 @@ def parse_date(value: Any) -> str | None:
 
 def clean_text(text: str) -> str:
     """Unpaired surrogates (from a JSON '\\ud800' escape or undecodable argv bytes) become U+FFFD:
-    SQLite, the tokenizer and UTF-8 responses all refuse them."""
+    for messages that echo input. Stored text never holds one (``valid_text`` refuses it)."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def valid_text(text: str, name: str) -> str:
+    """Text as given, or the record is refused: an unpaired surrogate (a JSON '\\ud800' escape) is not
+    Unicode, and replacing it would put a U+FFFD in the store in place of what the source meant."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord(f"{name} holds an unpaired surrogate (\\u{ord(text[exc.start]):04x}), not valid Unicode") from None
+    return text
 
 
 def _clean_json(value: Any) -> Any:
     """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), no surrogates."""
     try:
-        return json.loads(clean_text(json.dumps(value, ensure_ascii=False, allow_nan=False)))
+        return json.loads(valid_text(json.dumps(value, ensure_ascii=False, allow_nan=False), "extra"))
     except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, InvalidRecord):
+            raise
         raise InvalidRecord(f"extra must be plain JSON ({exc.__class__.__name__})") from None
 
 
@@ -167,7 +208,7 @@ def _text_field(record: dict[str, Any], *names: str) -> str:
             continue
         if not isinstance(value, str):
             raise InvalidRecord(f"{name} must be a string, got {type(value).__name__}")
-        return " ".join(clean_text(value).split())
+        return " ".join(valid_text(value, name).split())
     return ""
 
 
@@ -175,11 +216,11 @@ def _list_field(value: Any, name: str, split: Callable[[str], list[str]]) -> lis
     if value is None or value == "":
         return []
     if isinstance(value, str):
-        return [part.strip() for part in split(clean_text(value)) if part.strip()]
+        return [part.strip() for part in split(valid_text(value, name)) if part.strip()]
     if isinstance(value, (list, tuple)):
         if not all(isinstance(item, str) for item in value):
             raise InvalidRecord(f"{name} must be a list of strings")
-        return [clean_text(item).strip() for item in value if item.strip()]
+        return [valid_text(item, name).strip() for item in value if item.strip()]
     raise InvalidRecord(f"{name} must be a list or a string, got {type(value).__name__}")
 
 
@@ -267,8 +308,8 @@ def _jsonable(value: Any) -> bool:
 Row = tuple[int | None, "Paper | InvalidRecord"]
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8", errors="replace") as handle:
+def _json_lines(path: Path, encoding: str = UTF8) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding=encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -291,13 +332,13 @@ def _convert_rows(rows: Iterable[tuple[int | None, Any]], source: str, convert=p
             yield line, exc
 
 
-def read_jsonl(path: Path) -> Iterator[Row]:
-    return _convert_rows(_json_lines(path), "jsonl")
+def read_jsonl(path: Path, encoding: str = UTF8) -> Iterator[Row]:
+    return _convert_rows(_json_lines(path, encoding), "jsonl")
 
 
-def read_json(path: Path) -> Iterator[Row]:
+def read_json(path: Path, encoding: str = UTF8) -> Iterator[Row]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+        data = json.loads(path.read_text(encoding=encoding))
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:
@@ -309,18 +350,78 @@ def read_json(path: Path) -> Iterator[Row]:
     return _convert_rows(((i, record) for i, record in enumerate(data, start=1)), "json")
 
 
-def read_csv(path: Path) -> Iterator[Row]:
+# Header names a CSV or TSV file may use for each field (compared lower-case, with spaces and
+# hyphens as underscores); the first one present is used. Other columns go to ``extra``.
+CSV_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "paper_id", "arxiv_id", "_id", "identifier"),
+    "title": ("title", "paper_title", "name", "headline"),
+    "abstract": ("abstract", "summary", "text", "description", "paper_abstract", "body"),
+    "authors": ("authors", "author", "creators", "author_names"),
+    "date": ("date", "published", "publication_date", "pub_date", "update_date", "created", "year"),
+    "categories": ("categories", "category", "tags", "subjects"),
+    "popularity": ("popularity", "upvotes", "citations", "citation_count"),
+    "url": ("url", "link", "pdf_url"),
+}
+CSV_DELIMITERS = (",", "\t", ";", "|")
+
+
+@dataclass
+class CsvLayout:
+    """How a CSV or TSV file is read: its delimiter and which header feeds which field."""
+
+    delimiter: str
+    headers: list[str]
+    columns: dict[str, str]  # field -> the header it is read from
+
+    def describe(self) -> str:
+        """'tab-separated; title from "Name", abstract from "Summary"' for the ingest summary."""
+        delimiter = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[self.delimiter]
+        used = ", ".join(f"{field} from {header!r}" for field, header in self.columns.items())
+        return f"{delimiter}-separated; {used}"
+
+
+def _header_key(header: str) -> str:
+    return re.sub(r"[\s\-]+", "_", header.strip().lower())
+
+
+def csv_layout(path: Path, encoding: str = UTF8) -> CsvLayout:
+    """The delimiter is the one the header line holds most of (headers rarely contain one, abstracts
+    often do); a file with no title and no abstract column is refused once, with what it has."""
+    with path.open(newline="", encoding=encoding) as handle:
+        first = handle.readline()
+    delimiter = max(CSV_DELIMITERS, key=first.count) if any(d in first for d in CSV_DELIMITERS) else (
+        "\t" if path.suffix.lower() == ".tsv" else ",")
+    headers = next(csv.reader([first], delimiter=delimiter), [])
+    keys = {_header_key(h): h for h in headers if h.strip()}
+    columns = {}
+    for field_name, names in CSV_COLUMNS.items():
+        found = next((keys[name] for name in names if name in keys), None)
+        if found is not None:
+            columns[field_name] = found
+    if "title" not in columns and "abstract" not in columns:
+        accepted = "; ".join(f"{field_name}: {', '.join(names)}" for field_name, names in CSV_COLUMNS.items()
+                             if field_name in ("title", "abstract"))
+        raise InvalidInput(f"{path}: no title or abstract column (found: {', '.join(headers) or 'none'}). "
+                           f"Columns read: {accepted}")
+    return CsvLayout(delimiter, headers, columns)
+
+
+def read_csv(path: Path, encoding: str = UTF8) -> Iterator[Row]:
+    layout = csv_layout(path, encoding)
+    rename = {header: field_name for field_name, header in layout.columns.items()}
+
     def rows() -> Iterator[tuple[int, Any]]:
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            reader = csv.DictReader(handle)
+        with path.open(newline="", encoding=encoding) as handle:
+            reader = csv.DictReader(handle, delimiter=layout.delimiter)
             for record in reader:
                 # line_num counts the header, so it is the physical line of this row
-                yield reader.line_num, {k.strip().lower(): v for k, v in record.items() if k}
+                yield reader.line_num, {rename.get(k, _header_key(k)): v for k, v in record.items()
+                                        if k and (k in rename or _header_key(k) not in _KNOWN_KEYS)}
 
     return _convert_rows(rows(), "csv")
 
 
-def read_parquet(path: Path) -> Iterator[Row]:
+def read_parquet(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # binary: Parquet strings are UTF-8
     import pyarrow.parquet as pq
 
     try:
@@ -330,11 +431,15 @@ def read_parquet(path: Path) -> Iterator[Row]:
     return _convert_rows(((i, record) for i, record in enumerate(table.to_pylist(), start=1)), "parquet")
 
 
-def read_beir(path: Path) -> Iterator[Row]:
-    corpus = path / "corpus.jsonl" if path.is_dir() else path
+def read_beir(path: Path, encoding: str = UTF8) -> Iterator[Row]:
+    corpus = beir_corpus(path)
     if not corpus.exists():
         raise InvalidInput(f"{path}: a BEIR folder needs corpus.jsonl")
-    return _convert_rows(_json_lines(corpus), "beir")
+    return _convert_rows(_json_lines(corpus, encoding), "beir")
+
+
+def beir_corpus(path: Path) -> Path:
+    return path / "corpus.jsonl" if path.is_dir() else path
 
 
 def _arxiv_snapshot_record(record: Any, source: str) -> Paper:
@@ -354,8 +459,8 @@ def _arxiv_snapshot_record(record: Any, source: str) -> Paper:
     return paper
 
 
-def read_arxiv(path: Path) -> Iterator[Row]:
-    return _convert_rows(_json_lines(path), "arxiv", _arxiv_snapshot_record)
+def read_arxiv(path: Path, encoding: str = UTF8) -> Iterator[Row]:
+    return _convert_rows(_json_lines(path, encoding), "arxiv", _arxiv_snapshot_record)
 
 
 def _local(tag: str) -> str:
@@ -393,7 +498,7 @@ def _oai_record(element: ET.Element) -> dict[str, Any]:
     }
 
 
-def read_oai(path: Path) -> Iterator[Row]:
+def read_oai(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # XML declares its own encoding
     def rows() -> Iterator[tuple[int | None, Any]]:
         number = 0
         try:
@@ -443,9 +548,9 @@ def _listing_metadata(block: list[str]) -> dict[str, Any] | None:
     return meta
 
 
-def read_listing(path: Path) -> Iterator[Row]:
+def read_listing(path: Path, encoding: str = UTF8) -> Iterator[Row]:
     """The daily-papers listing text: title, abstract, then an optional metadata block."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding=encoding)
     blocks: list[tuple[int, list[str]]] = []
     current: list[str] = []
     start = 1
@@ -493,7 +598,7 @@ def read_listing(path: Path) -> Iterator[Row]:
     return _convert_rows(iter(records), "listing", convert)
 
 
-READERS: dict[str, Callable[[Path], Iterator[Row]]] = {
+READERS: dict[str, Callable[[Path, str], Iterator[Row]]] = {
     "jsonl": read_jsonl,
     "json": read_json,
     "csv": read_csv,
@@ -551,17 +656,67 @@ def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if path.is_dir() and fmt != "beir":
         raise InvalidInput(f"{path} is a folder; only the beir format reads folders")
+    encoding = UTF8
+    try:
+        papers, skipped = _read_all(READERS[fmt](path, encoding))
+    except UnicodeDecodeError:
+        # Not UTF-8: read it again whole in the encoding it is in, or refuse it. Never decoded with
+        # replacement characters, which would be stored (and searched, and exported) as U+FFFD.
+        source = beir_corpus(path)
+        encoding = detect_encoding(source)
+        try:
+            papers, skipped = _read_all(READERS[fmt](path, encoding))
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{source}: {undecodable_at(source.read_bytes(), encoding)} (tried {encoding}); "
+                               "save it as UTF-8") from None
+    layout = csv_layout(path, encoding).describe() if fmt == "csv" else None
+    return ReadResult(str(path), fmt, papers, skipped, "utf-8" if encoding == UTF8 else encoding, layout)
+
+
+def _read_all(rows: Iterable[Row]) -> tuple[list[Paper], list[Skipped]]:
     papers: list[Paper] = []
     skipped: list[Skipped] = []
+    for line, item in rows:
+        if isinstance(item, Paper):
+            papers.append(item)
+        else:
+            skipped.append(Skipped(line, str(item)))
+    return papers, skipped
+
+
+# The most common encoding of Western text that is not UTF-8 (a superset of Latin-1's printable
+# characters). On a short file charset-normalizer finds several single-byte code pages equally
+# plausible (for "Café résumé of naïve methods": cp775, cp1250, cp1252 and cp1257, all without
+# chaos); among those that fit equally well this one is taken.
+PREFERRED_ENCODINGS = ("cp1252",)
+
+
+def detect_encoding(path: Path) -> str:
+    """The encoding of a file that is not UTF-8 (charset-normalizer), or InvalidInput naming the
+    first line and byte that is not UTF-8 when no encoding fits."""
+    from charset_normalizer import from_bytes
+
+    data = path.read_bytes()
+    matches = list(from_bytes(data))
+    if matches:
+        least = min(match.chaos for match in matches)
+        plausible = [match for match in matches if match.chaos <= least + 0.02]
+        for preferred in PREFERRED_ENCODINGS:
+            if any(preferred in match.could_be_from_charset for match in plausible):
+                return preferred
+        return plausible[0].encoding
+    raise InvalidInput(f"{path}: {undecodable_at(data, UTF8)} and no other encoding fits; save it as UTF-8")
+
+
+def undecodable_at(data: bytes, encoding: str) -> str:
+    """'line 3: byte 0xe9 is not cp1252', the first place where ``data`` does not decode."""
     try:
-        for line, item in READERS[fmt](path):
-            if isinstance(item, Paper):
-                papers.append(item)
-            else:
-                skipped.append(Skipped(line, str(item)))
+        data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not text in UTF-8 ({exc.reason})") from None
-    return ReadResult(str(path), fmt, papers, skipped)
+        line = data.count(b"\n", 0, exc.start) + 1
+        name = "UTF-8" if encoding == UTF8 else encoding
+        return f"line {line}: byte 0x{data[exc.start]:02x} is not {name}"
+    return f"it does not decode as {encoding}"
 
 
 def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[Paper], list[Skipped]]:
@@ -575,14 +730,21 @@ def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[P
     return papers, skipped
 
 
-def author_line(paper: Paper, limit: int = 3) -> str:
-    """'A, B, C et al.' or, for listings that give only a count or an organisation, that."""
+def author_count(paper: Paper) -> int:
+    """How many authors: the names when the source gives them, else the count a listing gives ('• 4 authors')."""
     if paper.authors:
-        names = ", ".join(paper.authors[:limit])
-        return names + (" et al." if len(paper.authors) > limit else "")
-    if paper.extra.get("organisation"):
-        return str(paper.extra["organisation"])
-    if paper.extra.get("author_count"):
-        count = paper.extra["author_count"]
+        return len(paper.authors)
+    count = paper.extra.get("author_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def author_line(authors: list[str], count: int = 0, limit: int = 3) -> str:
+    """The authors as people read them, made at the edge (CLI table, web page): 'A', 'A and B',
+    'A, B and C', 'A, B, C et al.', or '4 authors' when only a count is known; '' when nothing is."""
+    if authors:
+        if len(authors) > limit:
+            return ", ".join(authors[:limit]) + " et al."
+        return authors[0] if len(authors) == 1 else ", ".join(authors[:-1]) + " and " + authors[-1]
+    if count:
         return f"{count} author{'s' if count != 1 else ''}"
     return ""

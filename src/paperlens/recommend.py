@@ -22,8 +22,8 @@ from typing import Literal
 import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
-from .library import Library
-from .limits import check_example_count, check_paper_id
+from .library import Library, resolve_ids
+from .limits import check_example_count
 from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, more_like_this, rank, rank_by_vector, to_hits
 
 Strategy = Literal["grouped", "nearest", "centroid"]
@@ -71,11 +71,14 @@ def _resolve(library: Library, examples: list[Example], what: str) -> tuple[list
         # An upper bound too: float32 sums of 1e300 weights overflow to inf and every score to NaN.
         if not (0 < example.weight <= MAX_WEIGHT):
             raise InvalidInput(f"weight of {what} paper {example.id!r} must be in (0, {MAX_WEIGHT:g}], got {example.weight}")
+    stored = resolve_ids(library, [e.id for e in examples])
     for example in examples:
-        example.id = check_paper_id(example.id)
+        if example.id not in stored:
+            raise PaperNotFound(example.id)
+        example.id = stored[example.id]
     found = library.store.pks_for_ids(e.id for e in examples)
     for example in examples:
-        if example.id not in found:
+        if example.id not in found:  # deleted meanwhile
             raise PaperNotFound(example.id)
     pks = [found[e.id] for e in examples]
     weights = np.array([e.weight for e in examples], dtype=np.float32)

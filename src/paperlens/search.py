@@ -25,8 +25,8 @@ import numpy as np
 
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
-from .library import Library
-from .papers import InvalidRecord, Paper, author_line, clean_text, parse_date
+from .library import Library, resolve_id
+from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
 from .store import Filters
 
 __all__ = [
@@ -60,11 +60,12 @@ class Hit:
     title: str
     score: float
     date: str | None
-    authors: str
+    authors: list[str]  # names; empty when the source gives only a count (author_count)
     url: str | None
     snippet: str
     categories: list[str] = field(default_factory=list)
     popularity: float = 0.0
+    author_count: int = 0  # len(authors), or the count a listing gives without names ("4 authors")
 
 
 def snippet(text: str, limit: int) -> str:
@@ -111,8 +112,18 @@ def check_text(library: Library, text: str, what: str = "query") -> str:
 
 
 def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
-    """The pks that pass the filters, None when no filter is set (everything passes)."""
-    return library.filter_columns().allowed(filters) if filters is not None and filters.active() else None
+    """The pks that pass the filters, None when no filter is set (everything passes). A category no
+    paper has is an error that says so, not an empty answer that looks like no match."""
+    if filters is None or not filters.active():
+        return None
+    columns = library.filter_columns()
+    unknown = columns.unknown_categories(filters.categories)
+    if unknown:
+        known = sorted(columns.categories)
+        listed = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
+        raise InvalidInput(f"no paper in this index has the category {unknown[0]!r}"
+                           + (f"; its categories: {listed}" if known else "; its papers have no categories"))
+    return columns.allowed(filters)
 
 
 # Approximate layouts (HNSW with SQ8, IVF-PQ) return this many candidates at least, re-scored
@@ -157,8 +168,8 @@ def to_hits(library: Library, ranked: list[tuple[int, float]]) -> list[Hit]:
         if pk not in stored:  # deleted between the search and this read
             continue
         paper: Paper = stored[pk].paper
-        hits.append(Hit(paper.id, paper.title, round(score, 6), paper.date, author_line(paper), paper.url,
-                        snippet(paper.abstract, limit), paper.categories, paper.popularity))
+        hits.append(Hit(paper.id, paper.title, round(score, 6), paper.date, paper.authors, paper.url,
+                        snippet(paper.abstract, limit), paper.categories, paper.popularity, author_count(paper)))
     return hits
 
 
@@ -398,7 +409,7 @@ def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filt
     its duplicates left out."""
     check_k(library, k)
     mode = check_mode(library, mode)
-    found = library.store.paper_and_copies(paper_id)
+    found = library.store.paper_and_copies(resolve_id(library, paper_id))
     if found is None:
         raise PaperNotFound(paper_id)
     pk, copies = found

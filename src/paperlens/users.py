@@ -18,7 +18,7 @@ from .errors import (
     PaperNotFound,
     UserNotFound,
 )
-from .library import Library
+from .library import Library, resolve_id, resolve_ids
 from .store import CollectionRow, InteractionRow, InterestRow, UserRow, UserStore
 
 KINDS: tuple[str, ...] = ("like", "dislike", "save", "seen", "not_interested")
@@ -106,6 +106,10 @@ def summarise_user(library: Library, user_id: int) -> UserSummary:
                        [i.text for i in store.interests(user.id)], [c.name for c in store.collections(user.id)])
 
 
+def list_users(library: Library) -> list[UserSummary]:
+    return [summarise_user(library, user.id) for user in users(library).list_users()]
+
+
 def delete_user(library: Library, user_id: int) -> None:
     with library.store.transaction():
         if not users(library).delete_user(int(user_id)):
@@ -113,15 +117,16 @@ def delete_user(library: Library, user_id: int) -> None:
 
 
 def _check_paper(library: Library, paper_id: str) -> str:
-    if not isinstance(paper_id, str) or library.store.get(paper_id) is None:
+    """The stored id of a paper given as the API and the CLI take ids (library.resolve_id)."""
+    if not isinstance(paper_id, str):
         raise PaperNotFound(str(paper_id))
-    return paper_id
+    return resolve_id(library, paper_id)
 
 
 def record_interaction(library: Library, user_id: int, paper_id: str, kind: str) -> InteractionRow:
     """Like and dislike exclude each other: the newer one replaces the older."""
     check_kind(kind)
-    _check_paper(library, paper_id)
+    paper_id = _check_paper(library, paper_id)
     opposite = {"like": "dislike", "dislike": "like"}.get(kind)
     with library.store.transaction():
         get_user(library, user_id)
@@ -139,6 +144,7 @@ def list_interactions(library: Library, user_id: int, kind: str | None = None) -
 def remove_interaction(library: Library, user_id: int, paper_id: str, kind: str | None = None) -> int:
     if kind is not None:
         check_kind(kind)
+    paper_id = resolve_ids(library, [paper_id]).get(paper_id, paper_id)
     with library.store.transaction():
         get_user(library, user_id)
         removed = users(library).delete_interactions(user_id, paper_id, kind)
@@ -194,7 +200,7 @@ def delete_collection(library: Library, user_id: int, name: str) -> None:
 
 
 def add_to_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
-    _check_paper(library, paper_id)
+    paper_id = _check_paper(library, paper_id)
     with library.store.transaction():
         get_collection(library, user_id, name)
         users(library).add_to_collection(user_id, name, paper_id)
@@ -202,6 +208,7 @@ def add_to_collection(library: Library, user_id: int, name: str, paper_id: str) 
 
 
 def remove_from_collection(library: Library, user_id: int, name: str, paper_id: str) -> CollectionRow:
+    paper_id = resolve_ids(library, [paper_id]).get(paper_id, paper_id)  # a paper deleted since can still be taken out
     with library.store.transaction():
         get_collection(library, user_id, name)
         if not users(library).remove_from_collection(user_id, name, paper_id):

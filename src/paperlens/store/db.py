@@ -131,6 +131,18 @@ MIGRATIONS: list[str] = [
     INSERT OR REPLACE INTO meta(key, value)
         SELECT 'changes_from', COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0');
     """,
+    # 8: other names of a stored paper (its DOI as 'doi:10.…', lower-case), so that every id a
+    # source gives resolves to the one entry, in the API and the CLI alike (library.resolve_ids).
+    """
+    CREATE TABLE paper_aliases (
+        alias TEXT PRIMARY KEY,
+        pk INTEGER NOT NULL REFERENCES papers(pk) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_aliases_pk ON paper_aliases(pk);
+    INSERT OR IGNORE INTO paper_aliases(alias, pk)
+        SELECT 'doi:' || lower(trim(json_extract(extra, '$.doi'))), pk FROM papers
+        WHERE json_type(extra, '$.doi') = 'text' AND trim(json_extract(extra, '$.doi')) != '';
+    """,
 ]
 
 

@@ -121,6 +121,19 @@ class PaperTable(Database):
             return None
         return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
 
+    def resolve(self, keys: Iterable[str]) -> dict[str, str]:
+        """Stored ids by lookup key: a paper's own id, or one of its aliases (paper_aliases)."""
+        keys = list(dict.fromkeys(keys))
+        found = {row[0]: row[0] for row in self.select_in("SELECT id FROM papers WHERE id IN ({marks})", keys)}
+        rest = [key for key in keys if key not in found]
+        found.update({row[0]: row[1] for row in self.select_in(
+            "SELECT a.alias, p.id FROM paper_aliases a JOIN papers p ON p.pk = a.pk WHERE a.alias IN ({marks})", rest)})
+        return found
+
+    def add_aliases(self, pairs: Iterable[tuple[str, int]]) -> None:
+        """Other names of stored papers, in the caller's transaction; a name already taken keeps its paper."""
+        self.conn.executemany("INSERT OR IGNORE INTO paper_aliases(alias, pk) VALUES (?, ?)", list(pairs))
+
     def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         return {row[0]: row[1] for row in self.select_in("SELECT id, text_hash FROM papers WHERE id IN ({marks})", ids)}
 

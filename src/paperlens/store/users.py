@@ -68,6 +68,9 @@ class UserStore:
         row = self.conn.execute("SELECT id, name, created_at FROM users WHERE id = ?", (user_id,)).fetchone()
         return UserRow(*row) if row else None
 
+    def list_users(self) -> list[UserRow]:
+        return [UserRow(*row) for row in self.conn.execute("SELECT id, name, created_at FROM users ORDER BY id")]
+
     def delete_user(self, user_id: int) -> bool:
         """Interactions, interests and collections go with the user (ON DELETE CASCADE)."""
         return self.conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0

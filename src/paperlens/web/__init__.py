@@ -19,7 +19,7 @@ from ..api_deps import LibraryDep
 from ..errors import InvalidInput, PaperlensError, PaperNotFound, UserNotFound
 from ..exports import templates
 from ..feeds import user_feed
-from ..library import Library
+from ..library import Library, resolve_ids
 from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
 from ..store import UserRow
@@ -80,7 +80,7 @@ def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResp
         paper_id = check_paper_id(paper_id)
     except InvalidInput as exc:
         return _render(library, request, "message.html", status=422, message=str(exc))
-    stored = library.store.get(paper_id)
+    stored = library.store.get(resolve_ids(library, [paper_id]).get(paper_id, paper_id))
     if stored is None:
         return _render(library, request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
     return _render(library, request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
@@ -92,7 +92,31 @@ def feed_page(library: LibraryDep, request: Request) -> HTMLResponse:
     return _render(library, request, "feed.html", items=items)
 
 
+def add_api_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files installed with the fastapi-offline package, not
+    FastAPI's default CDN: the pages work on a machine without internet (create_app turns the
+    default pages off)."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    title = f"{app.title} API"
+
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=title, swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon.png")
+
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=title, redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
+
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/redoc", redoc, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+
+
 def add_web_routes(app: FastAPI) -> None:
+    add_api_docs(app)
     app.add_api_route("/", search_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/feed", feed_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/paper/{paper_id:path}", paper_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
