@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import shutil
 import threading
@@ -135,11 +136,21 @@ class KeywordIndex:
 
     @classmethod
     def recreate(cls, path: Path, rows: Iterable[Row], generation: int) -> KeywordIndex:
-        """A fresh index of ``rows`` in place of whatever the folder held (a stale or damaged copy)."""
+        """A fresh index of ``rows`` in place of whatever the folder held (a stale or damaged copy).
+
+        Built in a folder beside it, then renamed into place: removing the old folder in place
+        raced with tantivy's own handles on it ("Directory not empty"), and a crash midway now
+        leaves one whole folder, old or new."""
+        fresh = path.with_name(path.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        cls.open(fresh).write(rows, (), generation, heap=REBUILD_HEAP, threads=0)
         if path.exists():
-            shutil.rmtree(path)
+            os.replace(path, path.with_name(f"{path.name}.old-{os.getpid()}-{threading.get_ident()}"))
+        os.replace(fresh, path)
+        for old in path.parent.glob(f"{path.name}.old-*"):  # this one, and any an earlier crash left
+            shutil.rmtree(old, ignore_errors=True)
         keywords = cls.open(path)
-        keywords.write(rows, (), generation, heap=REBUILD_HEAP, threads=0)
+        keywords.generation = generation
         return keywords
 
     def __len__(self) -> int:
