@@ -32,3 +32,36 @@ def test_writes_roll_back_with_the_callers_transaction(tmp_path):
         raise RuntimeError
     assert store.changed_since(0).tolist() == [1, 2]
     assert store.users.get_user(1) is None
+
+
+def _store_at_version(path, version: int) -> None:
+    """An SQLite file as an older paperlens left it: the migrations up to ``version`` only."""
+    import sqlite3
+
+    from paperlens.store.db import MIGRATIONS, SQL_FUNCTIONS, _statements
+
+    conn = sqlite3.connect(path)
+    for name, (arity, function) in SQL_FUNCTIONS.items():
+        conn.create_function(name, arity, function, deterministic=True)
+    for script in MIGRATIONS[:version]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.commit()
+    conn.close()
+
+
+def test_an_older_file_learns_the_external_ids_of_its_papers(tmp_path):
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 7)
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
+                 "('h1', 't', 'a', '{\"doi\": \"https://doi.org/10.9/AB\", \"corpusId\": 42}', 'x', '', ''), "
+                 "('2301.00001', 't', 'a', '{}', 'y', '', '')")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.pk_for_external_id("DOI", "10.9/ab") == store.pk_for_external_id("CorpusId", "42") == 1
+    assert store.pk_for_external_id("ArXiv", "2301.00001v3") == 2

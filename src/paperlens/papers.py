@@ -176,6 +176,8 @@ def _list_field(value: Any, name: str, split: Callable[[str], list[str]]) -> lis
     if isinstance(value, str):
         return [part.strip() for part in split(clean_text(value)) if part.strip()]
     if isinstance(value, (list, tuple)):
+        # Semantic Scholar and OpenAlex-like records list authors as {"authorId", "name"} objects
+        value = [item["name"] if isinstance(item, dict) and isinstance(item.get("name"), str) else item for item in value]
         if not all(isinstance(item, str) for item in value):
             raise InvalidRecord(f"{name} must be a list of strings")
         return [clean_text(item).strip() for item in value if item.strip()]
@@ -382,7 +384,9 @@ def _oai_record(element: ET.Element) -> dict[str, Any]:
     dates = _children_text(element, "created") or _children_text(element, "date") or _children_text(element, "datestamp")
     titles = _children_text(element, "title")
     abstracts = _children_text(element, "abstract") or _children_text(element, "description")
+    dois = [t for t in _children_text(element, "doi") if t]
     return {
+        **({"doi": dois[0].split()[0]} if dois else {}),
         "id": raw_id,
         "title": titles[0] if titles else "",
         "abstract": abstracts[0] if abstracts else "",
@@ -572,6 +576,59 @@ def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[P
         else:
             skipped.append(Skipped(number, str(item)))
     return papers, skipped
+
+
+# --- the ids other services know a paper by ---------------------------------------------------
+
+# Semantic Scholar's names for a paper's ids (its ``externalIds`` keys), by the lower-cased prefix
+# its API accepts ('DOI:10.1/x', 'ARXIV:2301.00001', 'CorpusId:123'); 'S2PaperId' is S2's own sha.
+EXTERNAL_ID_PREFIXES = {"arxiv": "ArXiv", "doi": "DOI", "corpusid": "CorpusId", "mag": "MAG", "acl": "ACL",
+                        "pmid": "PubMed", "pmcid": "PubMedCentral", "dblp": "DBLP", "s2paperid": "S2PaperId"}
+_S2_SHA = re.compile(r"^[0-9a-f]{40}$")
+_DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
+
+
+def _id_value(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def external_ids(paper: Paper) -> dict[str, str]:
+    """The paper's ids under Semantic Scholar's names, from what the readers kept: an arXiv id as
+    the paper's own id, 'doi' (arXiv snapshot, OAI-PMH, OpenAlex, as a bare DOI or a doi.org URL),
+    and an S2 record's externalIds, corpusId and paperId (its sha, as 'S2PaperId')."""
+    extra = paper.extra
+    ids: dict[str, str] = {}
+    given = extra.get("externalIds")
+    if isinstance(given, dict):
+        ids.update({str(key): text for key, value in given.items() if (text := _id_value(value))})
+    openalex = extra.get("ids") if isinstance(extra.get("ids"), dict) else {}
+    doi = _id_value(extra.get("doi")) or _id_value(openalex.get("doi"))
+    if doi:
+        ids.setdefault("DOI", _DOI_URL.sub("", doi))
+    corpus = _id_value(extra.get("corpusId"))
+    if corpus and corpus.isdigit():
+        ids.setdefault("CorpusId", corpus)
+    sha = _id_value(extra.get("paperId"))
+    if sha and _S2_SHA.match(sha):
+        ids["S2PaperId"] = sha
+    arxiv = arxiv_base_id(paper.id) or (arxiv_base_id(ids["ArXiv"]) if "ArXiv" in ids else None)
+    if arxiv:
+        ids["ArXiv"] = arxiv
+    return ids
+
+
+def external_id_key(name: str, value: str) -> tuple[str, str]:
+    """How an id is looked up: the lower-cased prefix, and the value as compared (DOIs ignore case)."""
+    scheme = next((prefix for prefix, known in EXTERNAL_ID_PREFIXES.items() if known.lower() == name.lower()), name.lower())
+    value = value.strip()
+    if scheme == "doi":
+        value = _DOI_URL.sub("", value).lower()
+    elif scheme == "arxiv":
+        value = arxiv_base_id(value) or value
+    return scheme, value
 
 
 def author_line(paper: Paper, limit: int = 3) -> str:

@@ -8,11 +8,14 @@ A ``transaction()`` inside another is a SAVEPOINT: it rolls back alone and commi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..papers import Paper, external_id_key, external_ids
 
 MIGRATIONS: list[str] = [
     # 1: papers, their categories (for filters) and vectors
@@ -131,7 +134,32 @@ MIGRATIONS: list[str] = [
     INSERT OR REPLACE INTO meta(key, value)
         SELECT 'changes_from', COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0');
     """,
+    # 8: the ids other services know a paper by (DOI, arXiv, S2 CorpusId and sha, from the record's
+    # extra: papers.external_ids), so Semantic Scholar's id forms resolve with one indexed lookup.
+    """
+    CREATE TABLE paper_external_ids (
+        scheme TEXT NOT NULL,
+        value TEXT NOT NULL,
+        pk INTEGER NOT NULL REFERENCES papers(pk) ON DELETE CASCADE,
+        PRIMARY KEY (scheme, value, pk)
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_external_ids_pk ON paper_external_ids(pk);
+    INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk)
+        SELECT json_extract(key.value, '$[0]'), json_extract(key.value, '$[1]'), papers.pk
+        FROM papers, json_each(paperlens_external_ids(papers.id, papers.extra)) AS key;
+    """,
 ]
+
+
+def _external_id_rows(paper_id: str, extra: str) -> str:
+    """Migrations' view of papers.external_ids: [[scheme, value], ...] as JSON."""
+    paper = Paper(id=paper_id, title="", abstract="", extra=json.loads(extra or "{}"))
+    return json.dumps([list(external_id_key(name, value)) for name, value in external_ids(paper).items()])
+
+
+# Python functions the migrations call, registered on every connection: one definition of each
+# rule, shared by the writers and the migrations that apply it to older files.
+SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows)}
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -181,6 +209,8 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        for name, (arity, function) in SQL_FUNCTIONS.items():
+            conn.create_function(name, arity, function, deterministic=True)
         with self._connections_lock:
             self._connections.append(conn)
         return conn

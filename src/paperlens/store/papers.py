@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..filters import FilterColumns
-from ..papers import Paper
+from ..papers import Paper, external_id_key, external_ids
 from .db import Database, now
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -91,6 +91,7 @@ class PaperTable(Database):
                 "INSERT OR IGNORE INTO paper_categories(category, pk) VALUES (?, ?)",
                 [(category, pk) for category in paper.categories],
             )
+            self._put_external_ids(pk, paper)
             outcomes.append(UpsertOutcome(pk, paper.id, status))
         return outcomes
 
@@ -99,6 +100,17 @@ class PaperTable(Database):
         pks = list(self.pks_for_ids(ids).values())
         self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
         return pks
+
+    def _put_external_ids(self, pk: int, paper: Paper) -> None:
+        self.conn.execute("DELETE FROM paper_external_ids WHERE pk = ?", (pk,))
+        self.conn.executemany("INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk) VALUES (?, ?, ?)",
+                              [(*external_id_key(name, value), pk) for name, value in external_ids(paper).items()])
+
+    def pk_for_external_id(self, name: str, value: str) -> int | None:
+        """The paper known elsewhere by this id ('doi', '10.1/x'); the oldest when several are."""
+        row = self.conn.execute("SELECT MIN(pk) FROM paper_external_ids WHERE scheme = ? AND value = ?",
+                                external_id_key(name, value)).fetchone()
+        return row[0]
 
     def get(self, paper_id: str) -> StoredPaper | None:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
