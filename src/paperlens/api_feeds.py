@@ -1,16 +1,15 @@
 """HTTP routes of personal feeds: users, interactions, interests, collections and their feeds.
 
 Thin handlers over users.py, feeds.py and exports.py (``feed_document``: the same feed as the CLI
-writes), added to the app by ``add_feed_routes``. Also the Semantic-Scholar-compatible
-recommendations endpoint and the web page. Shared parameters and their checks: api_deps.py.
+writes), added to the app by ``add_feed_routes``, with the web page. Shared parameters and their checks: api_deps.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from pydantic import BaseModel, Field
 
 from . import users as user_ops
@@ -24,11 +23,8 @@ from .api_deps import (
     PaperId,
     WriteAccess,
 )
-from .errors import InvalidInput
-from .exports import export_items, feed_document
+from .exports import feed_document
 from .library import Library
-from .papers import Paper
-from .recommend import recommend
 from .search import Filters, Hit
 from .security import require_user
 from .store import CollectionRow, InteractionRow
@@ -105,30 +101,6 @@ class Feed(BaseModel):
     results: list[FeedEntry]
 
 
-class S2RecommendRequest(BaseModel):
-    positivePaperIds: list[str] = Field(..., min_length=1)
-    negativePaperIds: list[str] = []
-
-
-class S2Author(BaseModel):
-    name: str
-
-
-class S2Paper(BaseModel):
-    paperId: str
-    title: str
-    url: str | None
-    year: int | None
-    authors: list[S2Author]
-    abstract: str
-    publicationDate: str | None
-    externalIds: dict[str, str]
-
-
-class S2Recommendations(BaseModel):
-    recommendedPapers: list[S2Paper]
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
@@ -152,13 +124,6 @@ def _feed_response(library: Library, request: Request, user_id: int, k: int, fmt
     """JSON (checked against ``Feed``) or the Atom / BibTeX text, linked to the URL that was asked for."""
     document = feed_document(library, user_id, k, fmt, filters, str(request.url), mode, collection)
     return document.body if fmt == "json" else Response(document.body, media_type=document.media_type)
-
-
-def _s2_paper(paper: Paper) -> S2Paper:
-    external = {"ArXiv": paper.id} if paper.url and "arxiv.org" in paper.url else {}
-    return S2Paper(paperId=paper.id, title=paper.title, url=paper.url, year=int(paper.date[:4]) if paper.date else None,
-                   authors=[S2Author(name=name) for name in paper.authors], abstract=paper.abstract,
-                   publicationDate=paper.date, externalIds=external)
 
 
 # --- routes ----------------------------------------------------------------------------------------
@@ -285,18 +250,8 @@ def get_collection_feed_bib(library: LibraryDep, request: Request, filters: Filt
     return _feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
 
 
-@router.post("/recommendations/v1/papers", response_model=S2Recommendations, tags=["recommend"])
-def s2_recommendations(library: LibraryDep, body: S2RecommendRequest,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> S2Recommendations:
-    """Same request and response shape as Semantic Scholar's recommendations API, over this index."""
-    if len(body.positivePaperIds) + len(body.negativePaperIds) > library.settings.max_examples:
-        raise InvalidInput(f"at most {library.settings.max_examples} positive and negative paper ids together")
-    hits = recommend(library, body.positivePaperIds, body.negativePaperIds, k=min(limit, library.settings.max_k))
-    return S2Recommendations(recommendedPapers=[_s2_paper(item.paper) for item in export_items(library, hits)])
-
-
 def add_feed_routes(app: FastAPI) -> None:
-    """Users, feeds, collections, recommendations and the web page; call before the ``/papers/{id}`` catch-all."""
+    """Users, feeds, collections and the web page; call before the ``/papers/{id}`` catch-all."""
     from .web import add_web_routes
 
     app.include_router(router)
