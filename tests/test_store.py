@@ -65,3 +65,23 @@ def test_an_older_file_learns_the_external_ids_of_its_papers(tmp_path):
     store = Store(path)
     assert store.pk_for_external_id("DOI", "10.9/ab") == store.pk_for_external_id("CorpusId", "42") == 1
     assert store.pk_for_external_id("ArXiv", "2301.00001v3") == 2
+
+
+def test_an_older_file_loses_the_characters_xml_forbids(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 8)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, authors, categories, extra, url, text_hash, added_at, updated_at) "
+                 "VALUES ('p1', ?, ?, ?, ?, ?, ?, 'h', '', ''), ('p2', 'clean', 'clean', '[]', '[]', '{}', NULL, 'h2', '', '')",
+                 ("Ti\x00tle\ufffe", "Ab\x0cstract", '["Ada\\u0002 L"]', '["cs\\u0003.CL"]', '{"k": "v\\u0007"}', "http://x/\x01"))
+    conn.execute("INSERT INTO paper_categories(category, pk) VALUES (?, 1)", ("cs\x03.CL",))
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    paper = store.get("p1").paper
+    assert (paper.title, paper.abstract, paper.authors, paper.categories, paper.extra, paper.url) == (
+        "Title", "Ab stract", ["Ada L"], ["cs.CL"], {"k": "v"}, "http://x/")
+    assert [tuple(r) for r in store.conn.execute("SELECT category, pk FROM paper_categories")] == [("cs.CL", 1)]
+    assert store.get("p2").paper.title == "clean"

@@ -145,16 +145,43 @@ def parse_date(value: Any) -> str | None:
     raise InvalidRecord(f"unreadable date {text[:40]!r}")
 
 
+# Characters XML 1.0 forbids (C0 controls but tab, newline and CR; U+FFFE, U+FFFF): an Atom writer
+# refuses them and a BibTeX or HTML reader chokes on them. Those Python counts as whitespace (vertical
+# tab, form feed, the separators \x1c-\x1f) become a space, the rest are dropped.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def clean_text(text: str) -> str:
-    """Unpaired surrogates (from a JSON '\\ud800' escape or undecodable argv bytes) become U+FFFD:
-    SQLite, the tokenizer and UTF-8 responses all refuse them."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    """Text every store, index, response and export can hold: unpaired surrogates (from a JSON
+    '\\ud800' escape or undecodable argv bytes) become U+FFFD, as SQLite, the tokenizer and UTF-8
+    responses refuse them; characters XML 1.0 forbids are dropped (``_XML_FORBIDDEN``)."""
+    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _XML_FORBIDDEN.sub(lambda match: " " if match.group().isspace() else "", text)
+
+
+def clean_value(value: Any) -> Any:
+    """``clean_text`` on every string of a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(key)): clean_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_value(item) for item in value]
+    return value
+
+
+def clean_paper(paper: Paper) -> Paper:
+    """The paper with every text field cleaned: for exports of papers stored before ingest cleaned them."""
+    return Paper(id=paper.id, title=clean_text(paper.title), abstract=clean_text(paper.abstract),
+                 authors=clean_value(paper.authors), date=paper.date, categories=clean_value(paper.categories),
+                 popularity=paper.popularity, url=clean_text(paper.url) if paper.url else paper.url,
+                 source=clean_text(paper.source) if paper.source else paper.source, extra=clean_value(paper.extra))
 
 
 def _clean_json(value: Any) -> Any:
-    """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), no surrogates."""
+    """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), clean text."""
     try:
-        return json.loads(clean_text(json.dumps(value, ensure_ascii=False, allow_nan=False)))
+        return clean_value(json.loads(json.dumps(value, ensure_ascii=False, allow_nan=False)))
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRecord(f"extra must be plain JSON ({exc.__class__.__name__})") from None
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..papers import Paper, external_id_key, external_ids
+from ..papers import Paper, clean_text, clean_value, external_id_key, external_ids
 
 MIGRATIONS: list[str] = [
     # 1: papers, their categories (for filters) and vectors
@@ -148,6 +148,23 @@ MIGRATIONS: list[str] = [
         SELECT json_extract(key.value, '$[0]'), json_extract(key.value, '$[1]'), papers.pk
         FROM papers, json_each(paperlens_external_ids(papers.id, papers.extra)) AS key;
     """,
+    # 9: papers stored before ingest dropped the characters XML 1.0 forbids (papers.clean_text)
+    # lose them too, so no export meets them. text_hash stays: the vectors and the keyword index
+    # were made from text whose tokenizers skip those characters; a re-ingest re-encodes.
+    """
+    UPDATE papers SET
+        title = paperlens_clean_text(title), abstract = paperlens_clean_text(abstract),
+        authors = paperlens_clean_json(authors, 0), categories = paperlens_clean_json(categories, 0),
+        extra = paperlens_clean_json(extra, 1), url = paperlens_clean_text(url), source = paperlens_clean_text(source)
+    WHERE title IS NOT paperlens_clean_text(title) OR abstract IS NOT paperlens_clean_text(abstract)
+        OR authors IS NOT paperlens_clean_json(authors, 0) OR categories IS NOT paperlens_clean_json(categories, 0)
+        OR extra IS NOT paperlens_clean_json(extra, 1) OR url IS NOT paperlens_clean_text(url)
+        OR source IS NOT paperlens_clean_text(source);
+    DELETE FROM paper_categories WHERE category IS NOT paperlens_clean_text(category)
+        AND EXISTS (SELECT 1 FROM paper_categories AS clean
+                    WHERE clean.pk = paper_categories.pk AND clean.category = paperlens_clean_text(paper_categories.category));
+    UPDATE paper_categories SET category = paperlens_clean_text(category) WHERE category IS NOT paperlens_clean_text(category);
+    """,
 ]
 
 
@@ -157,9 +174,23 @@ def _external_id_rows(paper_id: str, extra: str) -> str:
     return json.dumps([list(external_id_key(name, value)) for name, value in external_ids(paper).items()])
 
 
+def _clean_column(text: str | None) -> str | None:
+    return clean_text(text) if isinstance(text, str) else text
+
+
+def _clean_json_column(text: str | None, sort_keys: int) -> str | None:
+    """A JSON column's strings cleaned, written as the store writes it (papers.py: upsert_papers)."""
+    if not isinstance(text, str):
+        return text
+    value = json.loads(text)
+    cleaned = clean_value(value)
+    return text if cleaned == value else json.dumps(cleaned, sort_keys=bool(sort_keys))
+
+
 # Python functions the migrations call, registered on every connection: one definition of each
 # rule, shared by the writers and the migrations that apply it to older files.
-SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows)}
+SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows), "paperlens_clean_text": (1, _clean_column),
+                 "paperlens_clean_json": (2, _clean_json_column)}
 
 
 def _statements(script: str) -> Iterator[str]:
