@@ -27,6 +27,7 @@ from .api_deps import (
     PaperId,
     WriteAccess,
 )
+from .api_feed_urls import add_feed_url_routes
 from .api_feeds import add_feed_routes
 from .api_s2 import add_s2_routes
 from .config import Settings
@@ -279,6 +280,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     # Users, feeds, collections and the web page (api_feeds.py); before the catch-all below.
     add_feed_routes(app)
     add_s2_routes(app)  # Semantic Scholar's API shapes (api_s2.py)
+    add_feed_url_routes(app)  # secret feed URLs for feed readers (api_feed_urls.py)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
     def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:

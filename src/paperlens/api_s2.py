@@ -95,9 +95,14 @@ class S2ErrorOut(BaseModel):
     error: str
 
 
+class UnroutedOut(BaseModel):
+    detail: str
+
+
 S2_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": S2ErrorOut, "description": "malformed request, or an unknown field"},
-    404: {"model": S2ErrorOut, "description": "no such paper"},
+    # An id with a newline matches no route (Starlette's path parameters stop at one): the server's own 404.
+    404: {"model": S2ErrorOut | UnroutedOut, "description": "no such paper"},
 }
 
 

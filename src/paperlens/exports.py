@@ -248,6 +248,11 @@ def feed_link(settings: Settings, user_id: int, format: str = "json", filters: F
     return f"{settings.public_url.rstrip('/')}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
 
 
+def secret_feed_urls(base_url: str, secret: str) -> dict[str, str]:
+    """Where a secret feed is served, by format: /feeds/{secret}.atom and .bib."""
+    return {format: f"{base_url.rstrip('/')}/feeds/{secret}{suffix}" for format, suffix in FEED_SUFFIX.items()}
+
+
 def feed_document(library: Library, user_id: int, k: int, format: str = "json", filters: Filters | None = None,
                   link: str | None = None, mode: str | None = None, collection: str | None = None) -> FeedDocument:
     """The user's feed, or more like one of their collections, as json / atom / bibtex / html (the digest).

@@ -165,6 +165,17 @@ MIGRATIONS: list[str] = [
                     WHERE clean.pk = paper_categories.pk AND clean.category = paperlens_clean_text(paper_categories.category));
     UPDATE paper_categories SET category = paperlens_clean_text(category) WHERE category IS NOT paperlens_clean_text(category);
     """,
+    # 10: secret feed URLs (/feeds/{secret}.atom) for feed readers, which cannot send a token:
+    # one per user feed (collection '') and per collection, kept as a SHA-256 of the secret.
+    """
+    CREATE TABLE feed_secrets (
+        secret_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        collection TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (user_id, collection)
+    );
+    """,
 ]
 
 
