@@ -7,6 +7,7 @@ import schemathesis
 from conftest import topic_papers
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -46,10 +47,7 @@ def test_generated_requests_get_no_5xx_and_match_the_schema(tmp_path):
 # (control characters included) reaches the Atom and BibTeX writers through the front door.
 USER_LINKS = {  # (path, method) of the operations a new user's id opens
     "feed": ("/users/{user_id}/feed", "get"), "feedAtom": ("/users/{user_id}/feed.atom", "get"),
-    "feedBib": ("/users/{user_id}/feed.bib", "get"), "collection": ("/users/{user_id}/collections/{name}", "put"),
-    "collectionAtom": ("/users/{user_id}/collections/{name}/feed.atom", "get"),
-    "collectionPaper": ("/users/{user_id}/collections/{name}/papers", "post"),
-    "interaction": ("/users/{user_id}/interactions", "post"),
+    "feedBib": ("/users/{user_id}/feed.bib", "get"), "interaction": ("/users/{user_id}/interactions", "post"),
 }
 PAPER_LINKS = {"paper": ("/papers/{paper_id}", "get"), "similarBib": ("/papers/{paper_id}/similar.bib", "get")}
 STATEFUL_SECONDS = 90  # CI runs the whole suite in 90 minutes; this phase gets a bounded share
@@ -84,7 +82,7 @@ def test_stateful_users_and_papers_flow_into_the_feeds_without_5xx(tmp_path):
         schema.config.generation.update(modes=["positive"])
         machine = schema.as_state_machine()
         deadline = time.monotonic() + STATEFUL_SECONDS
-        steps, reached = 0, set()
+        steps, reached, failures = 0, set(), []
 
         class Bounded(machine):  # type: ignore[misc, valid-type]
             def validate_response(self, response, case, additional_checks=None, **kwargs):
@@ -92,15 +90,26 @@ def test_stateful_users_and_papers_flow_into_the_feeds_without_5xx(tmp_path):
                 steps += 1
                 if response.status_code == 200:
                     reached.add(case.operation.path)
-                case.validate_response(response, checks=CHECKS)
+                try:
+                    case.validate_response(response, checks=CHECKS)
+                except Exception as exc:
+                    failures.append(exc)
+                    raise
 
             def step(self, input):
                 if time.monotonic() > deadline:
                     return None
                 return super().step(input)
 
-        Bounded.run(settings=settings(max_examples=100, stateful_step_count=8, deadline=None, database=None,
-                                      derandomize=True, suppress_health_check=list(HealthCheck)))
+        try:
+            Bounded.run(settings=settings(max_examples=100, stateful_step_count=8, deadline=None, database=None,
+                                          derandomize=True, suppress_health_check=list(HealthCheck)))
+        except FlakyStrategyDefinition:
+            # Links carry values from responses of a store the scenarios share, so a replayed
+            # scenario can draw differently and Hypothesis stops the run as flaky; what the run had
+            # found is in ``failures``, checked below, and the run must have gone far enough.
+            pass
+        assert not failures, failures[0]
         assert steps >= 50
-        feeds = {f"/users/{{user_id}}/{path}" for path in ("feed", "feed.atom", "feed.bib", "collections/{name}/feed.atom")}
+        feeds = {f"/users/{{user_id}}/{path}" for path in ("feed", "feed.atom", "feed.bib")}
         assert "/papers/{paper_id}" in reached and len(feeds & reached) >= 2, reached
