@@ -112,19 +112,6 @@ def test_collections(client):
     assert client.delete(base).status_code == 200 and client.get(base).status_code == 404
 
 
-def test_semantic_scholar_compatible_recommendations(client):
-    video = top(client, "video understanding")
-    response = client.post("/recommendations/v1/papers", params={"limit": 5},
-                           json={"positivePaperIds": video, "negativePaperIds": top(client, "jailbreak", 1)})
-    papers = response.json()["recommendedPapers"]
-    assert response.status_code == 200 and len(papers) == 5
-    assert {"paperId", "title", "url", "year", "authors", "abstract"} <= set(papers[0])
-    assert not {p["paperId"] for p in papers} & set(video)
-    assert client.post("/recommendations/v1/papers", json={"positivePaperIds": ["nope"]}).status_code == 404
-    assert client.post("/recommendations/v1/papers", json={"positivePaperIds": []}).status_code == 422
-    assert client.post("/recommendations/v1/papers", params={"limit": 0}, json={"positivePaperIds": video}).status_code == 422
-
-
 @pytest.mark.parametrize("method, path, body, status", [
     ("get", "/users/99999", None, 404),
     ("get", "/users/x", None, 422),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from paperlens.papers import Paper
 from paperlens.store import Store
 
 
@@ -34,19 +35,65 @@ def test_writes_roll_back_with_the_callers_transaction(tmp_path):
     assert store.users.get_user(1) is None
 
 
-def test_the_alias_migration_gives_stored_dois_their_alias(tmp_path):
-    """A store from before migration 8 finds its papers by DOI once opened."""
+def _store_at_version(path, version: int) -> None:
+    """An SQLite file as an older paperlens left it: the migrations up to ``version`` only."""
     import sqlite3
 
-    from paperlens.store.db import MIGRATIONS, _statements
+    from paperlens.store.db import MIGRATIONS, SQL_FUNCTIONS, _statements
 
-    path = tmp_path / "papers.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for number, script in enumerate(MIGRATIONS[:7], start=1):
+    conn = sqlite3.connect(path)
+    for name, (arity, function) in SQL_FUNCTIONS.items():
+        conn.create_function(name, arity, function, deterministic=True)
+    for script in MIGRATIONS[:version]:
         for statement in _statements(script):
             conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={number}")
-    conn.execute("INSERT INTO papers (id, title, abstract, extra, text_hash, added_at, updated_at) "
-                 "VALUES ('2401.00001', 't', 'a', '{\"doi\": \"10.1000/ABC.1\"}', 'h', 'now', 'now')")
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.commit()
     conn.close()
-    assert Store(path).resolve(["doi:10.1000/abc.1"]) == {"doi:10.1000/abc.1": "2401.00001"}
+
+
+def test_an_older_file_learns_the_external_ids_of_its_papers(tmp_path):
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 7)
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
+                 "('h1', 't', 'a', '{\"doi\": \"https://doi.org/10.9/AB\", \"corpusId\": 42}', 'x', '', ''), "
+                 "('2301.00001', 't', 'a', '{}', 'y', '', '')")
+    conn.commit()
+    conn.close()
+    keys = [("doi", "10.9/ab"), ("corpusid", "42"), ("arxiv", "2301.00001")]
+    assert Store(path).resolve(keys) == dict(zip(keys, ["h1", "h1", "2301.00001"]))
+
+
+def test_an_external_id_or_a_merged_papers_old_id_resolves_to_the_stored_entry(tmp_path):
+    """paper_external_ids for other services' ids (the oldest paper when two carry one), paper_aliases
+    for the paperlens id of a paper merged into another; a stored id wins over an alias."""
+    store = Store(tmp_path / "papers.sqlite")
+    with store.transaction():
+        kept, _ = store.upsert_papers([Paper(id="keep", title="t", abstract="a", extra={"doi": "10.1/X"}),
+                                       Paper(id="copy", title="t", abstract="a", extra={"doi": "10.1/x"})], ["h1", "h2"])
+        store.add_aliases([("gone", kept.pk), ("copy", kept.pk)])
+    keys = [("paperlens", "gone"), ("paperlens", "copy"), ("doi", "10.1/x"), ("doi", "10.1/none"), ("paperlens", "none")]
+    assert store.resolve(keys) == {("paperlens", "gone"): "keep", ("paperlens", "copy"): "copy", ("doi", "10.1/x"): "keep"}
+
+
+def test_an_older_file_loses_the_characters_xml_forbids(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 8)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, authors, categories, extra, url, text_hash, added_at, updated_at) "
+                 "VALUES ('p1', ?, ?, ?, ?, ?, ?, 'h', '', ''), ('p2', 'clean', 'clean', '[]', '[]', '{}', NULL, 'h2', '', '')",
+                 ("Ti\x00tle\ufffe", "Ab\x0cstract", '["Ada\\u0002 L"]', '["cs\\u0003.CL"]', '{"k": "v\\u0007"}', "http://x/\x01"))
+    conn.execute("INSERT INTO paper_categories(category, pk) VALUES (?, 1)", ("cs\x03.CL",))
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    paper = store.get("p1").paper
+    assert (paper.title, paper.abstract, paper.authors, paper.categories, paper.extra, paper.url) == (
+        "Title", "Ab stract", ["Ada L"], ["cs.CL"], {"k": "v"}, "http://x/")
+    assert [tuple(r) for r in store.conn.execute("SELECT category, pk FROM paper_categories")] == [("cs.CL", 1)]
+    assert store.get("p2").paper.title == "clean"

@@ -27,7 +27,9 @@ from .api_deps import (
     PaperId,
     WriteAccess,
 )
+from .api_feed_urls import add_feed_url_routes
 from .api_feeds import add_feed_routes
+from .api_s2 import add_s2_routes
 from .config import Settings
 from .errors import InvalidInput, PaperlensError, PaperNotFound
 from .exports import MEDIA_TYPES, bibtex, export_items
@@ -286,8 +288,12 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                          mode=body.mode)
         return _results(hits)
 
+    # Secret feed URLs for feed readers (api_feed_urls.py): before the feed routes, whose last
+    # collection route takes any path under /users/{id}/collections/ to refuse a name with '/'.
+    add_feed_url_routes(app)
     # Users, feeds, collections and the web page (api_feeds.py); before the catch-all below.
     add_feed_routes(app)
+    add_s2_routes(app)  # Semantic Scholar's API shapes (api_s2.py)
 
     @app.get("/papers/{paper_id:path}", response_model=PaperOut)
     def get_paper(library: LibraryDep, paper_id: PaperId) -> PaperOut:

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from .config import Settings
+from .exports import link_base
 from .library import Library
 from .limits import check_paper_id
 from .search import Filters, Mode, make_filters
@@ -38,6 +39,11 @@ async def query_filters(
 async def valid_paper_id(paper_id: str) -> str:
     """Path ids are checked like ingested ones: '../x' or an id over the length limit is a 422, not a lookup."""
     return check_paper_id(paper_id)
+
+
+def request_link_base(library: Library, request: Request) -> str:
+    """Where a response's links point (exports.link_base): PAPERLENS_PUBLIC_URL, else the URL the request came to."""
+    return link_base(library.settings, str(request.base_url))
 
 
 LibraryDep = Annotated[Library, Depends(get_library)]

@@ -1,16 +1,15 @@
 """HTTP routes of personal feeds: users, interactions, interests, collections and their feeds.
 
 Thin handlers over users.py, feeds.py and exports.py (``feed_document``: the same feed as the CLI
-writes), added to the app by ``add_feed_routes``. Also the Semantic-Scholar-compatible
-recommendations endpoint and the web page. Shared parameters and their checks: api_deps.py.
+writes), added to the app by ``add_feed_routes``, with the web page. Shared parameters and their checks: api_deps.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from . import users as user_ops
@@ -23,12 +22,10 @@ from .api_deps import (
     ModeQuery,
     PaperId,
     WriteAccess,
+    request_link_base,
 )
-from .errors import InvalidInput
-from .exports import export_items, feed_document, link_base
+from .exports import feed_document
 from .library import Library
-from .papers import Paper
-from .recommend import recommend
 from .search import Filters, Hit
 from .security import require_user
 from .store import CollectionRow, InteractionRow
@@ -105,30 +102,6 @@ class Feed(BaseModel):
     results: list[FeedEntry]
 
 
-class S2RecommendRequest(BaseModel):
-    positivePaperIds: list[str] = Field(..., min_length=1)
-    negativePaperIds: list[str] = []
-
-
-class S2Author(BaseModel):
-    name: str
-
-
-class S2Paper(BaseModel):
-    paperId: str
-    title: str
-    url: str | None
-    year: int | None
-    authors: list[S2Author]
-    abstract: str
-    publicationDate: str | None
-    externalIds: dict[str, str]
-
-
-class S2Recommendations(BaseModel):
-    recommendedPapers: list[S2Paper]
-
-
 # --- helpers ---------------------------------------------------------------------------------------
 
 
@@ -147,20 +120,13 @@ def _collection_out(row: CollectionRow) -> CollectionOut:
     return CollectionOut(name=row.name, created_at=row.created_at, papers=row.paper_ids)
 
 
-def _feed_response(library: Library, request: Request, user_id: int, k: int, fmt: Format, filters: Filters,
-                   mode: str | None, collection: str | None = None) -> Any:
+def feed_response(library: Library, request: Request, user_id: int, k: int, fmt: Format, filters: Filters,
+                  mode: str | None, collection: str | None = None) -> Any:
     """JSON (checked against ``Feed``) or the Atom / BibTeX text, linked to the URL that was asked for."""
-    base = link_base(library.settings, str(request.base_url))
+    base = request_link_base(library, request)
     link = base + request.url.path.removeprefix(request.scope.get("root_path", "")) + (f"?{request.url.query}" if request.url.query else "")
     document = feed_document(library, user_id, k, fmt, filters, link, mode, collection, request_base=base)
     return document.body if fmt == "json" else Response(document.body, media_type=document.media_type)
-
-
-def _s2_paper(paper: Paper) -> S2Paper:
-    external = {"ArXiv": paper.id} if paper.url and "arxiv.org" in paper.url else {}
-    return S2Paper(paperId=paper.id, title=paper.title, url=paper.url, year=int(paper.date[:4]) if paper.date else None,
-                   authors=[S2Author(name=name) for name in paper.authors], abstract=paper.abstract,
-                   publicationDate=paper.date, externalIds=external)
 
 
 # --- routes ----------------------------------------------------------------------------------------
@@ -230,19 +196,19 @@ def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
 def get_feed(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 10,
              format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
     """Ranked for the user; ``format=bibtex`` or ``atom`` for the same list in those formats."""
-    return _feed_response(library, request, user_id, k, format, filters, mode)
+    return feed_response(library, request, user_id, k, format, filters, mode)
 
 
 @user_router.get("/users/{user_id}/feed.atom", tags=["feeds"], response_class=Response, responses=ATOM_DOC)
 def get_feed_atom(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 20,
                   mode: ModeQuery = None) -> Response:
-    return _feed_response(library, request, user_id, k, "atom", filters, mode)
+    return feed_response(library, request, user_id, k, "atom", filters, mode)
 
 
 @user_router.get("/users/{user_id}/feed.bib", tags=["feeds"], response_class=Response, responses=BIBTEX_DOC)
 def get_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 10,
                  mode: ModeQuery = None) -> Response:
-    return _feed_response(library, request, user_id, k, "bibtex", filters, mode)
+    return feed_response(library, request, user_id, k, "bibtex", filters, mode)
 
 
 @user_router.get("/users/{user_id}/collections", response_model=Collections, tags=["collections"])
@@ -282,19 +248,19 @@ def remove_collection_paper(library: LibraryDep, user_id: int, name: str, paper_
 @user_router.get("/users/{user_id}/collections/{name}/feed", tags=["collections"], response_model=Feed, responses=FEED_DOC)
 def get_collection_feed(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                         k: KQuery = 10, format: Format = "json", mode: ModeQuery = None) -> Feed | Response:
-    return _feed_response(library, request, user_id, k, format, filters, mode, name)
+    return feed_response(library, request, user_id, k, format, filters, mode, name)
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.atom", tags=["collections"], response_class=Response, responses=ATOM_DOC)
 def get_collection_feed_atom(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                              k: KQuery = 20, mode: ModeQuery = None) -> Response:
-    return _feed_response(library, request, user_id, k, "atom", filters, mode, name)
+    return feed_response(library, request, user_id, k, "atom", filters, mode, name)
 
 
 @user_router.get("/users/{user_id}/collections/{name}/feed.bib", tags=["collections"], response_class=Response, responses=BIBTEX_DOC)
 def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                             k: KQuery = 10, mode: ModeQuery = None) -> Response:
-    return _feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
+    return feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
 
 
 @user_router.api_route("/users/{user_id}/collections/{name:path}", methods=["GET", "PUT", "POST", "DELETE"],
@@ -307,18 +273,8 @@ def collection_path_with_a_slash(user_id: int, name: str) -> None:
     raise HTTPException(405)
 
 
-@router.post("/recommendations/v1/papers", response_model=S2Recommendations, tags=["recommend"])
-def s2_recommendations(library: LibraryDep, body: S2RecommendRequest,
-                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> S2Recommendations:
-    """Same request and response shape as Semantic Scholar's recommendations API, over this index."""
-    if len(body.positivePaperIds) + len(body.negativePaperIds) > library.settings.max_examples:
-        raise InvalidInput(f"at most {library.settings.max_examples} positive and negative paper ids together")
-    hits = recommend(library, body.positivePaperIds, body.negativePaperIds, k=min(limit, library.settings.max_k))
-    return S2Recommendations(recommendedPapers=[_s2_paper(item.paper) for item in export_items(library, hits)])
-
-
 def add_feed_routes(app: FastAPI) -> None:
-    """Users, feeds, collections, recommendations and the web page; call before the ``/papers/{id}`` catch-all."""
+    """Users, feeds, collections and the web page; call before the ``/papers/{id}`` catch-all."""
     from .web import add_web_routes
 
     app.include_router(router)

@@ -591,6 +591,28 @@ def user_export_command(user: str, fmt: str, k: int, since, until, categories, m
     emit_feed(index, user, k, fmt, (since, until, categories, min_popularity), mode, output=output)
 
 
+@user_group.command("feed-url")
+@click.argument("user")
+@click.option("--collection", help="the feed of this collection instead of USER's own feed")
+@click.option("--revoke", is_flag=True, help="stop the current URL working, and make no new one")
+@index_options
+@handle_errors
+def user_feed_url_command(user: str, collection: str | None, revoke: bool, index: str | None, as_json: bool) -> None:
+    """A secret URL of USER's feed (or a collection's) for feed readers, which cannot send a token:
+    anyone with it can read the feed. Making one revokes the earlier one; links use PAPERLENS_PUBLIC_URL,
+    else the address 'paperlens serve' listens on."""
+    from .exports import link_base, secret_feed_urls
+    from .users import make_feed_secret, revoke_feed_secret
+
+    with _open(index) as library:
+        if revoke:
+            revoke_feed_secret(library, _user_id(user), collection)
+            click.echo(json.dumps({"revoked": True}) if as_json else "revoked")
+            return
+        urls = secret_feed_urls(link_base(library.settings), make_feed_secret(library, _user_id(user), collection))
+    click.echo(json.dumps(urls) if as_json else f"atom: {urls['atom']}\nbibtex: {urls['bibtex']}")
+
+
 # Collections: the API's /users/{id}/collections routes, one command each.
 
 

@@ -75,5 +75,14 @@ class CollectionNotFound(PaperlensError):
         super().__init__(f"no collection named {name!r}")
 
 
+class FeedNotFound(PaperlensError):
+    """No feed has this secret (never made, revoked, or mistyped): the same answer for each."""
+
+    status_code = 404
+
+    def __init__(self) -> None:
+        super().__init__("no feed at this address (it may have been revoked)")
+
+
 class InteractionNotFound(PaperlensError):
     status_code = 404

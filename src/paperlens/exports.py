@@ -1,7 +1,9 @@
 """Papers out of paperlens: Atom feeds (feedgen), BibTeX (bibtexparser), HTML digest e-mails (Jinja2).
 
 Each format is written by a library that knows its escaping rules, never by string concatenation:
-a title with '&', '%' or '<' must not break a reference manager or a feed reader.
+a title with '&', '%' or '<' must not break a reference manager or a feed reader. Each writer also
+passes its text through ``papers.clean_text``: ingest cleans new papers, but a paper stored before
+it did may hold characters XML 1.0 forbids, which feedgen refuses and readers choke on.
 ``feed_document`` is the one place a feed becomes a document (for the API's feed routes, the
 CLI's ``user feed``, ``user export`` and ``digest``), so each format has one title and one link.
 """
@@ -22,7 +24,7 @@ from .config import Settings
 from .feeds import FeedItem, collection_feed, user_feed
 from .filters import Filters
 from .library import Library
-from .papers import Paper, arxiv_base_id, author_count, author_line
+from .papers import Paper, arxiv_base_id, author_count, author_line, clean_paper, clean_text
 from .search import Hit
 from .store import UserRow
 from .users import get_user
@@ -85,22 +87,22 @@ def atom_feed(items: list[ExportItem], title: str, feed_id: str, link: str, base
     from feedgen.feed import FeedGenerator
 
     generator = FeedGenerator()
-    generator.id(feed_id)
-    generator.title(title)
-    generator.link(href=link, rel="alternate")
+    generator.id(clean_text(feed_id))
+    generator.title(clean_text(title))
+    generator.link(href=clean_text(link), rel="alternate")
     generator.author({"name": "paperlens"})
     generator.generator("paperlens")
     now = dt.datetime.now(dt.timezone.utc)
     generator.updated(now)
     for item in items:
-        paper = item.paper
+        paper = clean_paper(item.paper)
         entry = generator.add_entry(order="append")
         entry.id(paper_link(paper, base))
         entry.title(paper.title or paper.id)
         entry.link(href=paper_link(paper, base))
         summary = paper.abstract
         if item.reason:
-            summary = f"{reason_text(item.reason)}\n\n{summary}".strip()
+            summary = clean_text(f"{reason_text(item.reason)}\n\n{summary}".strip())
         entry.summary(summary)
         for name in paper.authors:
             entry.author({"name": name})
@@ -154,7 +156,7 @@ def bibtex(papers: list[Paper]) -> str:
 
     library = BibLibrary()
     taken: set[str] = set()
-    for paper in papers:
+    for paper in map(clean_paper, papers):
         fields = [Field("title", _balanced(paper.title or paper.id))]
         if paper.authors:
             fields.append(Field("author", _balanced(" and ".join(paper.authors))))
@@ -194,11 +196,21 @@ def display_authors(item: Hit | Paper) -> str:
     return author_line(item.authors, item.author_count)
 
 
+def _clean_printed(value: Any) -> Any:
+    from markupsafe import Markup
+
+    if isinstance(value, Markup):  # already escaped (|safe): cleaned, still not escaped again
+        return Markup(clean_text(str(value)))
+    return clean_text(value) if isinstance(value, str) else value
+
+
 def templates() -> Any:
-    """The Jinja2 environment of the web page and the digest, autoescaping HTML."""
+    """The Jinja2 environment of the web page and the digest, autoescaping HTML; every value it
+    prints is cleaned of the characters XML forbids (papers stored before ingest cleaned them)."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]))
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]),
+                      finalize=_clean_printed)
     env.filters["reason_text"] = reason_text
     env.filters["authors"] = display_authors
     return env
@@ -264,6 +276,11 @@ def feed_link(settings: Settings, user_id: int, format: str = "json", filters: F
              ("min_popularity", filters.min_popularity)] if filters else []
     query = [(key, value) for key, value in [*query, ("mode", mode)] if value is not None]
     return f"{base or link_base(settings)}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
+
+
+def secret_feed_urls(base: str, secret: str) -> dict[str, str]:
+    """Where a secret feed is served under ``link_base``, by format: /feeds/{secret}.atom and .bib."""
+    return {format: f"{base}/feeds/{secret}{suffix}" for format, suffix in FEED_SUFFIX.items()}
 
 
 def feed_document(library: Library, user_id: int, k: int, format: str = "json", filters: Filters | None = None,

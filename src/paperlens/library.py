@@ -51,7 +51,7 @@ from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
-from .papers import InvalidRecord, Paper, doi_alias, lookup_keys, normalise_id
+from .papers import InvalidRecord, Paper, lookup_keys, normalise_id
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -317,8 +317,6 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
         with library.store.transaction():
             outcomes = library.store.upsert_papers(papers, hashes)
-            library.store.add_aliases((alias, outcome.pk) for paper, outcome in zip(papers, outcomes)
-                                      if (alias := doi_alias(paper.extra.get("doi"))))
             if to_encode:
                 library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
                 library.store.bump_generation([outcomes[i].pk for i in to_encode])
@@ -357,17 +355,21 @@ def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: d
     return {**encoded, **dict(zip(missing, vectors))}
 
 
-def resolve_ids(library: Library, raw_ids: Iterable[str]) -> dict[str, str]:
-    """The stored id of each id a user gives, as the API and the CLI both take them: an arXiv id with
-    or without its version or 'arXiv:' prefix, a DOI (bare, 'doi:' or a doi.org link), or any stored id.
-    Ids not in the index are left out; a malformed one is InvalidInput (a 422, not a 404)."""
-    keys: dict[str, list[str]] = {}
+def resolve_ids(library: Library, raw_ids: Iterable[str], strict: bool = True) -> dict[str, str]:
+    """The stored id of each id a user or a client gives, as the API, the CLI and the Semantic Scholar
+    routes all take them (papers.lookup_keys): a paperlens id (an arXiv id with or without its version
+    or 'arXiv:' prefix; a merged paper's old id), a DOI (bare, 'doi:' or a doi.org link), or another
+    service's id as S2 writes it ('CorpusId:42', S2's sha, ...). Ids not in the index are left out;
+    a malformed one is InvalidInput (a 422, not a 404), or left out too when not ``strict``."""
+    keys: dict[str, list[tuple[str, str]]] = {}
     for raw in raw_ids:
         try:
             keys[raw] = lookup_keys(raw) if isinstance(raw, str) else []
         except InvalidRecord as exc:
-            raise InvalidInput(str(exc)) from None
-    found = library.store.resolve([key for options in keys.values() for key in options])
+            if strict:
+                raise InvalidInput(str(exc)) from None
+            keys[raw] = []
+    found = library.store.resolve(key for options in keys.values() for key in options)
     return {raw: next(found[key] for key in options if key in found) for raw, options in keys.items()
             if any(key in found for key in options)}
 

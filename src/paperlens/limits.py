@@ -13,7 +13,7 @@ from typing import Any
 
 from .config import Settings
 from .errors import InvalidInput
-from .papers import InvalidRecord, Paper, Skipped, doi_alias, normalise_id
+from .papers import PAPERLENS, InvalidRecord, Paper, Skipped, lookup_keys
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,11 +24,11 @@ Send = Callable[[Message], Awaitable[None]]
 def check_paper_id(paper_id: str) -> str:
     """A path or query id must be one the store could hold: '../x', NUL or 500 characters are 422, not 404."""
     try:
-        return normalise_id(paper_id)
+        scheme, value = lookup_keys(paper_id)[0]
     except InvalidRecord as exc:
-        if doi_alias(paper_id):  # a DOI may hold characters no stored id does: it is looked up as an alias
-            return paper_id.strip()
         raise InvalidInput(str(exc)) from None
+    # an external id (a DOI) may hold characters no stored id does: it is looked up as it was given
+    return value if scheme == PAPERLENS else paper_id.strip()
 
 
 def check_paper_sizes(settings: Settings, papers: list[Paper]) -> None:

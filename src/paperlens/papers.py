@@ -113,31 +113,6 @@ def validate_id(paper_id: str) -> str:
     return paper_id
 
 
-_DOI = re.compile(r"^(?:doi:\s*|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
-
-
-def doi_alias(raw: Any) -> str | None:
-    """'10.1145/3292500.3330701', 'doi:10.…' or 'https://doi.org/10.…' → 'doi:10.1145/3292500.3330701'
-    (DOIs are case-insensitive); None for anything else."""
-    if not isinstance(raw, str):
-        return None
-    match = _DOI.match(raw.strip())
-    return f"doi:{match.group(1).lower()}" if match else None
-
-
-def lookup_keys(raw: str) -> list[str]:
-    """What a user-given id may be stored as: the id as ingest normalises it ('arXiv:2301.01234v2' →
-    '2301.01234'), and a DOI's alias. InvalidRecord when it can be neither."""
-    alias = doi_alias(raw)
-    try:
-        keys = [normalise_id(raw)]
-    except InvalidRecord:
-        if alias is None:
-            raise
-        keys = []
-    return keys + ([alias] if alias else [])
-
-
 def normalise_id(raw: Any) -> str:
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise InvalidRecord(f"id must be a string, got {type(raw).__name__}")
@@ -175,15 +150,45 @@ def parse_date(value: Any) -> str | None:
     raise InvalidRecord(f"unreadable date {text[:40]!r}")
 
 
+# Characters XML 1.0 forbids (C0 controls but tab, newline and CR; U+FFFE, U+FFFF): an Atom writer
+# refuses them and a BibTeX or HTML reader chokes on them. Those Python counts as whitespace (vertical
+# tab, form feed, the separators \x1c-\x1f) become a space, the rest are dropped.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def clean_text(text: str) -> str:
-    """Unpaired surrogates (from a JSON '\\ud800' escape or undecodable argv bytes) become U+FFFD:
-    for messages that echo input. Stored text never holds one (``valid_text`` refuses it)."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    """Text every response and export can hold: unpaired surrogates (from a JSON '\\ud800' escape or
+    undecodable argv bytes) become U+FFFD, for messages that echo input, and characters XML 1.0 forbids
+    are dropped (``_XML_FORBIDDEN``). Stored text never holds a surrogate (``valid_text`` refuses it)."""
+    return drop_xml_forbidden(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
 
 
-def valid_text(text: str, name: str) -> str:
-    """Text as given, or the record is refused: an unpaired surrogate (a JSON '\\ud800' escape) is not
-    Unicode, and replacing it would put a U+FFFD in the store in place of what the source meant."""
+def drop_xml_forbidden(text: str) -> str:
+    return _XML_FORBIDDEN.sub(lambda match: " " if match.group().isspace() else "", text)
+
+
+def clean_value(value: Any) -> Any:
+    """``clean_text`` on every string of a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(key)): clean_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_value(item) for item in value]
+    return value
+
+
+def clean_paper(paper: Paper) -> Paper:
+    """The paper with every text field cleaned: for exports of papers stored before ingest cleaned them."""
+    return Paper(id=paper.id, title=clean_text(paper.title), abstract=clean_text(paper.abstract),
+                 authors=clean_value(paper.authors), date=paper.date, categories=clean_value(paper.categories),
+                 popularity=paper.popularity, url=clean_text(paper.url) if paper.url else paper.url,
+                 source=clean_text(paper.source) if paper.source else paper.source, extra=clean_value(paper.extra))
+
+
+def unicode_text(text: str, name: str) -> str:
+    """Text as given, or InvalidRecord: an unpaired surrogate (a JSON '\\ud800' escape) is not Unicode,
+    and replacing it would put a U+FFFD in the store in place of what the source meant."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -191,10 +196,15 @@ def valid_text(text: str, name: str) -> str:
     return text
 
 
+def valid_text(text: str, name: str) -> str:
+    """Text to store: Unicode (``unicode_text``) less the characters XML 1.0 forbids."""
+    return drop_xml_forbidden(unicode_text(text, name))
+
+
 def _clean_json(value: Any) -> Any:
-    """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), no surrogates."""
+    """``extra`` as plain JSON: no NaN or infinities (a JSON response cannot carry them), clean text."""
     try:
-        return json.loads(valid_text(json.dumps(value, ensure_ascii=False, allow_nan=False), "extra"))
+        return clean_value(json.loads(unicode_text(json.dumps(value, ensure_ascii=False, allow_nan=False), "extra")))
     except (TypeError, ValueError, RecursionError) as exc:
         if isinstance(exc, InvalidRecord):
             raise
@@ -218,6 +228,8 @@ def _list_field(value: Any, name: str, split: Callable[[str], list[str]]) -> lis
     if isinstance(value, str):
         return [part.strip() for part in split(valid_text(value, name)) if part.strip()]
     if isinstance(value, (list, tuple)):
+        # Semantic Scholar and OpenAlex-like records list authors as {"authorId", "name"} objects
+        value = [item["name"] if isinstance(item, dict) and isinstance(item.get("name"), str) else item for item in value]
         if not all(isinstance(item, str) for item in value):
             raise InvalidRecord(f"{name} must be a list of strings")
         return [valid_text(item, name).strip() for item in value if item.strip()]
@@ -488,7 +500,9 @@ def _oai_record(element: ET.Element) -> dict[str, Any]:
     dates = _children_text(element, "created") or _children_text(element, "date") or _children_text(element, "datestamp")
     titles = _children_text(element, "title")
     abstracts = _children_text(element, "abstract") or _children_text(element, "description")
+    dois = [t for t in _children_text(element, "doi") if t]
     return {
+        **({"doi": dois[0].split()[0]} if dois else {}),
         "id": raw_id,
         "title": titles[0] if titles else "",
         "abstract": abstracts[0] if abstracts else "",
@@ -728,6 +742,100 @@ def papers_from_records(records: list[Any], source: str = "api") -> tuple[list[P
         else:
             skipped.append(Skipped(number, str(item)))
     return papers, skipped
+
+
+# --- the ids other services know a paper by ---------------------------------------------------
+
+# Semantic Scholar's names for a paper's ids (its ``externalIds`` keys), by the lower-cased prefix
+# its API accepts ('DOI:10.1/x', 'ARXIV:2301.00001', 'CorpusId:123'); 'S2PaperId' is S2's own sha.
+EXTERNAL_ID_PREFIXES = {"arxiv": "ArXiv", "doi": "DOI", "corpusid": "CorpusId", "mag": "MAG", "acl": "ACL",
+                        "pmid": "PubMed", "pmcid": "PubMedCentral", "dblp": "DBLP", "s2paperid": "S2PaperId"}
+_S2_SHA = re.compile(r"^[0-9a-f]{40}$")
+_DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
+_DOI = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)  # bare, or a doi.org link
+
+
+def _id_value(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def external_ids(paper: Paper) -> dict[str, str]:
+    """The paper's ids under Semantic Scholar's names, from what the readers kept: an arXiv id as
+    the paper's own id, 'doi' (arXiv snapshot, OAI-PMH, OpenAlex, as a bare DOI or a doi.org URL),
+    and an S2 record's externalIds, corpusId and paperId (its sha, as 'S2PaperId')."""
+    extra = paper.extra
+    ids: dict[str, str] = {}
+    given = extra.get("externalIds")
+    if isinstance(given, dict):
+        ids.update({str(key): text for key, value in given.items() if (text := _id_value(value))})
+    openalex = extra.get("ids") if isinstance(extra.get("ids"), dict) else {}
+    doi = _id_value(extra.get("doi")) or _id_value(openalex.get("doi"))
+    if doi:
+        ids.setdefault("DOI", _DOI_URL.sub("", doi))
+    corpus = _id_value(extra.get("corpusId"))
+    if corpus and corpus.isdigit():
+        ids.setdefault("CorpusId", corpus)
+    sha = _id_value(extra.get("paperId"))
+    if sha and _S2_SHA.match(sha):
+        ids["S2PaperId"] = sha
+    arxiv = arxiv_base_id(paper.id) or (arxiv_base_id(ids["ArXiv"]) if "ArXiv" in ids else None)
+    if arxiv:
+        ids["ArXiv"] = arxiv
+    return ids
+
+
+def external_id_key(name: str, value: str) -> tuple[str, str]:
+    """How an id is looked up: the lower-cased prefix, and the value as compared (DOIs ignore case)."""
+    scheme = next((prefix for prefix, known in EXTERNAL_ID_PREFIXES.items() if known.lower() == name.lower()), name.lower())
+    value = value.strip()
+    if scheme == "doi":
+        value = _DOI_URL.sub("", value).lower()
+    elif scheme == "arxiv":
+        value = arxiv_base_id(value) or value
+    elif scheme == "s2paperid":
+        value = value.lower()
+    return scheme, value
+
+
+def external_id_keys(paper: Paper) -> list[tuple[str, str]]:
+    """The paper's external ids as the store keeps them (paper_external_ids): ``external_id_key`` of each."""
+    return [external_id_key(name, value) for name, value in external_ids(paper).items()]
+
+
+# A lookup key: (PAPERLENS, id) for a paperlens id, stored or the old id of a merged paper
+# (paper_aliases); (scheme, value) as ``external_id_key`` writes it for another service's id
+# (paper_external_ids).
+PAPERLENS = "paperlens"
+LookupKey = tuple[str, str]
+
+
+def lookup_keys(raw: str) -> list[LookupKey]:
+    """What an id a user or a client gives may name, most likely first: a paperlens id as ingest
+    normalises it ('arXiv:2301.01234v2' → '2301.01234'), and the external ids it may be: an id with
+    Semantic Scholar's prefix ('DOI:10.…', 'CorpusId:42', 'ARXIV:…', 'MAG:…'), a bare DOI or a doi.org
+    link, S2's sha, an arXiv id (of a paper stored under another id). InvalidRecord when it is none."""
+    text = unicode_text(raw, "id").strip()
+    keys: list[LookupKey] = []
+    try:
+        keys.append((PAPERLENS, normalise_id(text)))
+    except InvalidRecord as exc:
+        malformed = exc
+    prefix, _, value = text.partition(":")
+    if value.strip() and prefix.lower() in EXTERNAL_ID_PREFIXES:
+        keys.append(external_id_key(prefix, value))
+    elif doi := _DOI.match(text):
+        keys.append(("doi", doi.group(1).lower()))
+    elif _S2_SHA.match(text.lower()):
+        keys.append(("s2paperid", text.lower()))
+    arxiv = arxiv_base_id(text)
+    if arxiv and ("arxiv", arxiv) not in keys:
+        keys.append(("arxiv", arxiv))
+    if not keys:
+        raise malformed
+    return keys
 
 
 def author_count(paper: Paper) -> int:

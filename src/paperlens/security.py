@@ -5,6 +5,9 @@ The model, in one place:
   ``paperlens serve`` listens on loopback only unless ``--allow-public`` is given.
 - ``PAPERLENS_API_KEY`` set (one key or several, comma-separated): every write needs
   ``X-API-Key`` with one of them (missing → 401, wrong → 403). Reads stay open.
+- Feed readers cannot send headers: ``/feeds/{secret}.atom`` (and ``.bib``) is a user's feed, or
+  one collection's, behind a random secret in the URL, made and revoked by the user; the store
+  keeps only its SHA-256, and the lookup compares hashes in constant time.
 - Users: creating a user returns a random token once; the store keeps only its SHA-256. A user's
   data needs ``X-User-Token`` with that user's token, or an admin ``X-API-Key``. In open mode a
   user's token is not required (there is nothing to protect a loopback-only server from).
@@ -24,7 +27,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader
 
 from .config import Settings
-from .errors import Forbidden, Unauthorized
+from .errors import FeedNotFound, Forbidden, Unauthorized
 from .store import Store, UserStore
 
 API_KEY_HEADER = "X-API-Key"
@@ -77,6 +80,23 @@ def issue_user_token(users: UserStore, user_id: int) -> str:
     token = new_token()
     users.set_token_hash(user_id, token_hash(token))
     return token
+
+
+def issue_feed_secret(users: UserStore, user_id: int, collection: str = "") -> str:
+    """A fresh secret for the user's feed (or one collection's), replacing any earlier one, in the
+    caller's transaction; returns the secret, stores its hash."""
+    secret = new_token()
+    users.set_feed_secret(user_id, collection, token_hash(secret))
+    return secret
+
+
+def feed_for_secret(users: UserStore, secret: str) -> tuple[int, str | None]:
+    """(user id, collection or None) of the feed behind a secret; FeedNotFound otherwise."""
+    digest = token_hash(secret)
+    found = users.feed_secret(digest)
+    if found is None or not hmac.compare_digest(found[0], digest):
+        raise FeedNotFound()
+    return found[1], found[2] or None
 
 
 def check_user_access(settings: Settings, store: Store, user_id: int, token: str | None, api_key: str | None) -> None:

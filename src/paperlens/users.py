@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .errors import (
     CollectionNotFound,
+    FeedNotFound,
     InteractionNotFound,
     InvalidInput,
     PaperNotFound,
@@ -90,6 +91,27 @@ def create_user(library: Library, name: str) -> NewUser:
         user = users(library).add_user(name)
         token = issue_user_token(users(library), user.id)
     return NewUser(user.id, user.name, user.created_at, token)
+
+
+def make_feed_secret(library: Library, user_id: int, collection: str | None = None) -> str:
+    """A new secret for the user's feed, or one collection's, replacing the earlier one (which
+    stops working); the secret is returned this once, only its hash is stored."""
+    from .security import issue_feed_secret
+
+    with library.store.transaction():
+        if collection is None:
+            get_user(library, user_id)
+        else:
+            collection = get_collection(library, user_id, collection).name
+        return issue_feed_secret(users(library), user_id, collection or "")
+
+
+def revoke_feed_secret(library: Library, user_id: int, collection: str | None = None) -> None:
+    with library.store.transaction():
+        get_user(library, user_id)
+        collection = check_collection_name(collection) if collection is not None else ""
+        if not users(library).delete_feed_secret(user_id, collection):
+            raise FeedNotFound()
 
 
 def get_user(library: Library, user_id: int) -> UserRow:

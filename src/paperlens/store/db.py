@@ -8,11 +8,14 @@ A ``transaction()`` inside another is a SAVEPOINT: it rolls back alone and commi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..papers import Paper, clean_text, clean_value, external_id_keys
 
 MIGRATIONS: list[str] = [
     # 1: papers, their categories (for filters) and vectors
@@ -131,19 +134,83 @@ MIGRATIONS: list[str] = [
     INSERT OR REPLACE INTO meta(key, value)
         SELECT 'changes_from', COALESCE((SELECT value FROM meta WHERE key = 'generation'), '0');
     """,
-    # 8: other names of a stored paper (its DOI as 'doi:10.…', lower-case), so that every id a
-    # source gives resolves to the one entry, in the API and the CLI alike (library.resolve_ids).
+    # 8: the ids other services know a paper by (DOI, arXiv, S2 CorpusId and sha, from the record's
+    # extra: papers.external_ids), so Semantic Scholar's id forms resolve with one indexed lookup.
+    """
+    CREATE TABLE paper_external_ids (
+        scheme TEXT NOT NULL,
+        value TEXT NOT NULL,
+        pk INTEGER NOT NULL REFERENCES papers(pk) ON DELETE CASCADE,
+        PRIMARY KEY (scheme, value, pk)
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_external_ids_pk ON paper_external_ids(pk);
+    INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk)
+        SELECT json_extract(key.value, '$[0]'), json_extract(key.value, '$[1]'), papers.pk
+        FROM papers, json_each(paperlens_external_ids(papers.id, papers.extra)) AS key;
+    """,
+    # 9: papers stored before ingest dropped the characters XML 1.0 forbids (papers.clean_text)
+    # lose them too, so no export meets them. text_hash stays: the vectors and the keyword index
+    # were made from text whose tokenizers skip those characters; a re-ingest re-encodes.
+    """
+    UPDATE papers SET
+        title = paperlens_clean_text(title), abstract = paperlens_clean_text(abstract),
+        authors = paperlens_clean_json(authors, 0), categories = paperlens_clean_json(categories, 0),
+        extra = paperlens_clean_json(extra, 1), url = paperlens_clean_text(url), source = paperlens_clean_text(source)
+    WHERE title IS NOT paperlens_clean_text(title) OR abstract IS NOT paperlens_clean_text(abstract)
+        OR authors IS NOT paperlens_clean_json(authors, 0) OR categories IS NOT paperlens_clean_json(categories, 0)
+        OR extra IS NOT paperlens_clean_json(extra, 1) OR url IS NOT paperlens_clean_text(url)
+        OR source IS NOT paperlens_clean_text(source);
+    DELETE FROM paper_categories WHERE category IS NOT paperlens_clean_text(category)
+        AND EXISTS (SELECT 1 FROM paper_categories AS clean
+                    WHERE clean.pk = paper_categories.pk AND clean.category = paperlens_clean_text(paper_categories.category));
+    UPDATE paper_categories SET category = paperlens_clean_text(category) WHERE category IS NOT paperlens_clean_text(category);
+    """,
+    # 10: secret feed URLs (/feeds/{secret}.atom) for feed readers, which cannot send a token:
+    # one per user feed (collection '') and per collection, kept as a SHA-256 of the secret.
+    """
+    CREATE TABLE feed_secrets (
+        secret_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        collection TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        UNIQUE (user_id, collection)
+    );
+    """,
+    # 11: old paperlens ids of papers merged into another entry (duplicates), each resolving to the
+    # entry kept (library.resolve_ids). Ids from other services (DOIs, ...) are in paper_external_ids.
     """
     CREATE TABLE paper_aliases (
         alias TEXT PRIMARY KEY,
         pk INTEGER NOT NULL REFERENCES papers(pk) ON DELETE CASCADE
     ) WITHOUT ROWID;
     CREATE INDEX paper_aliases_pk ON paper_aliases(pk);
-    INSERT OR IGNORE INTO paper_aliases(alias, pk)
-        SELECT 'doi:' || lower(trim(json_extract(extra, '$.doi'))), pk FROM papers
-        WHERE json_type(extra, '$.doi') = 'text' AND trim(json_extract(extra, '$.doi')) != '';
     """,
 ]
+
+
+def _external_id_rows(paper_id: str, extra: str) -> str:
+    """Migrations' view of papers.external_ids: [[scheme, value], ...] as JSON."""
+    paper = Paper(id=paper_id, title="", abstract="", extra=json.loads(extra or "{}"))
+    return json.dumps(external_id_keys(paper))
+
+
+def _clean_column(text: str | None) -> str | None:
+    return clean_text(text) if isinstance(text, str) else text
+
+
+def _clean_json_column(text: str | None, sort_keys: int) -> str | None:
+    """A JSON column's strings cleaned, written as the store writes it (papers.py: upsert_papers)."""
+    if not isinstance(text, str):
+        return text
+    value = json.loads(text)
+    cleaned = clean_value(value)
+    return text if cleaned == value else json.dumps(cleaned, sort_keys=bool(sort_keys))
+
+
+# Python functions the migrations call, registered on every connection: one definition of each
+# rule, shared by the writers and the migrations that apply it to older files.
+SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows), "paperlens_clean_text": (1, _clean_column),
+                 "paperlens_clean_json": (2, _clean_json_column)}
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -193,6 +260,8 @@ class Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=10000")
+        for name, (arity, function) in SQL_FUNCTIONS.items():
+            conn.create_function(name, arity, function, deterministic=True)
         with self._connections_lock:
             self._connections.append(conn)
         return conn

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..filters import FilterColumns
-from ..papers import Paper
+from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys
 from .db import Database, now
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -91,6 +91,7 @@ class PaperTable(Database):
                 "INSERT OR IGNORE INTO paper_categories(category, pk) VALUES (?, ?)",
                 [(category, pk) for category in paper.categories],
             )
+            self._put_external_ids(pk, paper)
             outcomes.append(UpsertOutcome(pk, paper.id, status))
         return outcomes
 
@@ -99,6 +100,11 @@ class PaperTable(Database):
         pks = list(self.pks_for_ids(ids).values())
         self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
         return pks
+
+    def _put_external_ids(self, pk: int, paper: Paper) -> None:
+        self.conn.execute("DELETE FROM paper_external_ids WHERE pk = ?", (pk,))
+        self.conn.executemany("INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk) VALUES (?, ?, ?)",
+                              [(*key, pk) for key in external_id_keys(paper)])
 
     def get(self, paper_id: str) -> StoredPaper | None:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
@@ -121,17 +127,27 @@ class PaperTable(Database):
             return None
         return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
 
-    def resolve(self, keys: Iterable[str]) -> dict[str, str]:
-        """Stored ids by lookup key: a paper's own id, or one of its aliases (paper_aliases)."""
-        keys = list(dict.fromkeys(keys))
-        found = {row[0]: row[0] for row in self.select_in("SELECT id FROM papers WHERE id IN ({marks})", keys)}
-        rest = [key for key in keys if key not in found]
-        found.update({row[0]: row[1] for row in self.select_in(
-            "SELECT a.alias, p.id FROM paper_aliases a JOIN papers p ON p.pk = a.pk WHERE a.alias IN ({marks})", rest)})
+    def resolve(self, keys: Iterable[LookupKey]) -> dict[LookupKey, str]:
+        """Stored ids by lookup key (papers.lookup_keys): a paperlens id is a paper's own id or the old
+        id of a paper merged into it (paper_aliases); another service's id is looked up in
+        paper_external_ids, the oldest paper winning when several carry it. One indexed query a kind."""
+        by_scheme: dict[str, list[str]] = {}
+        for scheme, value in dict.fromkeys(keys):
+            by_scheme.setdefault(scheme, []).append(value)
+        ids = by_scheme.pop(PAPERLENS, [])
+        found = {(PAPERLENS, row[0]): row[0] for row in self.select_in("SELECT id FROM papers WHERE id IN ({marks})", ids)}
+        found.update({(PAPERLENS, row[0]): row[1] for row in self.select_in(
+            "SELECT a.alias, p.id FROM paper_aliases a JOIN papers p ON p.pk = a.pk WHERE a.alias IN ({marks})",
+            [i for i in ids if (PAPERLENS, i) not in found])})
+        for scheme, values in by_scheme.items():
+            found.update({(scheme, row[0]): row[1] for row in self.select_in(
+                "SELECT e.value, p.id FROM papers p JOIN (SELECT value, MIN(pk) AS pk FROM paper_external_ids "
+                "WHERE scheme = ? AND value IN ({marks}) GROUP BY value) e ON p.pk = e.pk", values, (scheme,))})
         return found
 
     def add_aliases(self, pairs: Iterable[tuple[str, int]]) -> None:
-        """Other names of stored papers, in the caller's transaction; a name already taken keeps its paper."""
+        """Old paperlens ids of papers merged into others (alias, kept pk), in the caller's transaction;
+        an alias already taken keeps its paper."""
         self.conn.executemany("INSERT OR IGNORE INTO paper_aliases(alias, pk) VALUES (?, ?)", list(pairs))
 
     def text_hashes(self, ids: Iterable[str]) -> dict[str, str]:

@@ -64,6 +64,20 @@ class UserStore:
         row = self.conn.execute("SELECT token_hash FROM users WHERE id = ?", (user_id,)).fetchone()
         return row[0] if row else None
 
+    def set_feed_secret(self, user_id: int, collection: str, digest: str) -> None:
+        """The feed's secret hash, replacing an earlier one (collection '' is the user's own feed)."""
+        self.conn.execute("DELETE FROM feed_secrets WHERE user_id = ? AND collection = ?", (user_id, collection))
+        self.conn.execute("INSERT INTO feed_secrets(secret_hash, user_id, collection, created_at) VALUES (?, ?, ?, ?)",
+                          (digest, user_id, collection, now()))
+
+    def delete_feed_secret(self, user_id: int, collection: str) -> bool:
+        return self.conn.execute("DELETE FROM feed_secrets WHERE user_id = ? AND collection = ?", (user_id, collection)).rowcount > 0
+
+    def feed_secret(self, digest: str) -> tuple[str, int, str] | None:
+        """(hash, user id, collection) of the feed with this secret hash."""
+        row = self.conn.execute("SELECT secret_hash, user_id, collection FROM feed_secrets WHERE secret_hash = ?", (digest,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
     def get_user(self, user_id: int) -> UserRow | None:
         row = self.conn.execute("SELECT id, name, created_at FROM users WHERE id = ?", (user_id,)).fetchone()
         return UserRow(*row) if row else None
