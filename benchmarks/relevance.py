@@ -38,7 +38,7 @@ from paperlens.search import MODES  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
-# (label, mode, settings overrides): the rows of --ablation.
+# (label, mode, settings overrides): the rows of --ablation; a dense share applies to free text and papers alike.
 ABLATION: list[tuple[str, str, dict]] = [
     ("dense (MiniLM, 256-token truncation)", "dense", {}),
     ("bm25 (tantivy, Snowball stemming, stop words)", "bm25", {}),
@@ -48,11 +48,11 @@ ABLATION: list[tuple[str, str, dict]] = [
     ("rrf k=10 depth=1000", "hybrid", {"fusion": "rrf", "rrf_k": 10, "fusion_depth": 1000}),
     ("minmax w=0.6 depth=100", "hybrid", {"fusion": "minmax"}),
     ("zscore w=0.6 depth=100", "hybrid", {"fusion": "zscore"}),
-    ("max w=0.3 depth=100", "hybrid", {"dense_weight": 0.3}),
-    ("max w=0.4 depth=100", "hybrid", {"dense_weight": 0.4}),
-    ("max w=0.5 depth=100", "hybrid", {"dense_weight": 0.5}),
+    ("max w=0.3 depth=100", "hybrid", {"dense_weight": 0.3, "similar_dense_weight": 0.3}),
+    ("max w=0.4 depth=100", "hybrid", {"dense_weight": 0.4, "similar_dense_weight": 0.4}),
+    ("max w=0.5 depth=100", "hybrid", {"dense_weight": 0.5, "similar_dense_weight": 0.5}),
     ("max w=0.6 depth=100 (default)", "hybrid", {}),
-    ("max w=0.7 depth=100", "hybrid", {"dense_weight": 0.7}),
+    ("max w=0.7 depth=100", "hybrid", {"dense_weight": 0.7, "similar_dense_weight": 0.7}),
     ("max w=0.6 depth=20", "hybrid", {"fusion_depth": 20}),
     ("max w=0.6 depth=1000", "hybrid", {"fusion_depth": 1000}),
     ("max w=0.6 title weight 2", "hybrid", {"title_weight": 2.0}),
