@@ -170,12 +170,14 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
         report = ingest(library, papers, show_progress=not quiet and not as_json)
         total = len(library)
     summary = {"index": str(settings.index), "added": len(report.added), "updated": len(report.updated),
-               "unchanged": len(report.unchanged), "encoded": report.encoded, "total": total, "files": reports}
+               "unchanged": len(report.unchanged), "merged": len(report.merged), "encoded": report.encoded, "total": total,
+               "files": reports}
     if as_json:
         click.echo(json.dumps(summary))
     else:
+        merged = f", {summary['merged']} merged into papers held under another id" if report.merged else ""
         click.echo(f"{settings.index}: {summary['added']} added, {summary['updated']} updated, "
-                   f"{summary['unchanged']} unchanged; {total} papers in the index")
+                   f"{summary['unchanged']} unchanged{merged}; {total} papers in the index")
 
 
 MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid, or PAPERLENS_SEARCH_MODE]"

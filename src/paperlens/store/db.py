@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..papers import title_key
+
 MIGRATIONS: list[str] = [
     # 1: papers, their categories (for filters) and vectors
     """
@@ -143,6 +145,14 @@ MIGRATIONS: list[str] = [
         SELECT 'doi:' || lower(trim(json_extract(extra, '$.doi'))), pk FROM papers
         WHERE json_type(extra, '$.doi') = 'text' AND trim(json_extract(extra, '$.doi')) != '';
     """,
+    # 9: each paper's normalised title (papers.title_key), indexed: records of one paper from two
+    # sources (a listing's hash id, an arXiv id) are found by it, at ingest and by 'paperlens dedup'.
+    # paperlens_title_key is registered on every connection (Database._connect).
+    """
+    ALTER TABLE papers ADD COLUMN title_key TEXT NOT NULL DEFAULT '';
+    UPDATE papers SET title_key = paperlens_title_key(title);
+    CREATE INDEX papers_title_key ON papers(title_key);
+    """,
 ]
 
 
@@ -187,6 +197,7 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        conn.create_function("paperlens_title_key", 1, title_key, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed write survives a killed process; only power loss can
         # drop the last transactions, at a fraction of FULL's fsync cost.

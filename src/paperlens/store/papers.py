@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..filters import FilterColumns
-from ..papers import Paper
+from ..papers import Paper, title_key
 from .db import Database, now
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -71,8 +71,8 @@ class PaperTable(Database):
             if row is None:
                 pk = self.conn.execute(
                     "INSERT INTO papers (id, title, abstract, authors, date, categories, popularity, url, source, "
-                    "extra, text_hash, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (paper.id, *values, text_hash, stamp, stamp),
+                    "extra, text_hash, title_key, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (paper.id, *values, text_hash, title_key(paper.title), stamp, stamp),
                 ).lastrowid
                 status = "added"
             else:
@@ -82,8 +82,8 @@ class PaperTable(Database):
                     continue
                 self.conn.execute(
                     "UPDATE papers SET title=?, abstract=?, authors=?, date=?, categories=?, popularity=?, url=?, "
-                    "source=?, extra=?, text_hash=?, updated_at=? WHERE pk=?",
-                    (*values, text_hash, stamp, pk),
+                    "source=?, extra=?, text_hash=?, title_key=?, updated_at=? WHERE pk=?",
+                    (*values, text_hash, title_key(paper.title), stamp, pk),
                 )
                 self.conn.execute("DELETE FROM paper_categories WHERE pk = ?", (pk,))
                 status = "updated" if row["text_hash"] != text_hash else "refreshed"
@@ -111,6 +111,15 @@ class PaperTable(Database):
     def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
         return {row[0]: row[1] for row in self.select_in("SELECT id, pk FROM papers WHERE id IN ({marks})", ids)}
 
+    def same_titles(self, keys: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
+        """(pk, text_hash) of the stored papers with each normalised title (papers.title_key); an
+        empty title matches nothing."""
+        found: dict[str, list[tuple[int, str]]] = {}
+        for row in self.select_in("SELECT title_key, pk, text_hash FROM papers WHERE title_key IN ({marks}) ORDER BY pk",
+                                  {key for key in keys if key}):
+            found.setdefault(row[0], []).append((row[1], row[2]))
+        return found
+
     def paper_and_copies(self, paper_id: str) -> tuple[int, list[int]] | None:
         """The paper's pk and the pks of other records of the same text (a paper ingested under two
         ids), which by-id similar leaves out; one indexed query, None for an unknown id."""
@@ -120,6 +129,11 @@ class PaperTable(Database):
         if not rows:
             return None
         return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
+
+    def has_merged(self, pks: Iterable[int]) -> set[int]:
+        """The pks that records of other ids were merged into (an alias that is not a DOI)."""
+        return {row[0] for row in self.select_in(
+            "SELECT DISTINCT pk FROM paper_aliases WHERE alias NOT LIKE 'doi:%' AND pk IN ({marks})", {int(pk) for pk in pks})}
 
     def resolve(self, keys: Iterable[str]) -> dict[str, str]:
         """Stored ids by lookup key: a paper's own id, or one of its aliases (paper_aliases)."""
