@@ -12,10 +12,12 @@ from fastapi.testclient import TestClient
 
 from conftest import write_jsonl
 from paperlens.api import create_app
+from paperlens.caches import ChangeSet
 from paperlens.cli import main
 from paperlens.config import Settings
 from paperlens.data import DEMO_CORPUS
 from paperlens.duplicates import merge_papers
+from paperlens.embed import text_hash
 from paperlens.library import ingest, open_library, resolve_id
 from paperlens.papers import Paper, read_papers
 
@@ -121,3 +123,73 @@ def test_both_ids_name_the_entry_in_the_api(mixed_index, demo):
         by_arxiv, by_hash = client.get("/papers/2507.00105").json(), client.get(f"/papers/{demo[5].id}").json()
         assert by_arxiv == by_hash and by_arxiv["id"] == demo[5].id
         assert client.get("/papers/arXiv:2507.00105v2/similar", params={"k": 3}).status_code == 200
+
+
+# --- an index that holds each paper twice, as one built before ingest merged records ---------
+
+
+def store_as_separate_papers(library, papers: list[Paper]) -> None:
+    """Write ``papers`` as entries of their own, past ingest's merging (as an older index holds them)."""
+    vectors = library.encoder.encode([p.text for p in papers])
+    with library.store.transaction():
+        outcomes = library.store.upsert_papers(papers, [text_hash(p.text) for p in papers])
+        library.store.put_vectors([o.pk for o in outcomes], vectors)
+        generation = library.store.bump_generation([o.pk for o in outcomes])
+    library.apply_write(ChangeSet(generation, rows=[(o.pk, p.title, p.abstract) for o, p in zip(outcomes, papers)], vectors=vectors))
+
+
+@pytest.fixture(scope="module")
+def twice_index(tmp_path_factory, arxiv_file, demo):
+    """Every demo paper twice: its listing record and its arXiv record, plus an exact-text copy of
+    demo paper 7 under a third id."""
+    index = tmp_path_factory.mktemp("twice") / "ix"
+    with open_library(Settings(index=index, show_progress=False), create=True) as library:
+        ingest(library, demo)
+        copy = Paper(id="copy-of-7", title=demo[7].title, abstract=demo[7].abstract)
+        store_as_separate_papers(library, [*read_papers(arxiv_file).papers, copy])
+        assert library.store.count() == 107
+    return index
+
+
+def paper_number(demo: list[Paper], paper_id: str) -> int:
+    """Which demo paper a record is, whatever its id."""
+    if paper_id == "copy-of-7":
+        return 7
+    if paper_id.startswith("2507."):
+        return int(paper_id[5:]) - 100
+    return next(n for n, p in enumerate(demo) if p.id == paper_id)
+
+
+def assert_distinct(demo, ids: list[str], inputs: set[int]) -> None:
+    numbers = [paper_number(demo, i) for i in ids]
+    assert ids and len(set(numbers)) == len(numbers), ids
+    assert inputs.isdisjoint(numbers), (inputs, ids)
+
+
+def test_recommend_and_similar_never_return_a_copy_of_an_input_or_two_copies(twice_index, demo):
+    for args, inputs in ((["recommend", "--like", "2507.00105"], {5}), (["recommend", "--like", demo[7].id, "--dislike", "2507.00102"], {7, 2}),
+                         (["similar", "2507.00105"], {5}), (["similar", "copy-of-7"], {7})):
+        for mode in ("hybrid", "dense", "bm25"):
+            result = run(*args, "-k", 12, "--mode", mode, "--index", twice_index, "--json")
+            assert result.exit_code == 0, result.output
+            hits = json.loads(result.output)["results"]
+            assert len(hits) == 12 and (mode != "dense" or hits[0]["score"] < 0.99)  # a copy scores 0.996
+            assert_distinct(demo, [hit["id"] for hit in hits], inputs)
+
+
+def test_feeds_never_show_a_copy_of_a_liked_paper_or_two_copies(twice_index, demo):
+    with TestClient(create_app(Settings(index=twice_index))) as client:
+        user = client.post("/users", json={"name": "Ada"}).json()
+        headers = {"X-User-Token": user["token"]}
+        base = f"/users/{user['id']}"
+        for liked in ("2507.00105", demo[20].id):
+            assert client.post(f"{base}/interactions", json={"paper_id": liked, "kind": "like"}, headers=headers).status_code == 201
+        items = client.get(f"{base}/feed", params={"k": 10}, headers=headers).json()["results"]
+        assert_distinct(demo, [item["id"] for item in items], {5, 20})
+        assert all(why["similarity"] < 0.99 for item in items for why in item["reason"]["because"])
+        client.put(f"{base}/collections/reading", headers=headers)
+        client.post(f"{base}/collections/reading/papers", json={"paper_id": "2507.00107"}, headers=headers)
+        items = client.get(f"{base}/collections/reading/feed", params={"k": 10}, headers=headers).json()["results"]
+        assert_distinct(demo, [item["id"] for item in items], {5, 20, 7})
+        body = client.post("/recommendations/v1/papers", params={"limit": 10}, json={"positivePaperIds": [demo[5].id]}).json()
+        assert_distinct(demo, [paper["paperId"] for paper in body["recommendedPapers"]], {5})

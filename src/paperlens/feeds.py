@@ -5,7 +5,8 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
 1. Profile. Positives are liked and saved papers plus the user's free-text interests; negatives
    are disliked and not-interested papers. A like fades with a half-life
    (``feed_half_life_days``: a like that old counts half as much as today's); interests do not
-   fade. Everything the user touched (any kind, including ``seen``) is left out.
+   fade. Everything the user touched (any kind, including ``seen``) is left out, and so is any
+   other record of it (duplicates.copies_of); each paper competes for a slot as one record.
 2. Interests. Positives are clustered (``recommend.cluster_interests``, cut at
    ``feed_cluster_distance``, at most ``feed_max_clusters``), so a user who likes video models and
    LLM safety gets two interests instead of one blurred centroid. Each interest gets a share of
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .duplicates import collapse, copies_of, first_records
 from .library import Library
 from .recommend import cluster_interests
 from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, fuse, keyword_top, more_like_this, to_hits
@@ -177,8 +179,10 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
+    # Other records of a paper the user touched count as that paper (duplicates.py).
+    exclude = profile.exclude | copies_of(library, profile.exclude)
     if len(profile.vectors) == 0:
-        return _popular(library, profile, k, allowed)
+        return _popular(library, profile, k, allowed, exclude)
     settings = library.settings
     labels = cluster_interests(profile.vectors, settings.feed_max_clusters, settings.feed_cluster_distance)
     n_clusters = int(labels.max()) + 1
@@ -193,7 +197,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         negative = more_like_this(library, profile.negative_texts) if profile.negative_texts else []
         keyword_queries = {c: KeywordQuery(more_like_this(library, [profile.texts[i] for i in members[c]], profile.weights[members[c]].tolist()),
                                    negative, settings.negative_weight) for c in active}
-        keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, profile.exclude)
+        keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, exclude)
                          for c, q in keyword_queries.items()}
     cand: list[int] = []
     if mode != "bm25":
@@ -204,12 +208,16 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
             strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
             queries.extend(profile.vectors[strongest])
             depth = max(depth, 3 * int(slots[c]) + 10)
-        cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
+        cand = _candidates(library, np.stack(queries), depth, allowed, exclude)
     for side in keyword_sides.values():
         cand.extend(pk for pk, _ in side.result())
     if not cand:
         return []
     cand, cand_vecs = library.store.candidate_vectors(list(dict.fromkeys(cand)), profile.vectors.shape[1])
+    first = first_records(library, cand, cand_vecs)  # one record of each paper competes for a slot
+    if len(first) < len(cand):
+        rows = [i for i, pk in enumerate(cand) if pk in first]
+        cand, cand_vecs = [cand[i] for i in rows], cand_vecs[rows]
     if not cand:
         return []
     sims = cand_vecs @ profile.vectors.T  # (C, P)
@@ -279,8 +287,8 @@ def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: i
     return picks
 
 
-def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | None) -> list[FeedItem]:
-    ranked = users(library).popular_pks(allowed, profile.exclude, k)
+def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | None, exclude: set[int]) -> list[FeedItem]:
+    ranked = collapse(library, users(library).popular_pks(allowed, exclude, 2 * k))[:k]
     note = "popular in this index; like or save papers to personalise this feed"
     return [FeedItem(hit, {"because": [], "note": note}, 0) for hit in to_hits(library, ranked)]
 

@@ -120,15 +120,22 @@ class PaperTable(Database):
             found.setdefault(row[0], []).append((row[1], row[2]))
         return found
 
-    def paper_and_copies(self, paper_id: str) -> tuple[int, list[int]] | None:
-        """The paper's pk and the pks of other records of the same text (a paper ingested under two
-        ids), which by-id similar leaves out; one indexed query, None for an unknown id."""
-        rows = self.conn.execute(
-            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.id = ?", (paper_id,)
-        ).fetchall()
-        if not rows:
-            return None
-        return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
+    def identities(self, pks: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """(title_key, text_hash) by pk: what tells two records of one paper apart from two papers."""
+        return {row[0]: (row[1], row[2]) for row in
+                self.select_in("SELECT pk, title_key, text_hash FROM papers WHERE pk IN ({marks})", {int(pk) for pk in pks})}
+
+    def copy_candidates(self, pks: Iterable[int]) -> list[tuple[int, int, bool]]:
+        """(pk, other pk, same text) for every other record with the same text or the same non-empty
+        normalised title as one of ``pks``; two indexed joins."""
+        pks = {int(pk) for pk in pks}
+        same_text = {(row[0], row[1]) for row in self.select_in(
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON b.text_hash = a.text_hash AND b.pk != a.pk "
+            "WHERE a.pk IN ({marks})", pks)}
+        same_title = {(row[0], row[1]) for row in self.select_in(
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON b.title_key = a.title_key AND b.pk != a.pk "
+            "WHERE a.title_key != '' AND a.pk IN ({marks})", pks)}
+        return [(a, b, (a, b) in same_text) for a, b in sorted(same_text | same_title)]
 
     def has_merged(self, pks: Iterable[int]) -> set[int]:
         """The pks that records of other ids were merged into (an alias that is not a DOI)."""
