@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -193,3 +194,50 @@ def test_feeds_never_show_a_copy_of_a_liked_paper_or_two_copies(twice_index, dem
         assert_distinct(demo, [item["id"] for item in items], {5, 20, 7})
         body = client.post("/recommendations/v1/papers", params={"limit": 10}, json={"positivePaperIds": [demo[5].id]}).json()
         assert_distinct(demo, [paper["paperId"] for paper in body["recommendedPapers"]], {5})
+
+
+# --- check and dedup on a store that already holds duplicates ---------------------------------
+
+
+def test_check_reports_duplicates_and_dedup_merges_them_keeping_likes_and_collections(twice_index, demo, tmp_path):
+    index = tmp_path / "ix"
+    shutil.copytree(twice_index, index)
+    with TestClient(create_app(Settings(index=index))) as client:
+        user = client.post("/users", json={"name": "Ada"}).json()
+        headers, base = {"X-User-Token": user["token"]}, f"/users/{user['id']}"
+        client.post(f"{base}/interactions", json={"paper_id": "2507.00105", "kind": "like"}, headers=headers)
+        client.post(f"{base}/interactions", json={"paper_id": "2507.00130", "kind": "save"}, headers=headers)
+        client.put(f"{base}/collections/reading", headers=headers)
+        client.post(f"{base}/collections/reading/papers", json={"paper_id": "2507.00107"}, headers=headers)
+
+    checked = run("check", "--index", index, "--json")
+    report = json.loads(checked.output)
+    assert checked.exit_code == 0 and report["ok"] and report["papers"] == 107  # reported, not merged
+    groups = {tuple(group) for group in report["duplicates"]}
+    assert len(groups) == 53 and (demo[5].id, "2507.00105") in groups and (demo[7].id, "2507.00107", "copy-of-7") in groups
+    dry = json.loads(run("dedup", "--dry-run", "--index", index, "--json").output)
+    assert dry == {"groups": report["duplicates"], "entries": 54, "merged": False, "total": 107}
+
+    done = run("dedup", "--index", index, "--json")
+    assert done.exit_code == 0 and json.loads(done.output)["entries"] == 54 and json.loads(done.output)["total"] == 53
+    report = json.loads(run("check", "--index", index, "--json").output)
+    assert report["ok"] and not report["duplicates"] and not report["repaired"] and (report["papers"], report["faiss"]) == (53, 53)
+    with open_library(Settings(index=index)) as library:
+        assert {resolve_id(library, i) for i in ("2507.00107", "copy-of-7", demo[7].id)} == {demo[7].id}
+        assert library.store.get(demo[5].id).paper.authors[0] == "Ada Lovelace"
+
+    with TestClient(create_app(Settings(index=index))) as client:
+        assert client.get("/papers/2507.00105").json()["id"] == demo[5].id
+        # The like, the save and the collection still name the merged ids and count for the entries.
+        assert {i["paper_id"] for i in client.get(f"{base}/interactions", headers=headers).json()["interactions"]} == {"2507.00105", "2507.00130"}
+        items = client.get(f"{base}/feed", params={"k": 10}, headers=headers).json()["results"]
+        assert_distinct(demo, [item["id"] for item in items], {5, 30})
+        assert {why["paper_id"] for item in items for why in item["reason"]["because"]} <= {demo[5].id, demo[30].id}
+        items = client.get(f"{base}/collections/reading/feed", params={"k": 5}, headers=headers).json()["results"]
+        assert len(items) == 5 and all(why["paper_id"] == demo[7].id for item in items for why in item["reason"]["because"])
+        # Taken back by either id.
+        assert client.delete(f"{base}/interactions/{demo[5].id}", headers=headers).status_code == 200
+        assert client.delete(f"{base}/collections/reading/papers/{demo[7].id}", headers=headers).json()["papers"] == []
+        assert {i["paper_id"] for i in client.get(f"{base}/interactions", headers=headers).json()["interactions"]} == {"2507.00130"}
+    again = json.loads(run("dedup", "--index", index, "--json").output)
+    assert again["entries"] == 0 and again["total"] == 53

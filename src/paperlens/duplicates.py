@@ -4,8 +4,8 @@ left in a ranked list.
 
 Two records are one paper when their normalised titles (papers.title_key) are equal and their
 texts are equal or their vectors are at least DUPLICATE_COSINE similar. Ingest merges such a
-record into the stored entry (library.ingest), and queries collapse whatever copies remain
-(``copies_of``, ``collapse``): an index built before ingest merged records, exact-text copies.
+record into the stored entry (library.ingest), 'paperlens dedup' merges those already stored
+(library.dedup), and queries collapse whatever copies remain (``copies_of``, ``collapse``).
 """
 
 from __future__ import annotations
@@ -72,6 +72,22 @@ def group_records(pks: list[int], identities: dict[int, tuple[str, str]], vector
         else:
             groups.append([pk])
     return groups
+
+
+def duplicate_groups(library: Library) -> list[list[int]]:
+    """Stored papers held as several entries: groups of pks, the oldest entry first."""
+    found: dict[int, list[int]] = {}
+    candidates = library.store.duplicate_candidates()
+    dim = library.manifest.dim if library.manifest else 0
+    for pks in candidates:
+        identities = library.store.identities(pks)
+        present, vectors = library.store.candidate_vectors(pks, dim) if dim else ([], [])
+        by_pk = dict(zip(present, vectors))
+        for group in group_records([pk for pk in pks if pk in identities], identities, by_pk):
+            if len(group) > 1:  # a title group and a text group can find the same records
+                found.setdefault(group[0], [])
+                found[group[0]] = sorted({*found[group[0]], *group})
+    return [found[head] for head in sorted(found)]
 
 
 def copies_of(library: Library, pks: set[int]) -> set[int]:

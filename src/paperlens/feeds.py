@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .duplicates import collapse, copies_of, first_records
-from .library import Library
+from .library import Library, resolve_ids
 from .recommend import cluster_interests
 from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, fuse, keyword_top, more_like_this, to_hits
 from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
@@ -97,28 +97,35 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
         elif row.kind in NEGATIVE_KINDS:
             negative_ids.append(row.paper_id)
     touched = {row.paper_id for row in rows} | set(extra_positive_ids)
-    pks = library.store.pks_for_ids(touched | set(negative_ids))
+    # Through aliases: a like of a record since merged into another entry (library.dedup) counts for that entry.
+    resolved = resolve_ids(library, touched | set(negative_ids))
+    stored_pks = library.store.pks_for_ids(set(resolved.values()))
+    pk_of = {pid: stored_pks[found] for pid, found in resolved.items() if found in stored_pks}
     dim = library.manifest.dim if library.manifest else 0
     # Papers deleted from the index since the user touched them simply drop out of the profile.
-    pos_ids = [pid for pid in positive_weight if pid in pks]
-    stored = library.store.get_many(pks[pid] for pid in pos_ids)
-    vectors = [library.store.get_vectors([pks[pid] for pid in pos_ids], dim)] if pos_ids else []
-    labels = [{"paper_id": pid, "title": stored[pks[pid]].paper.title} for pid in pos_ids]
-    texts = [stored[pks[pid]].paper.text for pid in pos_ids]
-    weights = [positive_weight[pid] for pid in pos_ids]
+    weight_of: dict[int, float] = {}
+    for pid, weight in positive_weight.items():
+        if pid in pk_of:
+            weight_of[pk_of[pid]] = max(weight_of.get(pk_of[pid], 0.0), weight)
+    pos_pks = list(weight_of)
+    stored = library.store.get_many(pos_pks)
+    vectors = [library.store.get_vectors(pos_pks, dim)] if pos_pks else []
+    labels = [{"paper_id": stored[pk].paper.id, "title": stored[pk].paper.title} for pk in pos_pks]
+    texts = [stored[pk].paper.text for pk in pos_pks]
+    weights = [weight_of[pk] for pk in pos_pks]
     interests = store.interests(user_id)
     if interests:
         vectors.append(np.stack([i.vector for i in interests]))
         labels += [{"interest": i.text} for i in interests]
         texts += [i.text for i in interests]
         weights += [1.0] * len(interests)
-    neg_pks = [pks[pid] for pid in dict.fromkeys(negative_ids) if pid in pks]
+    neg_pks = list(dict.fromkeys(pk_of[pid] for pid in negative_ids if pid in pk_of))
     return Profile(
         vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
         weights=np.asarray(weights, dtype=np.float32),
         labels=labels,
         negatives=library.store.get_vectors(neg_pks, dim) if neg_pks else np.zeros((0, dim), np.float32),
-        exclude={pks[pid] for pid in touched if pid in pks},
+        exclude={pk_of[pid] for pid in touched if pid in pk_of},
         texts=texts,
         negative_texts=[stored.paper.text for stored in library.store.get_many(neg_pks).values()],
     )
@@ -302,8 +309,9 @@ def collection_feed(library: Library, user_id: int, name: str, k: int = 10, filt
                     mode: str | None = None) -> list[FeedItem]:
     """More like a collection: its papers are the positives; the user's dislikes and exclusions still apply."""
     collection = get_collection(library, user_id, name)
-    profile = build_profile(library, user_id, extra_positive_ids=collection.paper_ids)
-    keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(collection.paper_ids)]
+    members = list(dict.fromkeys(resolve_ids(library, collection.paper_ids).values()))
+    profile = build_profile(library, user_id, extra_positive_ids=members)
+    keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(members)]
     profile.vectors, profile.weights = profile.vectors[keep], profile.weights[keep]
     profile.labels = [profile.labels[i] for i in keep]
     profile.texts = [profile.texts[i] for i in keep]

@@ -36,7 +36,7 @@ from .caches import (
     KeywordCache,
 )
 from .config import DEFAULT_MODEL, Settings
-from .duplicates import merge_papers, same_paper
+from .duplicates import duplicate_groups, merge_papers, same_paper
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import (
     IndexMismatch,
@@ -57,8 +57,8 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "IngestReport", "Library", "Manifest",
-           "check_library", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
+__all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "DedupReport", "IngestReport", "Library", "Manifest",
+           "check_library", "dedup", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
 
 FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
@@ -478,8 +478,52 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
 
 
 @dataclass
+class DedupReport:
+    """Papers held as several entries: each group's ids, the kept entry's first. ``merged`` once done."""
+
+    groups: list[list[str]] = field(default_factory=list)
+    merged: bool = False
+
+    @property
+    def entries(self) -> int:
+        """Entries that merging removes (they become aliases of the kept ones)."""
+        return sum(len(group) - 1 for group in self.groups)
+
+
+def dedup(library: Library, dry_run: bool = False) -> DedupReport:
+    """Merge the papers already stored as several entries (duplicates.duplicate_groups) into their
+    oldest entry, as ingest merges a new record: the others' ids and aliases become aliases of it
+    and it takes the richer metadata. Likes and collections that name a merged id keep naming it;
+    it resolves to the kept entry (resolve_ids, feeds.build_profile)."""
+    with library.lock:
+        groups = duplicate_groups(library)
+        stored = library.store.get_many(pk for group in groups for pk in group)
+        groups = [[pk for pk in group if pk in stored] for group in groups]
+        groups = [group for group in groups if len(group) > 1]
+        report = DedupReport([[stored[pk].paper.id for pk in group] for group in groups])
+        if dry_run or not groups:
+            return report
+        kept = [stored[group[0]].paper for group in groups]
+        for n, group in enumerate(groups):
+            for pk in group[1:]:
+                kept[n] = merge_papers(kept[n], stored[pk].paper)
+        removed = [pk for group in groups for pk in group[1:]]
+        with library.store.transaction():
+            outcomes = library.store.upsert_papers(kept, [text_hash(paper.text) for paper in kept])
+            for group in groups:
+                library.store.absorb(group[0], {pk: stored[pk].paper.id for pk in group[1:]})
+            generation = library.store.bump_generation(removed)
+        crash_point("dedup:after-commit")
+        library.apply_write(ChangeSet(generation, refreshed=[o.pk for o in outcomes if o.status != "unchanged"], removed=removed))
+    report.merged = True
+    return report
+
+
+@dataclass
 class CheckReport:
-    """What 'paperlens check' found; ``ok`` once nothing is left unrepaired."""
+    """What 'paperlens check' found; ``ok`` once nothing is left unrepaired. Papers held as several
+    entries (``duplicates``, ids of each group) are reported, not a problem: 'paperlens dedup'
+    (or check's ``dedup``) merges them."""
 
     index: str
     papers: int = 0
@@ -488,18 +532,21 @@ class CheckReport:
     integrity: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_library(library: Library, repair: bool = True, quick: bool = False) -> CheckReport:
+def check_library(library: Library, repair: bool = True, quick: bool = False, merge_duplicates: bool = False) -> CheckReport:
     """Verify the store (SQLite integrity, a vector per paper), then each cache against it (FAISS:
-    the same ids as the store; keywords/: the same write and count).
+    the same ids as the store; keywords/: the same write and count), and look for papers held as
+    several entries (not with ``quick``, as at start-up).
 
     With ``repair``, papers without vectors are encoded and a cache that disagrees is rebuilt from
-    the store; a store that fails SQLite's integrity check cannot be repaired here.
+    the store; a store that fails SQLite's integrity check cannot be repaired here. Duplicates are
+    merged only with ``merge_duplicates``.
     """
     report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
     store = library.store
@@ -524,6 +571,12 @@ def check_library(library: Library, repair: bool = True, quick: bool = False) ->
                 report.repaired.append(f"{problem}: rebuilt {cache.name} from the store")
             elif problem:
                 report.problems.append(problem)
+        if not quick:
+            found = dedup(library, dry_run=not merge_duplicates)
+            if found.merged:
+                report.repaired.append(f"{found.entries} entries were other records of {len(found.groups)} papers: merged")
+            else:
+                report.duplicates = found.groups
         report.papers, report.vectors = store.count(), store.vector_count()
         report.faiss = len(library.index) if library.index is not None else 0
     return report

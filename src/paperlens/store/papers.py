@@ -137,6 +137,30 @@ class PaperTable(Database):
             "WHERE a.title_key != '' AND a.pk IN ({marks})", pks)}
         return [(a, b, (a, b) in same_text) for a, b in sorted(same_text | same_title)]
 
+    def duplicate_candidates(self) -> list[list[int]]:
+        """Groups of pks that share a non-empty normalised title or a text, ascending: the papers that
+        may be records of one paper (duplicates.duplicate_groups decides which are)."""
+        groups = [[int(pk) for pk in row[0].split(",")] for row in self.conn.execute(
+            "SELECT group_concat(pk) FROM papers WHERE title_key != '' GROUP BY title_key HAVING COUNT(*) > 1")]
+        groups += [[int(pk) for pk in row[0].split(",")] for row in self.conn.execute(
+            "SELECT group_concat(pk) FROM papers GROUP BY text_hash HAVING COUNT(*) > 1")]
+        return [sorted(group) for group in groups]
+
+    def absorb(self, kept: int, others: dict[int, str]) -> None:
+        """Make ``others`` (pk: id) names of ``kept``: their ids and aliases point at it, their rows go
+        (vectors and categories cascade), in the caller's transaction."""
+        marks = ",".join("?" * len(others))
+        self.conn.execute(f"UPDATE paper_aliases SET pk = ? WHERE pk IN ({marks})", (kept, *others))
+        self.conn.executemany("INSERT OR REPLACE INTO paper_aliases(alias, pk) VALUES (?, ?)",
+                              [(paper_id, kept) for paper_id in others.values()])
+        self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in others])
+
+    def names(self, paper_id: str) -> list[str]:
+        """A stored paper's id and every alias of it (the ids of records merged into it, its DOI)."""
+        rows = self.conn.execute("SELECT a.alias FROM paper_aliases a JOIN papers p ON p.pk = a.pk WHERE p.id = ? "
+                                 "ORDER BY a.alias", (paper_id,)).fetchall()
+        return [paper_id, *(row[0] for row in rows)]
+
     def has_merged(self, pks: Iterable[int]) -> set[int]:
         """The pks that records of other ids were merged into (an alias that is not a DOI)."""
         return {row[0] for row in self.select_in(
