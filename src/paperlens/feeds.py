@@ -10,8 +10,11 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
 2. Interests. Positives are clustered (``recommend.cluster_interests``, cut at
    ``feed_cluster_distance``, at most ``feed_max_clusters``), so a user who likes video models and
    LLM safety gets two interests instead of one blurred centroid. Each interest gets a share of
-   the feed proportional to its total (decayed) weight, and at least one slot while there are
-   slots to give.
+   the feed proportional to its total (decayed) weight times the evidence of its best candidates
+   (their mean similarity to it, step 4), and at least one slot while there are slots to give. An
+   interest whose best candidate is below ``feed_interest_floor`` (a free-text interest the
+   collection knows nothing of) gets at most one slot while another interest has better to show,
+   and its items come last, their reason marked ``"weak": true``.
 3. Candidates. One batched FAISS search from each interest's centroid and from its strongest
    members (``MEMBER_QUERIES``); deeper only when the user's own papers crowd out the candidates.
    In hybrid mode (the default, ``mode`` as in search) also each interest's keyword query ("more
@@ -25,7 +28,8 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
    pick by MMR: ``lambda * score - (1 - lambda) * max similarity to the papers already picked``
    with ``feed_mmr_lambda``, so near-duplicates do not fill the top of the feed.
 6. Reason. Each item names the (up to two) members of its interest it is most similar to: a
-   paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``.
+   paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``,
+   plus ``"weak": true`` when its interest had no candidate above the floor.
 
 A user with no positives gets the most popular papers, with that said in the reason.
 """
@@ -47,6 +51,7 @@ from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, use
 MEMBER_QUERIES = 4  # strongest members of an interest searched on their own, besides its centroid
 SHALLOW_EXCLUDE = 32  # room for excluded papers in the first, shallow candidate search
 REASONS_PER_ITEM = 2
+EVIDENCE_DEPTH = 3  # an interest's evidence: the mean similarity of its this many best candidates
 
 
 @dataclass
@@ -131,19 +136,25 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
     )
 
 
-def allocate_slots(k: int, weights: np.ndarray) -> np.ndarray:
-    """Slots per interest ∝ weight (largest remainder), at least one each for the heaviest while slots last."""
-    order = np.argsort(-weights, kind="stable")
-    slots = np.zeros(len(weights), dtype=np.int64)
-    floor = min(k, len(weights))
-    slots[order[:floor]] = 1
-    left = k - floor
-    if left > 0:
-        share = weights / weights.sum() * left
-        slots += np.floor(share).astype(np.int64)
-        remainder = share - np.floor(share)
+def allocate_slots(k: int, weights: np.ndarray, caps: np.ndarray | None = None) -> np.ndarray:
+    """Slots per interest ∝ weight (largest remainder), at least one each for the heaviest while
+    slots last, none above its cap (``caps`` None: no cap); what a capped interest cannot take
+    goes to the others."""
+    n = len(weights)
+    caps = np.full(n, k, dtype=np.int64) if caps is None else np.asarray(caps, dtype=np.int64)
+    order = [i for i in np.argsort(-weights, kind="stable") if caps[i] > 0]
+    slots = np.zeros(n, dtype=np.int64)
+    slots[order[:min(k, len(order))]] = 1
+    while (left := k - int(slots.sum())) > 0 and (room := slots < caps).any():
+        open_weights = np.where(room, np.maximum(weights, 0.0), 0.0)
+        if open_weights.sum() <= 0:
+            open_weights = room.astype(np.float64)  # no weight left anywhere: equal shares
+        share = open_weights / open_weights.sum() * left
+        slots += np.minimum(np.floor(share).astype(np.int64), caps - slots)
+        remainder = np.where(slots < caps, share - np.floor(share), -1.0)
         for i in np.argsort(-remainder, kind="stable")[: k - int(slots.sum())]:
-            slots[i] += 1
+            if remainder[i] >= 0:
+                slots[i] += 1
     return slots
 
 
@@ -172,9 +183,12 @@ def _candidates(library: Library, queries: np.ndarray, need: int, allowed: np.nd
         depth = min(total, depth + len(exclude))
 
 
-def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray, weak: bool = False) -> dict[str, Any]:
     best = members[np.argsort(-sims[members], kind="stable")[:REASONS_PER_ITEM]]
-    return {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
+    reason: dict[str, Any] = {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
+    if weak:
+        reason["weak"] = True  # nothing in the index is close to this interest: the best there is
+    return reason
 
 
 def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | None = None, mode: str | None = None) -> list[FeedItem]:
@@ -232,10 +246,14 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     if len(profile.negatives):
         penalty = settings.negative_weight * (cand_vecs @ profile.negatives.T).max(axis=1)
     scores = np.full((n_clusters, len(cand)), -np.inf, dtype=np.float32)
+    evidence, best = np.zeros(n_clusters), np.full(n_clusters, -np.inf)
     for c in active:
         m = members[c]
         relative = profile.weights[m] / profile.weights[m].max()
-        dense = (sims[:, m] * relative).max(axis=1) - penalty
+        similarity = (sims[:, m] * relative).max(axis=1)
+        top = np.sort(similarity)[::-1][:EVIDENCE_DEPTH]
+        evidence[c], best[c] = max(float(top.mean()), 0.0), float(top[0])
+        dense = similarity - penalty
         if mode == "dense":
             scores[c] = dense
             continue
@@ -244,7 +262,15 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         fused = fuse(list(range(len(cand))), dense, keyword, settings.fusion, weight)
         scores[c, [i for i, _ in fused]] = [score for _, score in fused]
 
-    picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda)
+    # Shares by weight times evidence; an interest with nothing above the floor gets one slot at most
+    # while another has something better to show (otherwise a filter leaving only distant papers
+    # would shorten the feed for nothing).
+    is_active = np.isin(np.arange(n_clusters), active)
+    weak = is_active & (best < settings.feed_interest_floor)
+    caps = np.where(weak & (is_active & ~weak).any(), 1, k)
+    slots = allocate_slots(k, np.where(is_active, cluster_weight * evidence, 0.0), caps)
+    picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda, caps)
+    picks = [pick for pick in picks if not weak[pick[1]]] + [pick for pick in picks if weak[pick[1]]]  # the best there is, last
     ranked = [(cand[i], float(scores[c, i])) for i, c in picks]
     hits = {hit.id: hit for hit in to_hits(library, ranked)}
     pk_to_id = {pk: stored.paper.id for pk, stored in library.store.get_many(pk for pk, _ in ranked).items()}
@@ -252,7 +278,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     for i, c in picks:
         hit = hits.get(pk_to_id.get(cand[i], ""))
         if hit is not None:
-            items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i]), int(c)))
+            items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i], bool(weak[c])), int(c)))
     return items
 
 
@@ -267,8 +293,11 @@ def _keyword_scores(library: Library, query: KeywordQuery, pks: list[int]) -> np
     return scores
 
 
-def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float) -> list[tuple[int, int]]:
-    """(candidate, interest) picks: the interest furthest behind its share picks next, by MMR."""
+def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float,
+              caps: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(candidate, interest) picks: the interest furthest behind its share picks next, by MMR; none
+    beyond its cap, even when the others run dry."""
+    caps = np.full(len(slots), k) if caps is None else caps
     taken = np.zeros(scores.shape[1], dtype=bool)
     max_sim = np.zeros(scores.shape[1], dtype=np.float32)
     filled = np.zeros(len(slots), dtype=np.int64)
@@ -276,7 +305,9 @@ def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: i
     picks: list[tuple[int, int]] = []
     while len(picks) < min(k, scores.shape[1]):
         if not active.any():
-            active = np.isfinite(scores).any(axis=1)  # an interest ran dry: the others take its slots
+            active = np.isfinite(scores).any(axis=1) & (filled < caps)  # an interest ran dry: the others take its slots
+            if not active.any():
+                break
             slots = np.maximum(slots, filled + 1)
         behind = np.where(active, filled / np.maximum(slots, 1), np.inf)
         c = int(np.argmin(behind))
