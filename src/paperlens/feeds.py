@@ -102,10 +102,12 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
         elif row.kind in NEGATIVE_KINDS:
             negative_ids.append(row.paper_id)
     touched = {row.paper_id for row in rows} | set(extra_positive_ids)
-    # Through aliases: a like of a record since merged into another entry (library.dedup) counts for that entry.
-    resolved = resolve_ids(library, touched | set(negative_ids))
-    stored_pks = library.store.pks_for_ids(set(resolved.values()))
-    pk_of = {pid: stored_pks[found] for pid, found in resolved.items() if found in stored_pks}
+    pk_of = library.store.pks_for_ids(touched | set(negative_ids))
+    if missing := (touched | set(negative_ids)) - pk_of.keys():
+        # Through aliases: a like of a record since merged into another entry (library.dedup) counts for that entry.
+        resolved = resolve_ids(library, missing)
+        stored_pks = library.store.pks_for_ids(set(resolved.values()))
+        pk_of |= {pid: stored_pks[found] for pid, found in resolved.items() if found in stored_pks}
     dim = library.manifest.dim if library.manifest else 0
     # Papers deleted from the index since the user touched them simply drop out of the profile.
     weight_of: dict[int, float] = {}
