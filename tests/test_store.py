@@ -97,3 +97,40 @@ def test_an_older_file_loses_the_characters_xml_forbids(tmp_path):
         "Title", "Ab stract", ["Ada L"], ["cs.CL"], {"k": "v"}, "http://x/")
     assert [tuple(r) for r in store.conn.execute("SELECT category, pk FROM paper_categories")] == [("cs.CL", 1)]
     assert store.get("p2").paper.title == "clean"
+
+
+def test_an_older_file_learns_the_normalised_titles_of_its_papers(tmp_path):
+    """Migration 12: title_key, filled for the papers already stored, so dedup finds their records."""
+    import sqlite3
+
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 11)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
+                 "('h1', 'Deep  Learning!', 'a', '{}', 'x', '', ''), ('2301.00001', 'deep learning', 'b', '{}', 'y', '', '')")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 12
+    assert store.duplicate_candidates() == [[1, 2]]
+    assert store.same_titles(["deep learning"]) == {"deep learning": [(1, "x"), (2, "y")]}
+
+
+def test_a_merged_record_gives_its_external_ids_to_the_entry_it_joins(tmp_path):
+    """absorb moves the merged rows' external ids (a DOI the entry lacks, a second DOI, an arXiv id)
+    to the kept entry, once each; a later write of the entry keeps them and drops only what its own
+    record no longer carries."""
+    store = Store(tmp_path / "papers.sqlite")
+    with store.transaction():
+        kept, other = store.upsert_papers([Paper(id="h1", title="t", abstract="a", extra={"doi": "10.1/journal", "corpusId": 7}),
+                                           Paper(id="2301.00001", title="t", abstract="a", extra={"doi": "10.48550/arXiv.2301.00001"})],
+                                          ["x", "x"])
+        store.absorb(kept.pk, {other.pk: other.id})
+    rows = {tuple(row) for row in store.conn.execute("SELECT scheme, value, pk FROM paper_external_ids")}
+    assert rows == {("doi", "10.1/journal", kept.pk), ("corpusid", "7", kept.pk),
+                    ("doi", "10.48550/arxiv.2301.00001", kept.pk), ("arxiv", "2301.00001", kept.pk)}
+    assert [tuple(row) for row in store.conn.execute("SELECT alias, pk FROM paper_aliases")] == [("2301.00001", kept.pk)]
+    with store.transaction():
+        store.upsert_papers([Paper(id="h1", title="t", abstract="a", extra={"doi": "10.1/journal"})], ["x"])
+    keys = [("doi", "10.1/journal"), ("doi", "10.48550/arxiv.2301.00001"), ("arxiv", "2301.00001"), ("corpusid", "7")]
+    assert store.resolve(keys) == dict(zip(keys[:3], ["h1"] * 3))

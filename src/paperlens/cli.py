@@ -27,6 +27,7 @@ from .library import (
     CheckReport,
     Library,
     check_library,
+    dedup,
     delete,
     ingest,
     open_library,
@@ -170,12 +171,14 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
         report = ingest(library, papers, show_progress=not quiet and not as_json)
         total = len(library)
     summary = {"index": str(settings.index), "added": len(report.added), "updated": len(report.updated),
-               "unchanged": len(report.unchanged), "encoded": report.encoded, "total": total, "files": reports}
+               "unchanged": len(report.unchanged), "merged": len(report.merged), "encoded": report.encoded, "total": total,
+               "files": reports}
     if as_json:
         click.echo(json.dumps(summary))
     else:
+        merged = f", {summary['merged']} merged into papers held under another id" if report.merged else ""
         click.echo(f"{settings.index}: {summary['added']} added, {summary['updated']} updated, "
-                   f"{summary['unchanged']} unchanged; {total} papers in the index")
+                   f"{summary['unchanged']} unchanged{merged}; {total} papers in the index")
 
 
 MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid, or PAPERLENS_SEARCH_MODE]"
@@ -302,14 +305,16 @@ def info_command(index, as_json) -> None:
 
 @main.command("check")
 @click.option("--repair/--no-repair", default=True, show_default=True, help="rebuild what disagrees with the store")
+@click.option("--dedup", "merge_duplicates", is_flag=True, help="also merge papers held as several entries (as 'paperlens dedup')")
 @index_options
 @handle_errors
-def check_command(repair: bool, index: str | None, as_json: bool) -> None:
-    """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it.
+def check_command(repair: bool, merge_duplicates: bool, index: str | None, as_json: bool) -> None:
+    """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it;
+    report papers held as several entries (merged only with --dedup).
 
     Exits 1 when a problem remains (a damaged SQLite file cannot be repaired here)."""
     with _open(index, repair=repair) as library:
-        report = check_library(library, repair=repair)
+        report = check_library(library, repair=repair, merge_duplicates=merge_duplicates)
     print_check(report, as_json)
     if not report.ok:
         sys.exit(EXIT_USER_ERROR)
@@ -323,10 +328,39 @@ def print_check(report: CheckReport, as_json: bool) -> None:
                f"SQLite {', '.join(report.integrity)}")
     for note in report.repaired:
         click.echo(f"repaired: {note}")
+    if report.duplicates:
+        click.echo(f"duplicates: {sum(len(g) - 1 for g in report.duplicates)} entries are other records of "
+                   f"{len(report.duplicates)} papers ('paperlens dedup' merges them):")
+        print_groups(report.duplicates)
     for problem in report.problems:
         click.echo(f"error: {problem}", err=True)
     if report.ok:
         click.echo("ok")
+
+
+def print_groups(groups: list[list[str]], limit: int = 10) -> None:
+    for group in groups[:limit]:
+        click.echo(f"  {group[0]} = {', '.join(group[1:])}")
+    if len(groups) > limit:
+        click.echo(f"  … and {len(groups) - limit} more")
+
+
+@main.command("dedup")
+@click.option("--dry-run", is_flag=True, help="list the papers held as several entries, merge nothing")
+@index_options
+@handle_errors
+def dedup_command(dry_run: bool, index: str | None, as_json: bool) -> None:
+    """Merge papers held as several entries (a listing's and an arXiv record of one paper) into the
+    oldest: the others' ids become its aliases, so every id, like and collection keeps working."""
+    with _open(index) as library:
+        report = dedup(library, dry_run=dry_run)
+        total = len(library)
+    if as_json:
+        click.echo(json.dumps({"groups": report.groups, "entries": report.entries, "merged": report.merged, "total": total}))
+        return
+    verb = "merged" if report.merged else "would merge"
+    click.echo(f"{library.folder}: {verb} {report.entries} entries into {len(report.groups)} papers; {total} papers in the index")
+    print_groups(report.groups)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

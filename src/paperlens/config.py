@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     feed_mmr_lambda: float = Field(0.7, ge=0.0, le=1.0, description="MMR: 1 = pure relevance, 0 = pure diversity")
     feed_max_clusters: int = Field(5, ge=1, le=50, description="most interests a feed is split into")
     feed_cluster_distance: float = Field(0.6, gt=0.0, le=2.0, description="cosine distance that separates two interests")
+    # tests/test_feeds.py::test_the_interest_floor_parts_on_and_off_topic_interests measures it on the demo corpus.
+    feed_interest_floor: float = Field(0.3, ge=-1.0, le=1.0,
+                                       description="an interest whose best paper is less similar than this gets at most one slot, marked weak")
 
     # Digest e-mail: sent through this SMTP server when smtp_host is set, else written as a file.
     smtp_host: str | None = None

@@ -5,12 +5,16 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
 1. Profile. Positives are liked and saved papers plus the user's free-text interests; negatives
    are disliked and not-interested papers. A like fades with a half-life
    (``feed_half_life_days``: a like that old counts half as much as today's); interests do not
-   fade. Everything the user touched (any kind, including ``seen``) is left out.
+   fade. Everything the user touched (any kind, including ``seen``) is left out, and so is any
+   other record of it (duplicates.copies_of); each paper competes for a slot as one record.
 2. Interests. Positives are clustered (``recommend.cluster_interests``, cut at
    ``feed_cluster_distance``, at most ``feed_max_clusters``), so a user who likes video models and
    LLM safety gets two interests instead of one blurred centroid. Each interest gets a share of
-   the feed proportional to its total (decayed) weight, and at least one slot while there are
-   slots to give.
+   the feed proportional to its total (decayed) weight times the evidence of its best candidates
+   (their mean similarity to it, step 4), and at least one slot while there are slots to give. An
+   interest whose best candidate is below ``feed_interest_floor`` (a free-text interest the
+   collection knows nothing of) gets at most one slot while another interest has better to show,
+   and its items come last, their reason marked ``"weak": true``.
 3. Candidates. One batched FAISS search from each interest's centroid and from its strongest
    members (``MEMBER_QUERIES``); deeper only when the user's own papers crowd out the candidates.
    In hybrid mode (the default, ``mode`` as in search) also each interest's keyword query ("more
@@ -24,7 +28,8 @@ The algorithm, in the order it runs (parameters in ``config.Settings``):
    pick by MMR: ``lambda * score - (1 - lambda) * max similarity to the papers already picked``
    with ``feed_mmr_lambda``, so near-duplicates do not fill the top of the feed.
 6. Reason. Each item names the (up to two) members of its interest it is most similar to: a
-   paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``.
+   paper ``{"paper_id", "title", "similarity"}`` or an interest ``{"interest", "similarity"}``,
+   plus ``"weak": true`` when its interest had no candidate above the floor.
 
 A user with no positives gets the most popular papers, with that said in the reason.
 """
@@ -37,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from .library import Library
+from .duplicates import collapse, copies_of, first_records
+from .library import Library, resolve_ids
 from .recommend import cluster_interests
 from .search import Filters, Hit, KeywordQuery, allowed_pks, check_k, check_mode, fuse, keyword_top, more_like_this, to_hits
 from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, users
@@ -45,6 +51,7 @@ from .users import NEGATIVE_KINDS, POSITIVE_KINDS, get_collection, get_user, use
 MEMBER_QUERIES = 4  # strongest members of an interest searched on their own, besides its centroid
 SHALLOW_EXCLUDE = 32  # room for excluded papers in the first, shallow candidate search
 REASONS_PER_ITEM = 2
+EVIDENCE_DEPTH = 3  # an interest's evidence: the mean similarity of its this many best candidates
 
 
 @dataclass
@@ -95,46 +102,61 @@ def build_profile(library: Library, user_id: int, now: dt.datetime | None = None
         elif row.kind in NEGATIVE_KINDS:
             negative_ids.append(row.paper_id)
     touched = {row.paper_id for row in rows} | set(extra_positive_ids)
-    pks = library.store.pks_for_ids(touched | set(negative_ids))
+    pk_of = library.store.pks_for_ids(touched | set(negative_ids))
+    if missing := (touched | set(negative_ids)) - pk_of.keys():
+        # Through aliases: a like of a record since merged into another entry (library.dedup) counts for that entry.
+        resolved = resolve_ids(library, missing)
+        stored_pks = library.store.pks_for_ids(set(resolved.values()))
+        pk_of |= {pid: stored_pks[found] for pid, found in resolved.items() if found in stored_pks}
     dim = library.manifest.dim if library.manifest else 0
     # Papers deleted from the index since the user touched them simply drop out of the profile.
-    pos_ids = [pid for pid in positive_weight if pid in pks]
-    stored = library.store.get_many(pks[pid] for pid in pos_ids)
-    vectors = [library.store.get_vectors([pks[pid] for pid in pos_ids], dim)] if pos_ids else []
-    labels = [{"paper_id": pid, "title": stored[pks[pid]].paper.title} for pid in pos_ids]
-    texts = [stored[pks[pid]].paper.text for pid in pos_ids]
-    weights = [positive_weight[pid] for pid in pos_ids]
+    weight_of: dict[int, float] = {}
+    for pid, weight in positive_weight.items():
+        if pid in pk_of:
+            weight_of[pk_of[pid]] = max(weight_of.get(pk_of[pid], 0.0), weight)
+    pos_pks = list(weight_of)
+    stored = library.store.get_many(pos_pks)
+    vectors = [library.store.get_vectors(pos_pks, dim)] if pos_pks else []
+    labels = [{"paper_id": stored[pk].paper.id, "title": stored[pk].paper.title} for pk in pos_pks]
+    texts = [stored[pk].paper.text for pk in pos_pks]
+    weights = [weight_of[pk] for pk in pos_pks]
     interests = store.interests(user_id)
     if interests:
         vectors.append(np.stack([i.vector for i in interests]))
         labels += [{"interest": i.text} for i in interests]
         texts += [i.text for i in interests]
         weights += [1.0] * len(interests)
-    neg_pks = [pks[pid] for pid in dict.fromkeys(negative_ids) if pid in pks]
+    neg_pks = list(dict.fromkeys(pk_of[pid] for pid in negative_ids if pid in pk_of))
     return Profile(
         vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
         weights=np.asarray(weights, dtype=np.float32),
         labels=labels,
         negatives=library.store.get_vectors(neg_pks, dim) if neg_pks else np.zeros((0, dim), np.float32),
-        exclude={pks[pid] for pid in touched if pid in pks},
+        exclude={pk_of[pid] for pid in touched if pid in pk_of},
         texts=texts,
         negative_texts=[stored.paper.text for stored in library.store.get_many(neg_pks).values()],
     )
 
 
-def allocate_slots(k: int, weights: np.ndarray) -> np.ndarray:
-    """Slots per interest ∝ weight (largest remainder), at least one each for the heaviest while slots last."""
-    order = np.argsort(-weights, kind="stable")
-    slots = np.zeros(len(weights), dtype=np.int64)
-    floor = min(k, len(weights))
-    slots[order[:floor]] = 1
-    left = k - floor
-    if left > 0:
-        share = weights / weights.sum() * left
-        slots += np.floor(share).astype(np.int64)
-        remainder = share - np.floor(share)
+def allocate_slots(k: int, weights: np.ndarray, caps: np.ndarray | None = None) -> np.ndarray:
+    """Slots per interest ∝ weight (largest remainder), at least one each for the heaviest while
+    slots last, none above its cap (``caps`` None: no cap); what a capped interest cannot take
+    goes to the others."""
+    n = len(weights)
+    caps = np.full(n, k, dtype=np.int64) if caps is None else np.asarray(caps, dtype=np.int64)
+    order = [i for i in np.argsort(-weights, kind="stable") if caps[i] > 0]
+    slots = np.zeros(n, dtype=np.int64)
+    slots[order[:min(k, len(order))]] = 1
+    while (left := k - int(slots.sum())) > 0 and (room := slots < caps).any():
+        open_weights = np.where(room, np.maximum(weights, 0.0), 0.0)
+        if open_weights.sum() <= 0:
+            open_weights = room.astype(np.float64)  # no weight left anywhere: equal shares
+        share = open_weights / open_weights.sum() * left
+        slots += np.minimum(np.floor(share).astype(np.int64), caps - slots)
+        remainder = np.where(slots < caps, share - np.floor(share), -1.0)
         for i in np.argsort(-remainder, kind="stable")[: k - int(slots.sum())]:
-            slots[i] += 1
+            if remainder[i] >= 0:
+                slots[i] += 1
     return slots
 
 
@@ -163,9 +185,12 @@ def _candidates(library: Library, queries: np.ndarray, need: int, allowed: np.nd
         depth = min(total, depth + len(exclude))
 
 
-def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray) -> dict[str, Any]:
+def _reason(labels: list[dict[str, Any]], members: np.ndarray, sims: np.ndarray, weak: bool = False) -> dict[str, Any]:
     best = members[np.argsort(-sims[members], kind="stable")[:REASONS_PER_ITEM]]
-    return {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
+    reason: dict[str, Any] = {"because": [{**labels[m], "similarity": round(float(sims[m]), 4)} for m in best]}
+    if weak:
+        reason["weak"] = True  # nothing in the index is close to this interest: the best there is
+    return reason
 
 
 def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | None = None, mode: str | None = None) -> list[FeedItem]:
@@ -177,8 +202,10 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     allowed = allowed_pks(library, filters)
     if allowed is not None and len(allowed) == 0:
         return []
+    # Other records of a paper the user touched count as that paper (duplicates.py).
+    exclude = profile.exclude | copies_of(library, profile.exclude)
     if len(profile.vectors) == 0:
-        return _popular(library, profile, k, allowed)
+        return _popular(library, profile, k, allowed, exclude)
     settings = library.settings
     labels = cluster_interests(profile.vectors, settings.feed_max_clusters, settings.feed_cluster_distance)
     n_clusters = int(labels.max()) + 1
@@ -193,7 +220,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         negative = more_like_this(library, profile.negative_texts) if profile.negative_texts else []
         keyword_queries = {c: KeywordQuery(more_like_this(library, [profile.texts[i] for i in members[c]], profile.weights[members[c]].tolist()),
                                    negative, settings.negative_weight) for c in active}
-        keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, profile.exclude)
+        keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, exclude)
                          for c, q in keyword_queries.items()}
     cand: list[int] = []
     if mode != "bm25":
@@ -204,12 +231,16 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
             strongest = m[np.argsort(-profile.weights[m], kind="stable")[:MEMBER_QUERIES]]
             queries.extend(profile.vectors[strongest])
             depth = max(depth, 3 * int(slots[c]) + 10)
-        cand = _candidates(library, np.stack(queries), depth, allowed, profile.exclude)
+        cand = _candidates(library, np.stack(queries), depth, allowed, exclude)
     for side in keyword_sides.values():
         cand.extend(pk for pk, _ in side.result())
     if not cand:
         return []
     cand, cand_vecs = library.store.candidate_vectors(list(dict.fromkeys(cand)), profile.vectors.shape[1])
+    first = first_records(library, cand, cand_vecs)  # one record of each paper competes for a slot
+    if len(first) < len(cand):
+        rows = [i for i, pk in enumerate(cand) if pk in first]
+        cand, cand_vecs = [cand[i] for i in rows], cand_vecs[rows]
     if not cand:
         return []
     sims = cand_vecs @ profile.vectors.T  # (C, P)
@@ -217,10 +248,14 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     if len(profile.negatives):
         penalty = settings.negative_weight * (cand_vecs @ profile.negatives.T).max(axis=1)
     scores = np.full((n_clusters, len(cand)), -np.inf, dtype=np.float32)
+    evidence, best = np.zeros(n_clusters), np.full(n_clusters, -np.inf)
     for c in active:
         m = members[c]
         relative = profile.weights[m] / profile.weights[m].max()
-        dense = (sims[:, m] * relative).max(axis=1) - penalty
+        similarity = (sims[:, m] * relative).max(axis=1)
+        top = np.sort(similarity)[::-1][:EVIDENCE_DEPTH]
+        evidence[c], best[c] = max(float(top.mean()), 0.0), float(top[0])
+        dense = similarity - penalty
         if mode == "dense":
             scores[c] = dense
             continue
@@ -229,7 +264,15 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
         fused = fuse(list(range(len(cand))), dense, keyword, settings.fusion, weight)
         scores[c, [i for i, _ in fused]] = [score for _, score in fused]
 
-    picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda)
+    # Shares by weight times evidence; an interest with nothing above the floor gets one slot at most
+    # while another has something better to show (otherwise a filter leaving only distant papers
+    # would shorten the feed for nothing).
+    is_active = np.isin(np.arange(n_clusters), active)
+    weak = is_active & (best < settings.feed_interest_floor)
+    caps = np.where(weak & (is_active & ~weak).any(), 1, k)
+    slots = allocate_slots(k, np.where(is_active, cluster_weight * evidence, 0.0), caps)
+    picks = _mmr_fill(cand_vecs, scores, slots, k, settings.feed_mmr_lambda, caps)
+    picks = [pick for pick in picks if not weak[pick[1]]] + [pick for pick in picks if weak[pick[1]]]  # the best there is, last
     ranked = [(cand[i], float(scores[c, i])) for i, c in picks]
     hits = {hit.id: hit for hit in to_hits(library, ranked)}
     pk_to_id = {pk: stored.paper.id for pk, stored in library.store.get_many(pk for pk, _ in ranked).items()}
@@ -237,7 +280,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     for i, c in picks:
         hit = hits.get(pk_to_id.get(cand[i], ""))
         if hit is not None:
-            items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i]), int(c)))
+            items.append(FeedItem(hit, _reason(profile.labels, members[c], sims[i], bool(weak[c])), int(c)))
     return items
 
 
@@ -252,8 +295,11 @@ def _keyword_scores(library: Library, query: KeywordQuery, pks: list[int]) -> np
     return scores
 
 
-def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float) -> list[tuple[int, int]]:
-    """(candidate, interest) picks: the interest furthest behind its share picks next, by MMR."""
+def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: int, lam: float,
+              caps: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(candidate, interest) picks: the interest furthest behind its share picks next, by MMR; none
+    beyond its cap, even when the others run dry."""
+    caps = np.full(len(slots), k) if caps is None else caps
     taken = np.zeros(scores.shape[1], dtype=bool)
     max_sim = np.zeros(scores.shape[1], dtype=np.float32)
     filled = np.zeros(len(slots), dtype=np.int64)
@@ -261,7 +307,9 @@ def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: i
     picks: list[tuple[int, int]] = []
     while len(picks) < min(k, scores.shape[1]):
         if not active.any():
-            active = np.isfinite(scores).any(axis=1)  # an interest ran dry: the others take its slots
+            active = np.isfinite(scores).any(axis=1) & (filled < caps)  # an interest ran dry: the others take its slots
+            if not active.any():
+                break
             slots = np.maximum(slots, filled + 1)
         behind = np.where(active, filled / np.maximum(slots, 1), np.inf)
         c = int(np.argmin(behind))
@@ -279,8 +327,8 @@ def _mmr_fill(cand_vecs: np.ndarray, scores: np.ndarray, slots: np.ndarray, k: i
     return picks
 
 
-def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | None) -> list[FeedItem]:
-    ranked = users(library).popular_pks(allowed, profile.exclude, k)
+def _popular(library: Library, profile: Profile, k: int, allowed: np.ndarray | None, exclude: set[int]) -> list[FeedItem]:
+    ranked = collapse(library, users(library).popular_pks(allowed, exclude, 2 * k))[:k]
     note = "popular in this index; like or save papers to personalise this feed"
     return [FeedItem(hit, {"because": [], "note": note}, 0) for hit in to_hits(library, ranked)]
 
@@ -294,8 +342,9 @@ def collection_feed(library: Library, user_id: int, name: str, k: int = 10, filt
                     mode: str | None = None) -> list[FeedItem]:
     """More like a collection: its papers are the positives; the user's dislikes and exclusions still apply."""
     collection = get_collection(library, user_id, name)
-    profile = build_profile(library, user_id, extra_positive_ids=collection.paper_ids)
-    keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(collection.paper_ids)]
+    members = list(dict.fromkeys(resolve_ids(library, collection.paper_ids).values()))
+    profile = build_profile(library, user_id, extra_positive_ids=members)
+    keep = [i for i, label in enumerate(profile.labels) if label.get("paper_id") in set(members)]
     profile.vectors, profile.weights = profile.vectors[keep], profile.weights[keep]
     profile.labels = [profile.labels[i] for i in keep]
     profile.texts = [profile.texts[i] for i in keep]

@@ -36,6 +36,7 @@ from .caches import (
     KeywordCache,
 )
 from .config import DEFAULT_MODEL, Settings
+from .duplicates import duplicate_groups, merge_papers, same_paper
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import (
     IndexMismatch,
@@ -51,13 +52,13 @@ from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
-from .papers import InvalidRecord, Paper, lookup_keys, normalise_id
+from .papers import PAPERLENS, InvalidRecord, Paper, lookup_keys, normalise_id, title_key
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "IngestReport", "Library", "Manifest",
-           "check_library", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
+__all__ = ["INDEX_FILE", "KEYWORD_DIR", "MANIFEST_FILE", "CheckReport", "DedupReport", "IngestReport", "Library", "Manifest",
+           "check_library", "dedup", "delete", "ingest", "open_library", "resolve_id", "resolve_ids"]
 
 FORMAT_VERSION = 1
 STORE_FILE = "papers.sqlite"
@@ -108,11 +109,13 @@ class IngestReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # Records of papers already held (or earlier in the same batch) under another id: id → the entry's id.
+    merged: dict[str, str] = field(default_factory=dict)
     encoded: int = 0
 
     @property
     def ids(self) -> list[str]:
-        return self.added + self.updated + self.unchanged
+        return self.added + self.updated + self.unchanged + list(self.merged)
 
 
 class Library:
@@ -288,7 +291,11 @@ def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
 
 
 def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -> IngestReport:
-    """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector."""
+    """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector.
+
+    A paper already held under another id (a listing's hash id, then its arXiv id) is merged into
+    that entry (duplicates.py says when): its id becomes an alias of the entry, which takes the
+    richer metadata of both records and keeps its own id and text."""
     if not papers:
         raise NothingToIngest("no papers to ingest")
     for paper in papers:
@@ -308,41 +315,124 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
     with library.lock:
         to_encode = _changed(library, papers, hashes)
         encoded = _encode(library, papers, to_encode, encoded)
-        vectors = np.stack([encoded[i] for i in to_encode]) if to_encode else None
         encoder = library.encoder if to_encode else None
         new_manifest = library.manifest is None
         if new_manifest:
             enc = encoder or library.encoder
             layout = choose_layout(len(papers), library.settings.layout)
             library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
+        plan = _plan_merges(library, papers, hashes, encoded)
+        keep = [i for i in range(len(papers)) if i not in plan.into]
+        write = [plan.papers.get(i, papers[i]) for i in keep] + list(plan.entries.values())
+        write_hashes = [hashes[i] for i in keep] + list(plan.entry_hashes.values())
+        encode_at = [n for n, i in enumerate(keep) if i in set(to_encode)]
+        vectors = np.stack([encoded[keep[n]] for n in encode_at]) if encode_at else None
         with library.store.transaction():
-            outcomes = library.store.upsert_papers(papers, hashes)
-            if to_encode:
-                library.store.put_vectors([outcomes[i].pk for i in to_encode], vectors)
-                library.store.bump_generation([outcomes[i].pk for i in to_encode])
+            outcomes = library.store.upsert_papers(write, write_hashes)
+            pk_of = {i: outcomes[n].pk for n, i in enumerate(keep)} | dict(zip(plan.entries, (o.pk for o in outcomes[len(keep):])))
+            merged_into = {i: pk_of[plan.into[i]] if isinstance(plan.into[i], int) else plan.into[i][1] for i in plan.into}
+            # The merged record's id resolves to the entry as an old paperlens id, its DOI, arXiv id, ... as the entry's.
+            library.store.add_aliases([(papers[i].id, pk) for i, pk in merged_into.items()])
+            library.store.add_external_ids([(pk, papers[i]) for i, pk in merged_into.items()])
+            if encode_at:
+                library.store.put_vectors([outcomes[n].pk for n in encode_at], vectors)
+                library.store.bump_generation([outcomes[n].pk for n in encode_at])
             if new_manifest:
                 # With the papers, so a kill before the manifest is written loses nothing (see open_library).
                 library.store.set_meta("model", library.manifest.model)
                 library.store.set_meta("dim", str(library.manifest.dim))
             generation = library.store.generation()
+            entry_ids = {o.pk: o.id for o in outcomes}
         crash_point("ingest:after-commit")
-        encoded_now = set(to_encode)  # exactly the papers whose title or abstract changed (or that are new)
+        encoded_now = set(encode_at)  # exactly the papers whose title or abstract changed (or that are new)
         library.apply_write(ChangeSet(
             generation,
-            rows=[(outcomes[i].pk, papers[i].title, papers[i].abstract) for i in to_encode],
+            rows=[(outcomes[n].pk, write[n].title, write[n].abstract) for n in encode_at],
             vectors=vectors,
-            refreshed=[o.pk for i, o in enumerate(outcomes) if o.status != "unchanged" and i not in encoded_now],
+            refreshed=[o.pk for n, o in enumerate(outcomes) if o.status != "unchanged" and n not in encoded_now],
         ))
-    report.encoded = len(to_encode)
-    for outcome in outcomes:
+    report.encoded = len(encode_at)
+    for outcome in outcomes[:len(keep)]:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
+    report.merged = {papers[i].id: entry_ids[pk] for i, pk in merged_into.items()}
     return report
 
 
+@dataclass
+class MergePlan:
+    """Which papers of an ingest are records of a paper held under another id, and what is written instead."""
+
+    # position → the position of an earlier paper of the batch, or ("entry", pk) of a stored entry
+    into: dict[int, int | tuple[str, int]] = field(default_factory=dict)
+    papers: dict[int, Paper] = field(default_factory=dict)  # kept papers of the batch, with merged metadata
+    entries: dict[int, Paper] = field(default_factory=dict)  # stored entries by pk, with merged metadata
+    entry_hashes: dict[int, str] = field(default_factory=dict)
+
+
+def _plan_merges(library: Library, papers: list[Paper], hashes: list[str], encoded: dict[int, np.ndarray]) -> MergePlan:
+    """Under the writer lock: match each new paper against the stored papers and the earlier papers
+    of the batch with the same normalised title (duplicates.same_paper)."""
+    store = library.store
+    ids = [paper.id for paper in papers]
+    stored_hashes = store.text_hashes(ids)
+    aliased = _merged_ids(library, ids)
+    entry_pks = store.pks_for_ids(aliased.values())
+    new = [i for i, paper in enumerate(papers) if paper.id not in stored_hashes and paper.id not in aliased]
+    keys = {i: title_key(papers[i].title) for i in new}
+    same = store.same_titles(keys.values())
+    present, vectors = store.candidate_vectors([pk for rows in same.values() for pk, _ in rows], library.manifest.dim)
+    stored_vectors = dict(zip(present, vectors))
+    position = {paper_id: i for i, paper_id in enumerate(ids)}
+    into: dict[int, int | tuple[str, int]] = {i: ("entry", entry_pks[aliased[ids[i]]]) for i in range(len(papers))
+                                              if ids[i] in aliased and aliased[ids[i]] in entry_pks}
+    heads: dict[str, list[int]] = {}
+    for i in new:
+        if not keys[i]:
+            continue
+        match = next((pk for pk, stored in same.get(keys[i], []) if same_paper(
+            stored == hashes[i], float(encoded[i] @ stored_vectors[pk]) if pk in stored_vectors else 0.0)), None)
+        earlier = next((j for j in heads.get(keys[i], []) if same_paper(hashes[j] == hashes[i], float(encoded[i] @ encoded[j]))), None)
+        if match is not None:
+            into[i] = ("entry", match)
+        elif earlier is not None:
+            into[i] = earlier
+        else:
+            heads.setdefault(keys[i], []).append(i)
+    plan = MergePlan(into=into)
+    stored = store.get_many({target[1] for target in into.values() if isinstance(target, tuple)})
+    for i, target in into.items():
+        if isinstance(target, tuple) and target[1] in stored and stored[target[1]].paper.id in position:
+            target = into[i] = position[stored[target[1]].paper.id]  # the entry is also updated by this batch
+        if isinstance(target, int):
+            plan.papers[target] = merge_papers(plan.papers.get(target, papers[target]), papers[i])
+        else:
+            pk = target[1]
+            plan.entries[pk] = merge_papers(plan.entries.get(pk, stored[pk].paper), papers[i])
+    # An entry that has absorbed other records keeps their richer metadata when updated by its own id.
+    own = store.pks_for_ids(ids[i] for i in range(len(papers)) if ids[i] in stored_hashes and i not in into)
+    updated = {pk: position[paper_id] for paper_id, pk in own.items()}
+    absorbed = store.has_merged(updated)
+    for pk, stored_paper in store.get_many(absorbed).items():
+        i = updated[pk]
+        plan.papers[i] = merge_papers(plan.papers.get(i, papers[i]), stored_paper.paper)
+    plan.entry_hashes = {pk: text_hash(paper.text) for pk, paper in plan.entries.items()}
+    return plan
+
+
+def _merged_ids(library: Library, ids: list[str]) -> dict[str, str]:
+    """Of these paperlens ids, those of records merged into another entry: id → the entry's id
+    (store.resolve, through paper_aliases)."""
+    found = library.store.resolve((PAPERLENS, paper_id) for paper_id in ids)
+    return {key[1]: entry for key, entry in found.items() if key[1] != entry}
+
+
 def _changed(library: Library, papers: list[Paper], hashes: list[str]) -> list[int]:
-    """Positions of the papers whose text differs from the stored one (or that are new)."""
-    known = library.store.text_hashes([p.id for p in papers])
-    return [i for i, (paper, text) in enumerate(zip(papers, hashes)) if known.get(paper.id) != text]
+    """Positions of the papers whose text differs from the stored one (or that are new); records
+    under an alias of a stored entry merge into it and need no vector."""
+    ids = [paper.id for paper in papers]
+    known = library.store.text_hashes(ids)
+    aliased = _merged_ids(library, ids)
+    return [i for i, (paper, text) in enumerate(zip(papers, hashes)) if paper.id not in aliased and known.get(paper.id) != text]
 
 
 def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: dict[int, np.ndarray],
@@ -398,8 +488,52 @@ def delete(library: Library, paper_ids: list[str]) -> list[str]:
 
 
 @dataclass
+class DedupReport:
+    """Papers held as several entries: each group's ids, the kept entry's first. ``merged`` once done."""
+
+    groups: list[list[str]] = field(default_factory=list)
+    merged: bool = False
+
+    @property
+    def entries(self) -> int:
+        """Entries that merging removes (they become aliases of the kept ones)."""
+        return sum(len(group) - 1 for group in self.groups)
+
+
+def dedup(library: Library, dry_run: bool = False) -> DedupReport:
+    """Merge the papers already stored as several entries (duplicates.duplicate_groups) into their
+    oldest entry, as ingest merges a new record: the others' ids and aliases become aliases of it
+    and it takes the richer metadata. Likes and collections that name a merged id keep naming it;
+    it resolves to the kept entry (resolve_ids, feeds.build_profile)."""
+    with library.lock:
+        groups = duplicate_groups(library)
+        stored = library.store.get_many(pk for group in groups for pk in group)
+        groups = [[pk for pk in group if pk in stored] for group in groups]
+        groups = [group for group in groups if len(group) > 1]
+        report = DedupReport([[stored[pk].paper.id for pk in group] for group in groups])
+        if dry_run or not groups:
+            return report
+        kept = [stored[group[0]].paper for group in groups]
+        for n, group in enumerate(groups):
+            for pk in group[1:]:
+                kept[n] = merge_papers(kept[n], stored[pk].paper)
+        removed = [pk for group in groups for pk in group[1:]]
+        with library.store.transaction():
+            outcomes = library.store.upsert_papers(kept, [text_hash(paper.text) for paper in kept])
+            for group in groups:
+                library.store.absorb(group[0], {pk: stored[pk].paper.id for pk in group[1:]})
+            generation = library.store.bump_generation(removed)
+        crash_point("dedup:after-commit")
+        library.apply_write(ChangeSet(generation, refreshed=[o.pk for o in outcomes if o.status != "unchanged"], removed=removed))
+    report.merged = True
+    return report
+
+
+@dataclass
 class CheckReport:
-    """What 'paperlens check' found; ``ok`` once nothing is left unrepaired."""
+    """What 'paperlens check' found; ``ok`` once nothing is left unrepaired. Papers held as several
+    entries (``duplicates``, ids of each group) are reported, not a problem: 'paperlens dedup'
+    (or check's ``dedup``) merges them."""
 
     index: str
     papers: int = 0
@@ -408,18 +542,21 @@ class CheckReport:
     integrity: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_library(library: Library, repair: bool = True, quick: bool = False) -> CheckReport:
+def check_library(library: Library, repair: bool = True, quick: bool = False, merge_duplicates: bool = False) -> CheckReport:
     """Verify the store (SQLite integrity, a vector per paper), then each cache against it (FAISS:
-    the same ids as the store; keywords/: the same write and count).
+    the same ids as the store; keywords/: the same write and count), and look for papers held as
+    several entries (not with ``quick``, as at start-up).
 
     With ``repair``, papers without vectors are encoded and a cache that disagrees is rebuilt from
-    the store; a store that fails SQLite's integrity check cannot be repaired here.
+    the store; a store that fails SQLite's integrity check cannot be repaired here. Duplicates are
+    merged only with ``merge_duplicates``.
     """
     report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
     store = library.store
@@ -444,6 +581,12 @@ def check_library(library: Library, repair: bool = True, quick: bool = False) ->
                 report.repaired.append(f"{problem}: rebuilt {cache.name} from the store")
             elif problem:
                 report.problems.append(problem)
+        if not quick:
+            found = dedup(library, dry_run=not merge_duplicates)
+            if found.merged:
+                report.repaired.append(f"{found.entries} entries were other records of {len(found.groups)} papers: merged")
+            else:
+                report.duplicates = found.groups
         report.papers, report.vectors = store.count(), store.vector_count()
         report.faiss = len(library.index) if library.index is not None else 0
     return report

@@ -98,6 +98,12 @@ def normalise_text(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text).split())
 
 
+def title_key(title: str | None) -> str:
+    """What two records of one paper share even when their sources spell the title differently
+    (case, punctuation, Unicode forms): ingest merges records only when these are equal."""
+    return normalise_text(title or "")
+
+
 def content_id(title: str, abstract: str) -> str:
     """A stable id for papers whose source has none: same text (up to case and punctuation), same id."""
     digest = hashlib.sha1(f"{normalise_text(title)}\n{normalise_text(abstract)}".encode()).hexdigest()

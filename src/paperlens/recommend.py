@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from .duplicates import copies_of, distinct_top
 from .errors import InvalidInput, PaperNotFound
 from .library import Library, resolve_ids
 from .limits import check_example_count
@@ -127,7 +128,8 @@ def recommend(
     negative_weight: float | None = None,
     mode: str | None = None,
 ) -> list[Hit]:
-    """Papers like the positives and unlike the negatives, the examples themselves left out.
+    """Papers like the positives and unlike the negatives, the examples themselves (and any other
+    record of them) left out, each paper listed once.
 
     ``mode`` as in search: the dense side is the strategy's, the keyword side is one "more like
     this" query of the positives' texts (by weight), the negatives' query counting against it."""
@@ -144,6 +146,7 @@ def recommend(
     pos_pks, pos_vecs, pos_w = _resolve(library, positive, "positive")
     neg_pks, neg_vecs, neg_w = _resolve(library, negative, "negative")
     exclude = set(pos_pks) | set(neg_pks)
+    exclude |= copies_of(library, exclude)  # other records of an example are the example
     allowed = allowed_pks(library, filters)
 
     centroid = (pos_w[:, None] * pos_vecs).sum(0) / pos_w.sum()
@@ -168,5 +171,5 @@ def recommend(
         against = more_like_this(library, [texts.get(pk, "") for pk in neg_pks], neg_w.tolist()) if neg_pks else []
         return KeywordQuery(terms, against, beta)
 
-    ranked = rank(library, mode, dense, keyword, k, allowed, exclude, library.settings.similar_dense_weight)
-    return to_hits(library, ranked)
+    weight = library.settings.similar_dense_weight
+    return to_hits(library, distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, exclude, weight), k))

@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from .duplicates import copies_of, distinct_top
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library, resolve_id
@@ -406,21 +407,22 @@ def search_text(library: Library, query: str, k: int = 10, filters: Filters | No
 
 def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
     """Neighbours of a stored paper, from its stored vector and its keyword query; the paper and
-    its duplicates left out."""
+    any other record of it left out, and each neighbour listed once (duplicates.py)."""
     check_k(library, k)
     mode = check_mode(library, mode)
-    found = library.store.paper_and_copies(resolve_id(library, paper_id))
-    if found is None:
+    found = library.store.pks_for_ids([resolve_id(library, paper_id)])
+    if not found:
         raise PaperNotFound(paper_id)
-    pk, copies = found
+    pk = next(iter(found.values()))
     allowed = allowed_pks(library, filters)
-    dense = NearVector(library, allowed, {pk, *copies}, vector=library.store.get_vectors([pk], library.manifest.dim)[0])
+    dense = NearVector(library, allowed, {pk, *copies_of(library, {pk})}, vector=library.store.get_vectors([pk], library.manifest.dim)[0])
 
     def keyword() -> KeywordQuery:
         stored = library.store.get_many([pk]).get(pk)
         return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [])
 
-    return to_hits(library, rank(library, mode, dense, keyword, k, allowed, dense.exclude, library.settings.similar_dense_weight))
+    weight = library.settings.similar_dense_weight
+    return to_hits(library, distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight), k))
 
 
 def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:

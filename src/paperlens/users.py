@@ -145,6 +145,11 @@ def _check_paper(library: Library, paper_id: str) -> str:
     return resolve_id(library, paper_id)
 
 
+def _names(library: Library, paper_id: str) -> list[str]:
+    """Every id a user's records may name the paper by: its id, and those of records merged into it."""
+    return library.store.names(paper_id) if library.store.get(paper_id) else [paper_id]
+
+
 def record_interaction(library: Library, user_id: int, paper_id: str, kind: str) -> InteractionRow:
     """Like and dislike exclude each other: the newer one replaces the older."""
     check_kind(kind)
@@ -154,7 +159,8 @@ def record_interaction(library: Library, user_id: int, paper_id: str, kind: str)
         get_user(library, user_id)
         store = users(library)
         if opposite:
-            store.delete_interactions(user_id, paper_id, opposite)
+            for name in _names(library, paper_id):  # also one recorded under a record merged into it since
+                store.delete_interactions(user_id, name, opposite)
         return store.add_interaction(user_id, paper_id, kind)
 
 
@@ -169,7 +175,8 @@ def remove_interaction(library: Library, user_id: int, paper_id: str, kind: str 
     paper_id = resolve_ids(library, [paper_id]).get(paper_id, paper_id)
     with library.store.transaction():
         get_user(library, user_id)
-        removed = users(library).delete_interactions(user_id, paper_id, kind)
+        # Under the paper's id or the id of a record merged into it since (library.dedup).
+        removed = sum(users(library).delete_interactions(user_id, name, kind) for name in _names(library, paper_id))
     if not removed:
         raise InteractionNotFound(f"user {user_id} has no {kind or 'interaction'} on paper {paper_id!r}")
     return removed
@@ -233,6 +240,7 @@ def remove_from_collection(library: Library, user_id: int, name: str, paper_id: 
     paper_id = resolve_ids(library, [paper_id]).get(paper_id, paper_id)  # a paper deleted since can still be taken out
     with library.store.transaction():
         get_collection(library, user_id, name)
-        if not users(library).remove_from_collection(user_id, name, paper_id):
+        removed = [users(library).remove_from_collection(user_id, name, other) for other in _names(library, paper_id)]
+        if not any(removed):
             raise PaperNotFound(paper_id)
     return get_collection(library, user_id, name)

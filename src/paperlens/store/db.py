@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..papers import Paper, clean_text, clean_value, external_id_keys
+from ..papers import Paper, clean_text, clean_value, external_id_keys, title_key
 
 MIGRATIONS: list[str] = [
     # 1: papers, their categories (for filters) and vectors
@@ -185,6 +185,13 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX paper_aliases_pk ON paper_aliases(pk);
     """,
+    # 12: each paper's normalised title (papers.title_key), indexed: records of one paper from two
+    # sources (a listing's hash id, an arXiv id) are found by it, at ingest and by 'paperlens dedup'.
+    """
+    ALTER TABLE papers ADD COLUMN title_key TEXT NOT NULL DEFAULT '';
+    UPDATE papers SET title_key = paperlens_title_key(title);
+    CREATE INDEX papers_title_key ON papers(title_key);
+    """,
 ]
 
 
@@ -210,7 +217,7 @@ def _clean_json_column(text: str | None, sort_keys: int) -> str | None:
 # Python functions the migrations call, registered on every connection: one definition of each
 # rule, shared by the writers and the migrations that apply it to older files.
 SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows), "paperlens_clean_text": (1, _clean_column),
-                 "paperlens_clean_json": (2, _clean_json_column)}
+                 "paperlens_clean_json": (2, _clean_json_column), "paperlens_title_key": (1, title_key)}
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..filters import FilterColumns
-from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys
+from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys, title_key
 from .db import Database, now
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
@@ -71,8 +71,8 @@ class PaperTable(Database):
             if row is None:
                 pk = self.conn.execute(
                     "INSERT INTO papers (id, title, abstract, authors, date, categories, popularity, url, source, "
-                    "extra, text_hash, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (paper.id, *values, text_hash, stamp, stamp),
+                    "extra, text_hash, title_key, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (paper.id, *values, text_hash, title_key(paper.title), stamp, stamp),
                 ).lastrowid
                 status = "added"
             else:
@@ -82,8 +82,8 @@ class PaperTable(Database):
                     continue
                 self.conn.execute(
                     "UPDATE papers SET title=?, abstract=?, authors=?, date=?, categories=?, popularity=?, url=?, "
-                    "source=?, extra=?, text_hash=?, updated_at=? WHERE pk=?",
-                    (*values, text_hash, stamp, pk),
+                    "source=?, extra=?, text_hash=?, title_key=?, updated_at=? WHERE pk=?",
+                    (*values, text_hash, title_key(paper.title), stamp, pk),
                 )
                 self.conn.execute("DELETE FROM paper_categories WHERE pk = ?", (pk,))
                 status = "updated" if row["text_hash"] != text_hash else "refreshed"
@@ -91,7 +91,7 @@ class PaperTable(Database):
                 "INSERT OR IGNORE INTO paper_categories(category, pk) VALUES (?, ?)",
                 [(category, pk) for category in paper.categories],
             )
-            self._put_external_ids(pk, paper)
+            self._put_external_ids(pk, paper, row["extra"] if row is not None else None)
             outcomes.append(UpsertOutcome(pk, paper.id, status))
         return outcomes
 
@@ -101,10 +101,25 @@ class PaperTable(Database):
         self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in pks])
         return pks
 
-    def _put_external_ids(self, pk: int, paper: Paper) -> None:
-        self.conn.execute("DELETE FROM paper_external_ids WHERE pk = ?", (pk,))
+    def _put_external_ids(self, pk: int, paper: Paper, old_extra: str | None = None) -> None:
+        """The paper's external ids, replacing those of its stored version (``old_extra``). An entry
+        that records were merged into keeps theirs (add_external_ids, absorb): only the ids its own
+        earlier version carried and this one does not are dropped."""
+        keys = external_id_keys(paper)
+        if old_extra is None or not self.has_merged([pk]):
+            self.conn.execute("DELETE FROM paper_external_ids WHERE pk = ?", (pk,))
+        else:
+            old = external_id_keys(Paper(id=paper.id, title="", abstract="", extra=json.loads(old_extra)))
+            self.conn.executemany("DELETE FROM paper_external_ids WHERE scheme = ? AND value = ? AND pk = ?",
+                                  [(*key, pk) for key in set(old) - set(keys)])
         self.conn.executemany("INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk) VALUES (?, ?, ?)",
-                              [(*key, pk) for key in external_id_keys(paper)])
+                              [(*key, pk) for key in keys])
+
+    def add_external_ids(self, pairs: Iterable[tuple[int, Paper]]) -> None:
+        """The external ids (papers.external_id_keys) of records merged into the entries ``pk``, as
+        well as the entries' own, in the caller's transaction: the entry takes a record's DOI, arXiv id, ..."""
+        self.conn.executemany("INSERT OR IGNORE INTO paper_external_ids(scheme, value, pk) VALUES (?, ?, ?)",
+                              [(*key, pk) for pk, paper in pairs for key in external_id_keys(paper)])
 
     def get(self, paper_id: str) -> StoredPaper | None:
         row = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE id = ?", (paper_id,)).fetchone()
@@ -117,15 +132,63 @@ class PaperTable(Database):
     def pks_for_ids(self, ids: Iterable[str]) -> dict[str, int]:
         return {row[0]: row[1] for row in self.select_in("SELECT id, pk FROM papers WHERE id IN ({marks})", ids)}
 
-    def paper_and_copies(self, paper_id: str) -> tuple[int, list[int]] | None:
-        """The paper's pk and the pks of other records of the same text (a paper ingested under two
-        ids), which by-id similar leaves out; one indexed query, None for an unknown id."""
-        rows = self.conn.execute(
-            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON a.text_hash = b.text_hash WHERE a.id = ?", (paper_id,)
-        ).fetchall()
-        if not rows:
-            return None
-        return rows[0][0], [row[1] for row in rows if row[1] != rows[0][0]]
+    def same_titles(self, keys: Iterable[str]) -> dict[str, list[tuple[int, str]]]:
+        """(pk, text_hash) of the stored papers with each normalised title (papers.title_key); an
+        empty title matches nothing."""
+        found: dict[str, list[tuple[int, str]]] = {}
+        for row in self.select_in("SELECT title_key, pk, text_hash FROM papers WHERE title_key IN ({marks}) ORDER BY pk",
+                                  {key for key in keys if key}):
+            found.setdefault(row[0], []).append((row[1], row[2]))
+        return found
+
+    def identities(self, pks: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """(title_key, text_hash) by pk: what tells two records of one paper apart from two papers."""
+        return {row[0]: (row[1], row[2]) for row in
+                self.select_in("SELECT pk, title_key, text_hash FROM papers WHERE pk IN ({marks})", {int(pk) for pk in pks})}
+
+    def copy_candidates(self, pks: Iterable[int]) -> list[tuple[int, int, bool]]:
+        """(pk, other pk, same text) for every other record with the same text or the same non-empty
+        normalised title as one of ``pks``; two indexed joins."""
+        pks = {int(pk) for pk in pks}
+        same_text = {(row[0], row[1]) for row in self.select_in(
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON b.text_hash = a.text_hash AND b.pk != a.pk "
+            "WHERE a.pk IN ({marks})", pks)}
+        same_title = {(row[0], row[1]) for row in self.select_in(
+            "SELECT a.pk, b.pk FROM papers a JOIN papers b ON b.title_key = a.title_key AND b.pk != a.pk "
+            "WHERE a.title_key != '' AND a.pk IN ({marks})", pks)}
+        return [(a, b, (a, b) in same_text) for a, b in sorted(same_text | same_title)]
+
+    def duplicate_candidates(self) -> list[list[int]]:
+        """Groups of pks that share a non-empty normalised title or a text, ascending: the papers that
+        may be records of one paper (duplicates.duplicate_groups decides which are)."""
+        groups = [[int(pk) for pk in row[0].split(",")] for row in self.conn.execute(
+            "SELECT group_concat(pk) FROM papers WHERE title_key != '' GROUP BY title_key HAVING COUNT(*) > 1")]
+        groups += [[int(pk) for pk in row[0].split(",")] for row in self.conn.execute(
+            "SELECT group_concat(pk) FROM papers GROUP BY text_hash HAVING COUNT(*) > 1")]
+        return [sorted(group) for group in groups]
+
+    def absorb(self, kept: int, others: dict[int, str]) -> None:
+        """Make ``others`` (pk: id) names of ``kept``: their ids and aliases point at it, as do their
+        external ids (DOI, arXiv, CorpusId, ...); their rows go (vectors and categories cascade), in
+        the caller's transaction."""
+        marks = ",".join("?" * len(others))
+        self.conn.execute(f"UPDATE paper_aliases SET pk = ? WHERE pk IN ({marks})", (kept, *others))
+        # An id the kept entry carries already stays once; the others' copies go with their rows.
+        self.conn.execute(f"UPDATE OR IGNORE paper_external_ids SET pk = ? WHERE pk IN ({marks})", (kept, *others))
+        self.conn.executemany("INSERT OR REPLACE INTO paper_aliases(alias, pk) VALUES (?, ?)",
+                              [(paper_id, kept) for paper_id in others.values()])
+        self.conn.executemany("DELETE FROM papers WHERE pk = ?", [(pk,) for pk in others])
+
+    def names(self, paper_id: str) -> list[str]:
+        """A stored paper's id and the old ids of records merged into it (paper_aliases)."""
+        rows = self.conn.execute("SELECT a.alias FROM paper_aliases a JOIN papers p ON p.pk = a.pk WHERE p.id = ? "
+                                 "ORDER BY a.alias", (paper_id,)).fetchall()
+        return [paper_id, *(row[0] for row in rows)]
+
+    def has_merged(self, pks: Iterable[int]) -> set[int]:
+        """The pks that records of other ids were merged into (they have an alias)."""
+        return {row[0] for row in self.select_in(
+            "SELECT DISTINCT pk FROM paper_aliases WHERE pk IN ({marks})", {int(pk) for pk in pks})}
 
     def resolve(self, keys: Iterable[LookupKey]) -> dict[LookupKey, str]:
         """Stored ids by lookup key (papers.lookup_keys): a paperlens id is a paper's own id or the old
