@@ -294,8 +294,9 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
     """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector.
 
     A paper already held under another id (a listing's hash id, then its arXiv id) is merged into
-    that entry (duplicates.py says when): its id becomes an alias of the entry, which takes the
-    richer metadata of both records and keeps its own id and text."""
+    that entry (duplicates.py says when): its id becomes an alias of the entry and its external ids
+    (DOI, arXiv, CorpusId, ...) the entry's, which takes the richer metadata of both records and
+    keeps its own id and text."""
     if not papers:
         raise NothingToIngest("no papers to ingest")
     for paper in papers:
@@ -502,8 +503,8 @@ class DedupReport:
 
 def dedup(library: Library, dry_run: bool = False) -> DedupReport:
     """Merge the papers already stored as several entries (duplicates.duplicate_groups) into their
-    oldest entry, as ingest merges a new record: the others' ids and aliases become aliases of it
-    and it takes the richer metadata. Likes and collections that name a merged id keep naming it;
+    oldest entry, as ingest merges a new record: the others' ids and aliases become aliases of it,
+    their external ids its own, and it takes the richer metadata. Likes and collections that name a merged id keep naming it;
     it resolves to the kept entry (resolve_ids, feeds.build_profile)."""
     with library.lock:
         groups = duplicate_groups(library)
