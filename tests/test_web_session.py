@@ -86,6 +86,7 @@ def test_a_form_without_its_csrf_token_is_refused(open_client):
     for fields in ({}, {"csrf": "wrong"}):
         refused = open_client.post("/web/mark", data={"paper_id": PAPER, "kind": "like", **fields}, follow_redirects=False)
         assert refused.status_code == 403 and "CSRF" in refused.text and refused.headers["content-type"].startswith("text/html")
+        assert 'name="next" value="/"' in refused.text and "/web/mark" not in refused.text.split("<main>")[0]  # its forms return to a page
     as_json = open_client.post("/web/sign-out", data={}, headers={"Accept": "application/json"})
     assert as_json.status_code == 403 and "CSRF" in as_json.json()["detail"]
     assert 'id="user-name">Ada<' in open_client.get("/").text  # still signed in

@@ -40,11 +40,6 @@ FormText = Annotated[str, Form(max_length=10_000)]
 Back = Annotated[str, Form(alias="next", max_length=2_000)]  # the page to return to
 
 
-def current_user(library: Library, request: Request) -> UserRow | None:
-    """The signed-in user, or None: no session, a forged or stale one, or one from open mode on a server with keys."""
-    return signed_in_user(library, Session(request))
-
-
 def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[str]]:
     if user is None:
         return {}
@@ -55,10 +50,11 @@ def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[st
 
 
 def _render(library: Library, request: Request, name: str, status: int = 200, session: Session | None = None,
-            **context: Any) -> HTMLResponse:
+            here: str | None = None, **context: Any) -> HTMLResponse:
+    """``here``: where the page's forms come back to (this page, unless it answers a form)."""
     session = session or Session(request)
     user = signed_in_user(library, session)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    here = here or request.url.path + (f"?{request.url.query}" if request.url.query else "")
     html = templates().get_template(name).render(
         user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library),
         personal=not library.settings.api_keys(), csrf=session.csrf, here=here, **context
@@ -87,25 +83,28 @@ def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResp
     stored = library.store.get(resolve_ids(library, [paper_id]).get(paper_id, paper_id))
     if stored is None:
         return _render(library, request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
-    user = current_user(library, request)
+    session = Session(request)
+    user = signed_in_user(library, session)
     collections = user_ops.list_collections(library, user.id) if user else []
-    return _render(library, request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10),
+    return _render(library, request, "paper.html", session=session, paper=stored.paper, similar=similar_to_paper(library, paper_id, 10),
                    collections=collections, in_collections=[c.name for c in collections if stored.paper.id in c.paper_ids])
 
 
 def feed_page(library: LibraryDep, request: Request) -> HTMLResponse:
-    user = current_user(library, request)
+    session = Session(request)
+    user = signed_in_user(library, session)
     items = user_feed(library, user.id, PAGE_K) if user else []
-    return _render(library, request, "feed.html", items=items)
+    return _render(library, request, "feed.html", session=session, items=items)
 
 
 def collections_page(library: LibraryDep, request: Request) -> HTMLResponse:
-    user = current_user(library, request)
+    session = Session(request)
+    user = signed_in_user(library, session)
     shelves = []
     for collection in user_ops.list_collections(library, user.id) if user else []:
         papers = [(pid, stored.paper.title if (stored := library.store.get(pid)) else pid) for pid in collection.paper_ids]
         shelves.append((collection.name, papers))
-    return _render(library, request, "collections.html", shelves=shelves)
+    return _render(library, request, "collections.html", session=session, shelves=shelves)
 
 
 def sign_in_page(library: LibraryDep, request: Request) -> HTMLResponse:
@@ -138,7 +137,7 @@ def _form(library: Library, request: Request, csrf: str, back: str, action: Call
     except PaperlensError as exc:
         if wants_json:
             return session.save(JSONResponse({"detail": str(exc)}, status_code=exc.status_code))
-        return _render(library, request, error_page, status=exc.status_code, session=session, message=str(exc))
+        return _render(library, request, error_page, status=exc.status_code, session=session, here=_local(back), message=str(exc))
     if wants_json:
         return session.save(JSONResponse(result or {}))
     return session.save(RedirectResponse(_local(back), status_code=303))
