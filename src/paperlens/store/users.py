@@ -64,6 +64,12 @@ class UserStore:
         row = self.conn.execute("SELECT token_hash FROM users WHERE id = ?", (user_id,)).fetchone()
         return row[0] if row else None
 
+    def user_with_token_hash(self, digest: str) -> tuple[str, int] | None:
+        """(hash, user id) of the user with this token hash. A scan of the users table, which holds
+        the people of one server, not a population."""
+        row = self.conn.execute("SELECT token_hash, id FROM users WHERE token_hash = ?", (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
     def set_feed_secret(self, user_id: int, collection: str, digest: str) -> None:
         """The feed's secret hash, replacing an earlier one (collection '' is the user's own feed)."""
         self.conn.execute("DELETE FROM feed_secrets WHERE user_id = ? AND collection = ?", (user_id, collection))

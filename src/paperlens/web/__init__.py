@@ -1,49 +1,43 @@
 """The web page: server-rendered Jinja2 templates, a stylesheet and a little plain JavaScript.
 
-Pages read; the buttons write through the JSON API (``/users/...``) with fetch, so the page and
-the API can never disagree. The current user is a cookie holding their id, nothing more: this is
-a personal tool on a trusted network, not an account system.
+Pages read; their forms write, posting to ``/web/...`` with the session's CSRF token, and the
+handlers call the same users.py functions as the JSON API. Like / dislike / save post with fetch
+(the page keeps its place); without JavaScript every form still works, answered by a redirect.
+Who is signed in is the session (session.py): a signed cookie, never a bare id. In open mode a
+visitor makes a user by typing a name (or picks one by id); with API keys they sign in with the
+token ``paperlens user add`` printed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import users as user_ops
 from ..api_deps import LibraryDep
-from ..errors import InvalidInput, PaperlensError, PaperNotFound, UserNotFound
+from ..errors import Forbidden, InvalidInput, PaperlensError, PaperNotFound, Unauthorized
 from ..exports import templates
 from ..feeds import user_feed
-from ..library import Library, resolve_ids
+from ..library import Library, resolve_id, resolve_ids
 from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
+from ..security import session_proof
 from ..store import UserRow
+from .session import Session, sign_in_with_token, signed_in_user
 
 STATIC = Path(__file__).resolve().parent / "static"
-USER_COOKIE = "paperlens_user"
 PAGE_K = 20
+PAGE_KINDS = ("like", "dislike", "save")
 
-
-def current_user(library: Library, request: Request) -> UserRow | None:
-    """The user named by the cookie, or None when it is missing, malformed or stale.
-
-    A cookie with a bare user id is only safe in open mode (loopback, no API keys); when the
-    server has keys, the page offers search and paper pages only, and feeds go through the API
-    with the user's token."""
-    if library.settings.api_keys():
-        return None
-    raw = request.cookies.get(USER_COOKIE, "")
-    if not raw.isdigit():
-        return None
-    try:
-        return user_ops.get_user(library, int(raw))
-    except UserNotFound:
-        return None
+# Form fields default to "" so a missing one is the page's own message, not FastAPI's JSON 422.
+FormText = Annotated[str, Form(max_length=10_000)]
+Back = Annotated[str, Form(alias="next", max_length=2_000)]  # the page to return to
 
 
 def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[str]]:
@@ -55,13 +49,19 @@ def _kinds_by_paper(library: Library, user: UserRow | None) -> dict[str, list[st
     return kinds
 
 
-def _render(library: Library, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    user = current_user(library, request)
+def _render(library: Library, request: Request, name: str, status: int = 200, session: Session | None = None,
+            here: str | None = None, **context: Any) -> HTMLResponse:
+    """``here``: where the page's forms come back to (this page, unless it answers a form)."""
+    session = session or Session(request)
+    user = signed_in_user(library, session)
+    here = here or request.url.path + (f"?{request.url.query}" if request.url.query else "")
     html = templates().get_template(name).render(
         user=user, kinds=_kinds_by_paper(library, user), papers_in_index=len(library),
-        personal=not library.settings.api_keys(), **context
+        personal=not library.settings.api_keys(), csrf=session.csrf, here=here, **context
     )
-    return HTMLResponse(html, status_code=status)
+    # The page holds the form token and the user's own marks: no shared cache keeps it.
+    response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return session.save(response)
 
 
 def search_page(library: LibraryDep, request: Request, q: str = "") -> HTMLResponse:
@@ -83,13 +83,135 @@ def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResp
     stored = library.store.get(resolve_ids(library, [paper_id]).get(paper_id, paper_id))
     if stored is None:
         return _render(library, request, "message.html", status=404, message=str(PaperNotFound(paper_id)))
-    return _render(library, request, "paper.html", paper=stored.paper, similar=similar_to_paper(library, paper_id, 10))
+    session = Session(request)
+    user = signed_in_user(library, session)
+    collections = user_ops.list_collections(library, user.id) if user else []
+    return _render(library, request, "paper.html", session=session, paper=stored.paper, similar=similar_to_paper(library, paper_id, 10),
+                   collections=collections, in_collections=[c.name for c in collections if stored.paper.id in c.paper_ids])
 
 
 def feed_page(library: LibraryDep, request: Request) -> HTMLResponse:
-    user = current_user(library, request)
+    session = Session(request)
+    user = signed_in_user(library, session)
     items = user_feed(library, user.id, PAGE_K) if user else []
-    return _render(library, request, "feed.html", items=items)
+    return _render(library, request, "feed.html", session=session, items=items)
+
+
+def collections_page(library: LibraryDep, request: Request) -> HTMLResponse:
+    session = Session(request)
+    user = signed_in_user(library, session)
+    shelves = []
+    for collection in user_ops.list_collections(library, user.id) if user else []:
+        papers = [(pid, stored.paper.title if (stored := library.store.get(pid)) else pid) for pid in collection.paper_ids]
+        shelves.append((collection.name, papers))
+    return _render(library, request, "collections.html", session=session, shelves=shelves)
+
+
+def sign_in_page(library: LibraryDep, request: Request) -> HTMLResponse:
+    return _render(library, request, "sign-in.html")
+
+
+# --- forms -------------------------------------------------------------------------------------
+
+
+def _local(target: str) -> str:
+    """Where a form sends the browser back: a path on this server, never another site."""
+    parts = urlsplit(target)
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or parts.scheme or parts.netloc or not target.isprintable():
+        return "/"
+    return target
+
+
+def _form(library: Library, request: Request, csrf: str, back: str, action: Callable[[Session, UserRow | None], Any],
+          needs_user: bool = True, error_page: str = "message.html") -> Response:
+    """Check the CSRF token (and that someone is signed in), run the action, and answer: JSON to
+    the page's fetch, else a redirect back; a refusal is a page (or JSON) with its message."""
+    session = Session(request)
+    wants_json = "application/json" in request.headers.get("accept", "")
+    try:
+        session.check_csrf(csrf)
+        user = signed_in_user(library, session)
+        if needs_user and user is None:
+            raise Unauthorized("sign in first" if library.settings.api_keys() else "enter your name first")
+        result = action(session, user)
+    except PaperlensError as exc:
+        if wants_json:
+            return session.save(JSONResponse({"detail": str(exc)}, status_code=exc.status_code))
+        return _render(library, request, error_page, status=exc.status_code, session=session, here=_local(back), message=str(exc))
+    if wants_json:
+        return session.save(JSONResponse(result or {}))
+    return session.save(RedirectResponse(_local(back), status_code=303))
+
+
+def start_form(library: LibraryDep, request: Request, name: FormText = "", csrf: FormText = "", back: Back = "/") -> Response:
+    """Open mode: a new user by name, signed in with the token made for them."""
+    def start(session: Session, _user: UserRow | None) -> None:
+        if library.settings.api_keys():
+            raise Forbidden("on this server users are made by its admin ('paperlens user add NAME'); sign in with your token")
+        new = user_ops.create_user(library, name)
+        session.sign_in(new.id, session_proof(library.store.users.token_hash(new.id) or ""))
+
+    return _form(library, request, csrf, back, start, needs_user=False)
+
+
+def sign_in_form(library: LibraryDep, request: Request, token: FormText = "", user_id: FormText = "", csrf: FormText = "",
+                 back: Back = "/") -> Response:
+    """With the user's token; in open mode also by id (a proof-less session, void once keys are on)."""
+    def sign_in(session: Session, _user: UserRow | None) -> None:
+        if token.strip() or library.settings.api_keys():
+            sign_in_with_token(library, session, token)
+        elif user_id.strip().isdigit() and len(user_id.strip()) < 19:
+            session.sign_in(user_ops.get_user(library, int(user_id)).id, "")
+        else:
+            raise InvalidInput("enter your token, or a user id")
+
+    return _form(library, request, csrf, back, sign_in, needs_user=False, error_page="sign-in.html")
+
+
+def sign_out_form(library: LibraryDep, request: Request, csrf: FormText = "", back: Back = "/") -> Response:
+    return _form(library, request, csrf, back, lambda session, _user: session.sign_out(), needs_user=False)
+
+
+def mark_form(library: LibraryDep, request: Request, paper_id: FormText = "", kind: FormText = "", csrf: FormText = "",
+              back: Back = "/") -> Response:
+    """Toggle one mark on a paper (like and dislike replace each other); answers the paper's marks."""
+    def mark(_session: Session, user: UserRow | None) -> dict[str, Any]:
+        if kind not in PAGE_KINDS:
+            raise InvalidInput(f"unknown mark {kind[:40]!r}; choose one of {', '.join(PAGE_KINDS)}")
+        stored_id = resolve_id(library, check_paper_id(paper_id))
+        marks = {row.kind for row in user_ops.list_interactions(library, user.id) if row.paper_id == stored_id}
+        if kind in marks:
+            user_ops.remove_interaction(library, user.id, stored_id, kind)
+        else:
+            user_ops.record_interaction(library, user.id, stored_id, kind)
+        now = [row.kind for row in user_ops.list_interactions(library, user.id) if row.paper_id == stored_id]
+        return {"paper_id": stored_id, "kinds": now}
+
+    return _form(library, request, csrf, back, mark)
+
+
+def collect_form(library: LibraryDep, request: Request, name: FormText = "", paper_id: FormText = "", csrf: FormText = "",
+                 back: Back = "/") -> Response:
+    """Add a paper to a collection, making the collection when it is new."""
+    def collect(_session: Session, user: UserRow | None) -> None:
+        stored_id = resolve_id(library, check_paper_id(paper_id))
+        user_ops.put_collection(library, user.id, name)
+        user_ops.add_to_collection(library, user.id, name, stored_id)
+
+    return _form(library, request, csrf, back, collect)
+
+
+def uncollect_form(library: LibraryDep, request: Request, name: FormText = "", paper_id: FormText = "", csrf: FormText = "",
+                   back: Back = "/") -> Response:
+    def uncollect(_session: Session, user: UserRow | None) -> None:
+        user_ops.remove_from_collection(library, user.id, name, check_paper_id(paper_id))
+
+    return _form(library, request, csrf, back, uncollect)
+
+
+def delete_collection_form(library: LibraryDep, request: Request, name: FormText = "", csrf: FormText = "",
+                           back: Back = "/collections") -> Response:
+    return _form(library, request, csrf, back, lambda _session, user: user_ops.delete_collection(library, user.id, name))
 
 
 def add_api_docs(app: FastAPI) -> None:
@@ -120,4 +242,10 @@ def add_web_routes(app: FastAPI) -> None:
     app.add_api_route("/", search_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/feed", feed_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     app.add_api_route("/paper/{paper_id:path}", paper_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/collections", collections_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/sign-in", sign_in_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
+    for path, form in (("/web/start", start_form), ("/web/sign-in", sign_in_form), ("/web/sign-out", sign_out_form),
+                       ("/web/mark", mark_form), ("/web/collections/add", collect_form),
+                       ("/web/collections/remove", uncollect_form), ("/web/collections/delete", delete_collection_form)):
+        app.add_api_route(path, form, methods=["POST"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
