@@ -103,6 +103,7 @@ def test_truncated_xml_keeps_what_was_read(tmp_path):
     assert len(result.papers) == 1 and "broken XML" in result.skipped[-1].reason
 
 
+@pytest.mark.skipif(not SEED.exists(), reason="the seed listing is in ../shared/seeds, beside the checkout; a user's clone has none")
 def test_seed_listing_has_53_papers_with_metadata():
     result = read_papers(SEED)
     assert result.format == "listing" and len(result.papers) == 53
