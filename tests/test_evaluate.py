@@ -53,12 +53,12 @@ def test_bm25_metrics_are_exact(beir: Path, tmp_path: Path, settings: Settings):
     result = evaluate_beir(beir, settings, "bm25", cache_root=tmp_path / "cache")
     # q-self finds nothing once its own paper is left out: every metric 0 for it.
     ndcg = (1 + 1 / (1 + 1 / math.log2(3)) + 1 / math.log2(3) + 0) / 4
-    assert result.ndcg_at_10 == pytest.approx(ndcg, abs=1e-6)
-    assert result.map_at_100 == pytest.approx((1 + 0.5 + 0.5 + 0) / 4, abs=1e-6)
-    assert result.recall_at_100 == pytest.approx((1 + 0.5 + 1 + 0) / 4, abs=1e-6)
-    assert result.mrr_at_10 == pytest.approx((1 + 1 + 0.5 + 0) / 4, abs=1e-6)
-    assert result.r_precision == pytest.approx((1 + 0.5 + 0 + 0) / 4, abs=1e-6)
-    assert result.ndcg_at_20 == pytest.approx(ndcg, abs=1e-6)
+    assert result.metrics["ndcg@10"] == pytest.approx(ndcg, abs=1e-6)
+    assert result.metrics["map@100"] == pytest.approx((1 + 0.5 + 0.5 + 0) / 4, abs=1e-6)
+    assert result.metrics["recall@100"] == pytest.approx((1 + 0.5 + 1 + 0) / 4, abs=1e-6)
+    assert result.metrics["mrr@10"] == pytest.approx((1 + 1 + 0.5 + 0) / 4, abs=1e-6)
+    assert result.metrics["r-precision"] == pytest.approx((1 + 0.5 + 0 + 0) / 4, abs=1e-6)
+    assert result.metrics["ndcg@20"] == pytest.approx(ndcg, abs=1e-6)
     assert (result.queries, result.docs) == (4, 6)
     assert set(result.as_json()) == {"task", "mode", "ndcg@10", "ndcg@20", "map@100", "recall@100", "mrr@10", "r-precision",
                                      "queries", "docs"}
@@ -81,9 +81,9 @@ def test_modes_give_their_own_rankings(beir: Path, tmp_path: Path, settings: Set
     cache = tmp_path / "cache"
     results = {mode: evaluate_beir(beir, settings, mode, cache_root=cache) for mode in ("dense", "bm25", "hybrid")}
     for result in results.values():
-        assert 0.0 <= result.ndcg_at_10 <= 1.0 and result.queries == 4
+        assert 0.0 <= result.metrics["ndcg@10"] <= 1.0 and result.queries == 4
     # Dense ranks every paper, so it finds d3 (recall 1 on q2) where BM25 cannot.
-    assert results["dense"].recall_at_100 > results["bm25"].recall_at_100
+    assert results["dense"].metrics["recall@100"] > results["bm25"].metrics["recall@100"]
 
 
 def test_not_a_beir_folder(tmp_path: Path, settings: Settings):
@@ -158,11 +158,11 @@ def test_similar_task_graded_metrics(paper_beir: Path, tmp_path: Path, settings:
     cache = tmp_path / "cache"
     result = evaluate_beir(paper_beir, settings, "bm25", cache_root=cache, task="similar")
     # p1_method: p2 (3) then p3 (1), ideal; p1_result: p3 (2) second; q9: p6 first.
-    assert result.ndcg_at_10 == pytest.approx((1 + 1 / math.log2(3) + 1) / 3, abs=1e-6)
-    assert result.ndcg_at_20 == result.ndcg_at_10 and (result.task, result.queries, result.docs) == ("similar", 3, 6)
+    assert result.metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1) / 3, abs=1e-6)
+    assert result.metrics["ndcg@20"] == result.metrics["ndcg@10"] and (result.task, result.queries, result.docs) == ("similar", 3, 6)
     strict = evaluate_beir(paper_beir, settings, "bm25", cache_root=cache, task="similar", relevant_grade=2)
-    assert strict.r_precision == pytest.approx((1 + 0 + 1) / 3, abs=1e-6)  # p3 is not relevant to p1_method at grade 2
-    assert strict.ndcg_at_10 == result.ndcg_at_10  # the grades themselves do not change
+    assert strict.metrics["r-precision"] == pytest.approx((1 + 0 + 1) / 3, abs=1e-6)  # p3 is not relevant to p1_method at grade 2
+    assert strict.metrics["ndcg@10"] == result.metrics["ndcg@10"]  # the grades themselves do not change
 
 
 def test_similar_task_by_id_adds_the_query_papers_to_a_copy(paper_beir: Path, tmp_path: Path, settings: Settings):

@@ -66,30 +66,6 @@ class EvalResult:
     docs: int
     task: str = "search"
 
-    @property
-    def ndcg_at_10(self) -> float:
-        return self.metrics["ndcg@10"]
-
-    @property
-    def ndcg_at_20(self) -> float:
-        return self.metrics["ndcg@20"]
-
-    @property
-    def map_at_100(self) -> float:
-        return self.metrics["map@100"]
-
-    @property
-    def recall_at_100(self) -> float:
-        return self.metrics["recall@100"]
-
-    @property
-    def mrr_at_10(self) -> float:
-        return self.metrics["mrr@10"]
-
-    @property
-    def r_precision(self) -> float:
-        return self.metrics["r-precision"]
-
     def as_json(self) -> dict[str, object]:
         """The keys the CLI prints: metric names as ranx and BEIR spell them."""
         return {"task": self.task, "mode": self.mode, **{m: round(self.metrics[m], 6) for m in METRICS},
