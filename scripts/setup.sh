@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs paperlens with its test extra. Idempotent: a second run with an
+# Creates .venv and installs paperlens with its test and Ray extras. Idempotent: a second run with an
 # unchanged pyproject.toml returns in well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,5 +18,5 @@ echo "paperlens: installing into .venv (first run takes a few minutes)" >&2
 # torch first, at the exact pin: this finds the CPU wheel; an open range would pull a
 # multi-GB CUDA build that the rest of the install would then keep.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,ray]"
 echo "$want" > "$stamp"
