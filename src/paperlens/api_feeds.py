@@ -7,11 +7,13 @@ writes), added to the app by ``add_feed_routes``, with the web page. Shared para
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from . import imports
 from . import users as user_ops
 from .api_deps import (
     ATOM_DOC,
@@ -24,6 +26,7 @@ from .api_deps import (
     WriteAccess,
     request_link_base,
 )
+from .errors import InvalidInput
 from .exports import feed_document
 from .library import Library
 from .search import Filters, Hit
@@ -261,6 +264,43 @@ def get_collection_feed_atom(library: LibraryDep, request: Request, filters: Fil
 def get_collection_feed_bib(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, name: str,
                             k: KQuery = 10, mode: ModeQuery = None) -> Response:
     return feed_response(library, request, user_id, k, "bibtex", filters, mode, name)
+
+
+IMPORT_BODY = {"requestBody": {"content": {
+    **{media: {"schema": {"type": "string"}} for media in imports.MEDIA_TYPES},
+    "text/plain": {"schema": {"type": "string"}},
+    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+}, "description": "the file: the raw body, or a multipart form's 'file'"}}
+
+
+@user_router.post("/users/{user_id}/import", response_model=imports.ImportReport, tags=["users"], openapi_extra=IMPORT_BODY)
+async def import_references(
+    library: LibraryDep, request: Request, user_id: int,
+    format: Annotated[Literal[imports.FORMATS] | None, Query(description="bibtex, csl-json, ris [default: from the content type, "  # type: ignore[valid-type]
+                                                                          "the file name or the content]")] = None,
+    as_: Annotated[Literal[imports.TARGETS] | None, Query(alias="as", description="like (default), save or collection")] = None,  # type: ignore[valid-type]
+    collection: Annotated[str | None, Query(max_length=user_ops.MAX_COLLECTION_CHARS)] = None,
+) -> imports.ImportReport:
+    """A reference manager's export (BibTeX, CSL-JSON, RIS) as the user's likes, saves or a collection:
+    each entry matched by DOI, arXiv id, then title; one the index lacks is added when it has an
+    abstract. All or nothing; importing a file again changes nothing."""
+    data, filename, media = await _uploaded(request)
+    fmt = format or imports.MEDIA_TYPES.get(media)
+    return await run_in_threadpool(imports.import_library, library, user_id, data, fmt, filename, as_, collection, True)
+
+
+async def _uploaded(request: Request) -> tuple[bytes, str | None, str]:
+    """(the file's bytes, its name, its media type) from a raw body or a multipart form's ``file``;
+    the body limit (limits.BodyLimit) has refused an oversized one before this reads it."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "multipart/form-data":
+        return await request.body(), None, media
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise InvalidInput("the form has no 'file' field holding the file to import")
+    media = (upload.content_type or "").split(";")[0].strip().lower()
+    return await upload.read(), upload.filename, media
 
 
 @user_router.api_route("/users/{user_id}/collections/{name:path}", methods=["GET", "PUT", "POST", "DELETE"],

@@ -23,6 +23,7 @@ from .config import Settings
 from .data import DEMO_CORPUS
 from .errors import IndexNotFound, InvalidInput, NothingToIngest, PaperlensError
 from .evaluate import METRICS, TASKS, evaluate_beir
+from .imports import ImportReport, check_target, import_library
 from .library import (
     CheckReport,
     Library,
@@ -815,6 +816,60 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
     path.write_text(document.text(), encoding="utf-8")
     reason = "" if not to else " (PAPERLENS_SMTP_HOST is not set, so nothing was sent)"
     click.echo(json.dumps({"wrote": str(path), "papers": document.count, "sent": None}) if as_json else f"wrote {path}{reason}")
+
+
+# --- importing a reference manager's library ------------------------------------------------------
+
+
+@user_group.command("import")
+@click.argument("user")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--as", "target", type=click.Choice(["like", "save", "collection"]), help="what the papers become [default: like]")
+@click.option("--collection", help="the collection to put them in (made if missing); implies --as collection")
+@click.option("--format", "fmt", type=click.Choice(["bibtex", "csl-json", "ris", "zotero-rdf"]),
+              help="[default: from the file name, else the content]")
+@index_options
+@handle_errors
+def user_import_command(user: str, file: Path, target: str | None, collection: str | None, fmt: str | None,
+                        index: str | None, as_json: bool) -> None:
+    """Import FILE (a BibTeX, CSL-JSON or RIS export of Zotero, Mendeley, JabRef, ...) as USER's likes,
+    saves or a collection: entries are matched by DOI, arXiv id, then title; one the index lacks is
+    added as a paper when it has an abstract. Importing the same file again changes nothing."""
+    report = import_file(index, _user_id(user), file, fmt, target, collection)
+    if as_json:
+        click.echo(json.dumps(asdict(report), ensure_ascii=False))
+        return
+    print_import(report)
+
+
+def import_file(index: str | None, user_id: int, file: Path, fmt: str | None = None, target: str | None = None,
+                collection: str | None = None) -> ImportReport:
+    """``imports.import_library`` on a file, refused by its size before it is read (the API's body limit)."""
+    check_target(target, collection)
+    with _open(index) as library:
+        if not file.is_file():
+            raise InvalidInput(f"{file}: no such file")
+        size, limit = file.stat().st_size, library.settings.max_body_bytes
+        if size > limit:
+            raise InvalidInput(f"{file} is {size:,} bytes; the limit is {limit:,} (PAPERLENS_MAX_BODY_BYTES)")
+        return import_library(library, user_id, file.read_bytes(), fmt, file.name, target, collection)
+
+
+def print_import(report: ImportReport) -> None:
+    """Counts per outcome, then one line per entry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    into = f"collection {report.collection!r}" if report.target == "collection" else f"{report.target}s"
+    click.echo(f"user {report.user}: {report.format} file imported as {into}: {report.recorded} new; "
+               f"papers added to the index: {report.papers_added}")
+    click.echo("  ".join(f"{how}: {count}" for how, count in report.counts.items()))
+    table = Table(pad_edge=False)
+    for column, style in (("entry", "cyan"), ("match", ""), ("paper", "cyan"), ("title / reason", "")):
+        table.add_column(column, style=style, overflow="fold")
+    for entry in report.entries:
+        table.add_row(entry.key, entry.match, entry.paper_id or "", entry.reason if entry.reason else entry.title)
+    Console(soft_wrap=False).print(table)
 
 
 if __name__ == "__main__":

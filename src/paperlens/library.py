@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -290,8 +290,12 @@ def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
     return Manifest(model=model, dim=int(dim), layout=choose_layout(store.vector_count(), settings.layout))
 
 
-def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -> IngestReport:
+def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
+           within: Callable[[], None] | None = None) -> IngestReport:
     """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector.
+
+    ``within`` runs in the store transaction that writes the papers, after them: a caller's own
+    writes (an import's likes) commit with the papers, or neither does when it raises.
 
     A paper already held under another id (a listing's hash id, then its arXiv id) is merged into
     that entry (duplicates.py says when): its id becomes an alias of the entry and its external ids
@@ -344,6 +348,8 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False) -
                 library.store.set_meta("dim", str(library.manifest.dim))
             generation = library.store.generation()
             entry_ids = {o.pk: o.id for o in outcomes}
+            if within is not None:
+                within()
         crash_point("ingest:after-commit")
         encoded_now = set(encode_at)  # exactly the papers whose title or abstract changed (or that are new)
         library.apply_write(ChangeSet(

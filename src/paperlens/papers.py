@@ -27,8 +27,15 @@ FORMATS = ("jsonl", "json", "csv", "parquet", "beir", "arxiv", "oai", "listing")
 UTF8 = "utf-8-sig"
 MAX_ID_CHARS = 200
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,199}$")
-_ARXIV_NEW = re.compile(r"^(?:arxiv:)?(\d{4}\.\d{4,5})(?:v\d+)?$", re.IGNORECASE)
-_ARXIV_OLD = re.compile(r"^(?:arxiv:)?([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$", re.IGNORECASE)
+_ARXIV_NEW_ID = r"\d{4}\.\d{4,5}"  # 2401.00001
+_ARXIV_OLD_ID = r"[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7}"  # hep-th/9901001, math.GT/0309136
+_ARXIV_NEW = re.compile(rf"^(?:arxiv:)?({_ARXIV_NEW_ID})(?:v\d+)?$", re.IGNORECASE)
+_ARXIV_OLD = re.compile(rf"^(?:arxiv:)?({_ARXIV_OLD_ID})(?:v\d+)?$", re.IGNORECASE)
+# An arXiv id inside other text, where something names arXiv: 'arXiv:2401.00001v3', 'arXiv preprint
+# arXiv:hep-th/9901001', 'https://arxiv.org/abs/2401.00001', '.../pdf/2401.00001v2.pdf', arXiv's own DOI
+# '10.48550/arXiv.2401.00001'. A bare number elsewhere (a page range, a report number) is not taken.
+_ARXIV_IN_TEXT = re.compile(rf"(?:arxiv\.org/(?:abs|pdf)/|arxiv[:.]\s*|arxiv\s+)({_ARXIV_NEW_ID}|{_ARXIV_OLD_ID})(?:v\d+)?(?![\d/])",
+                            re.IGNORECASE)
 
 
 def paper_text(title: str | None, abstract: str | None) -> str:
@@ -91,6 +98,12 @@ def arxiv_base_id(raw: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def arxiv_id_in(text: str) -> str | None:
+    """The arXiv id a field of a reference names (a URL, a note, a journal line, a DOI), without its
+    version; a field that is a bare id ('2401.00001v3', an eprint) is ``arxiv_base_id``'s."""
+    return arxiv_base_id(text) or (match.group(1) if (match := _ARXIV_IN_TEXT.search(text)) else None)
 
 
 def normalise_text(text: str) -> str:
@@ -759,6 +772,12 @@ EXTERNAL_ID_PREFIXES = {"arxiv": "ArXiv", "doi": "DOI", "corpusid": "CorpusId", 
 _S2_SHA = re.compile(r"^[0-9a-f]{40}$")
 _DOI_URL = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", re.IGNORECASE)
 _DOI = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)  # bare, or a doi.org link
+
+
+def bare_doi(text: str) -> str | None:
+    """'10.1145/123' from a DOI as references write it (bare, 'doi:10.…', a doi.org link), or None."""
+    match = _DOI.match(_DOI_URL.sub("", text.strip()))
+    return match.group(1) if match else None
 
 
 def _id_value(value: Any) -> str | None:

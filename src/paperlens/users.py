@@ -244,3 +244,42 @@ def remove_from_collection(library: Library, user_id: int, name: str, paper_id: 
         if not any(removed):
             raise PaperNotFound(paper_id)
     return get_collection(library, user_id, name)
+
+
+def record_interactions(library: Library, user_id: int, paper_ids: list[str], kind: str) -> int:
+    """``kind`` on each stored paper the user has not given it yet, in the caller's transaction (or
+    its own): a second import of one file records nothing and leaves the earlier times as they were.
+    A like replaces a dislike, as ``record_interaction``. Returns how many were recorded."""
+    check_kind(kind)
+    opposite = {"like": "dislike", "dislike": "like"}.get(kind)
+    recorded = 0
+    with library.store.transaction():
+        get_user(library, user_id)
+        store = users(library)
+        have = {row.paper_id for row in store.interactions(user_id, [kind])}
+        for paper_id in dict.fromkeys(paper_ids):
+            names = _names(library, paper_id)
+            if have.intersection(names):
+                continue
+            for name in names if opposite else ():
+                store.delete_interactions(user_id, name, opposite)
+            store.add_interaction(user_id, paper_id, kind)
+            recorded += 1
+    return recorded
+
+
+def fill_collection(library: Library, user_id: int, name: str, paper_ids: list[str]) -> int:
+    """Put stored papers into the user's collection ``name`` (made if missing), in the caller's
+    transaction (or its own); papers already in it stay as they were. Returns how many went in."""
+    name = check_collection_name(name)
+    added = 0
+    with library.store.transaction():
+        get_user(library, user_id)
+        store = users(library)
+        have = set(store.put_collection(user_id, name)[0].paper_ids)
+        for paper_id in dict.fromkeys(paper_ids):
+            if have.intersection(_names(library, paper_id)):
+                continue
+            store.add_to_collection(user_id, name, paper_id)
+            added += 1
+    return added

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -24,6 +24,7 @@ from ..api_deps import LibraryDep
 from ..errors import Forbidden, InvalidInput, PaperlensError, PaperNotFound, Unauthorized
 from ..exports import templates
 from ..feeds import user_feed
+from ..imports import ImportReport, import_library
 from ..library import Library, resolve_id, resolve_ids
 from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
@@ -123,9 +124,10 @@ def _local(target: str) -> str:
 
 
 def _form(library: Library, request: Request, csrf: str, back: str, action: Callable[[Session, UserRow | None], Any],
-          needs_user: bool = True, error_page: str = "message.html") -> Response:
+          needs_user: bool = True, error_page: str = "message.html", answer: bool = True) -> Any:
     """Check the CSRF token (and that someone is signed in), run the action, and answer: JSON to
-    the page's fetch, else a redirect back; a refusal is a page (or JSON) with its message."""
+    the page's fetch, else a redirect back; a refusal is a page (or JSON) with its message.
+    Without ``answer``, the action's result for the caller to answer with (a refusal is still answered here)."""
     session = Session(request)
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
@@ -138,6 +140,8 @@ def _form(library: Library, request: Request, csrf: str, back: str, action: Call
         if wants_json:
             return session.save(JSONResponse({"detail": str(exc)}, status_code=exc.status_code))
         return _render(library, request, error_page, status=exc.status_code, session=session, here=_local(back), message=str(exc))
+    if not answer:
+        return result
     if wants_json:
         return session.save(JSONResponse(result or {}))
     return session.save(RedirectResponse(_local(back), status_code=303))
@@ -214,6 +218,21 @@ def delete_collection_form(library: LibraryDep, request: Request, name: FormText
     return _form(library, request, csrf, back, lambda _session, user: user_ops.delete_collection(library, user.id, name))
 
 
+def import_form(library: LibraryDep, request: Request, file: Annotated[UploadFile | None, File()] = None, csrf: FormText = "",
+                as_: Annotated[str, Form(alias="as", max_length=20)] = "like", collection: FormText = "", back: Back = "/feed") -> Response:
+    """A reference file (imports.py) as the signed-in user's likes, saves or a collection; answers with what each entry became."""
+    def run(_session: Session, user: UserRow | None) -> ImportReport:
+        if file is None or not file.filename:
+            raise InvalidInput("choose a file to import")
+        return import_library(library, user.id, file.file.read(), filename=file.filename, target=as_,
+                              collection=collection.strip() if as_ == "collection" else None, limit_new=True)
+
+    report = _form(library, request, csrf, back, run, answer=False)
+    if not isinstance(report, ImportReport):
+        return report
+    return _render(library, request, "imported.html", here="/feed", report=report, filename=file.filename)
+
+
 def add_api_docs(app: FastAPI) -> None:
     """/docs (Swagger UI) and /redoc from files installed with the fastapi-offline package, not
     FastAPI's default CDN: the pages work on a machine without internet (create_app turns the
@@ -246,6 +265,7 @@ def add_web_routes(app: FastAPI) -> None:
     app.add_api_route("/sign-in", sign_in_page, methods=["GET"], response_class=HTMLResponse, include_in_schema=False)
     for path, form in (("/web/start", start_form), ("/web/sign-in", sign_in_form), ("/web/sign-out", sign_out_form),
                        ("/web/mark", mark_form), ("/web/collections/add", collect_form),
-                       ("/web/collections/remove", uncollect_form), ("/web/collections/delete", delete_collection_form)):
+                       ("/web/collections/remove", uncollect_form), ("/web/collections/delete", delete_collection_form),
+                       ("/web/import", import_form)):
         app.add_api_route(path, form, methods=["POST"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
