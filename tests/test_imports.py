@@ -130,7 +130,7 @@ def test_bibtex_through_the_api_likes_five_adds_one_and_feeds_on_them(client):
     assert {key: (entries[key]["match"], entries[key]["paper_id"]) for key in LIBRARY_BIB} == LIBRARY_BIB
     added = entries["coral2026"]["paper_id"]
     assert entries["coral2026"]["match"] == "added" and added.startswith("h")
-    assert entries["unindexed"] == {"key": "unindexed", "title": "A Handbook Nobody Indexed", "match": "unmatched", "paper_id": None,
+    assert entries["unindexed"] == {"position": 7, "key": "unindexed", "title": "A Handbook Nobody Indexed", "match": "unmatched", "paper_id": None,
                                     "reason": "no DOI/arXiv id/title in the index and no abstract"}
     paper = client.get(f"/papers/{added}").json()
     assert paper["authors"] == ["José Müller", "Anaïs Østergaard"] and paper["source"] == "import:bibtex"
@@ -229,6 +229,7 @@ def test_cli_imports_ris_as_saves_prints_a_summary_and_refuses_oversized_files(f
     assert "Glacier retreat measured from space" in result.output and "without its end" in result.output
     again = json.loads(runner.invoke(main, ["user", "import", user_id, str(FILES / "mendeley.ris"), "--as", "save", *index, "--json"]).output)
     assert again["recorded"] == 0 and again["papers_added"] == 0 and again["counts"]["title"] == 2  # the glacier paper is now held
+    assert [e["key"] for e in again["entries"]] == ["folding", "record 2", "record 3", "record 4", "entry 5", "record 6"]  # file order
 
     huge = tmp_path / "huge.bib"
     with huge.open("wb") as handle:  # 50 MB without writing them: refused by its size before it is read
@@ -243,6 +244,7 @@ def test_cli_imports_ris_as_saves_prints_a_summary_and_refuses_oversized_files(f
         assert failed.exit_code == 1 and message in failed.output and "Traceback" not in failed.output, failed.output
     collected = runner.invoke(main, ["user", "import", user_id, str(FILES / "broken.bib"), "--collection", "galaxies", *index, "--json"])
     assert json.loads(collected.output)["counts"] == {"doi": 0, "arxiv": 2, "title": 0, "added": 0, "unmatched": 0, "skipped": 1}
+    assert [e["key"] for e in json.loads(collected.output)["entries"]] == ["first", "broken", "last"]
     shown = json.loads(runner.invoke(main, ["user", "collection", "show", user_id, "galaxies", *index, "--json"]).output)
     assert sorted(shown["papers"]) == ["2402.00003", "2402.00004"]
 

@@ -11,6 +11,7 @@ again records nothing new.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,17 +59,23 @@ class Reference:
     authors: list[str] = field(default_factory=list)
     date: str | None = None
     url: str | None = None
+    position: int = 0  # the entry's number in the file, from 1
 
 
 @dataclass
 class ImportedEntry:
     """What became of one entry: ``match`` is doi, arxiv, title, added, unmatched or skipped."""
 
+    position: int  # the entry's number in the file, from 1
     key: str
     title: str
     match: str
     paper_id: str | None = None
     reason: str | None = None
+
+
+def _entry(ref: Reference, match: str, paper_id: str | None = None, reason: str | None = None) -> ImportedEntry:
+    return ImportedEntry(ref.position, ref.key, ref.title, match, paper_id, reason)
 
 
 @dataclass
@@ -129,10 +136,11 @@ def read_references(text: str, fmt: str) -> tuple[list[Reference], list[Imported
     refs, skipped = [], []
     for number, item in enumerate(READERS[fmt](text), start=1):
         if isinstance(item, Reference):
+            item.position = number
             refs.append(item)
         else:
             line, key, reason = item
-            skipped.append(ImportedEntry(key or f"entry {number}", "", "skipped",
+            skipped.append(ImportedEntry(number, key or f"entry {number}", "", "skipped",
                                          reason=f"unparseable entry{f' at line {line}' if line else ''}: {reason}"))
     if not refs and not skipped:
         seen = content_format(text)
@@ -186,13 +194,19 @@ def read_bibtex(text: str) -> Iterator[Reference | Failure]:
     import bibtexparser
     from bibtexparser.middlewares import LatexDecodingMiddleware, MonthIntMiddleware
 
+    # Each failed block is reported as a skipped entry; the splitter's own warning would say it twice.
+    logging.getLogger("bibtexparser.splitter").setLevel(logging.ERROR)
+
     library = bibtexparser.parse_string(text, append_middleware=[LatexDecodingMiddleware(), MonthIntMiddleware()])
-    for block in library.failed_blocks:
-        error = getattr(block, "error", None)
-        why = getattr(error, "abort_reason", None) or str(error or "") or type(block).__name__
-        key = getattr(block, "key", None) or (match.group(1) if (match := _BIBTEX_KEY.match(block.raw or "")) else None)
-        yield (block.start_line + 1, key, " ".join(why.split())[:200])
-    for entry in library.entries:
+    failed = {id(block) for block in library.failed_blocks}
+    for block in sorted([*library.failed_blocks, *library.entries], key=lambda block: block.start_line):
+        if id(block) in failed:
+            error = getattr(block, "error", None)
+            why = getattr(error, "abort_reason", None) or str(error or "") or type(block).__name__
+            key = getattr(block, "key", None) or (match.group(1) if (match := _BIBTEX_KEY.match(block.raw or "")) else None)
+            yield (block.start_line + 1, key, " ".join(why.split())[:200])
+            continue
+        entry = block
         fields = {name.lower(): value for name, value in entry.fields_dict.items()}
         try:
             get = {name: _clean(item.value, name) for name, item in fields.items()}
@@ -379,18 +393,18 @@ def import_library(library: Library, user_id: int, data: bytes, fmt: str | None 
     fmt = fmt or detect_format(text, filename)
     refs, skipped = read_references(text, fmt)
     matches = match_references(library, refs)
-    entries = [ImportedEntry(ref.key, ref.title, *match) if match else None for ref, match in zip(refs, matches)]
+    entries = [_entry(ref, *match) if match else None for ref, match in zip(refs, matches)]
     adding: list[tuple[int, Paper]] = []  # (entry, the paper it becomes)
     for n, ref in enumerate(refs):
         if entries[n] is not None:
             continue
         if not (ref.title and ref.abstract):
-            entries[n] = ImportedEntry(ref.key, ref.title, "unmatched", reason=UNMATCHED)
+            entries[n] = _entry(ref, "unmatched", reason=UNMATCHED)
             continue
         paper = new_paper(ref, fmt)
         problem = paper_size_problem(library.settings, paper)
         if problem:
-            entries[n] = ImportedEntry(ref.key, ref.title, "skipped", reason=problem)
+            entries[n] = _entry(ref, "skipped", reason=problem)
         else:
             adding.append((n, paper))
     if limit_new:
@@ -401,7 +415,7 @@ def import_library(library: Library, user_id: int, data: bytes, fmt: str | None 
         nonlocal recorded
         final = resolve_ids(library, [paper.id for _, paper in adding], strict=False)  # an entry merged into another by ingest
         for n, paper in adding:
-            entries[n] = ImportedEntry(refs[n].key, refs[n].title, "added", final.get(paper.id, paper.id))
+            entries[n] = _entry(refs[n], "added", final.get(paper.id, paper.id))
         ids = [entry.paper_id for entry in entries if entry.paper_id]
         if target == "collection":
             recorded = user_ops.fill_collection(library, user_id, collection, ids)
@@ -414,6 +428,6 @@ def import_library(library: Library, user_id: int, data: bytes, fmt: str | None 
     else:
         with library.store.transaction():
             record()
-    done = [*entries, *skipped]
+    done = sorted([*entries, *skipped], key=lambda entry: entry.position)
     counts = {how: sum(entry.match == how for entry in done) for how in ("doi", "arxiv", "title", "added", "unmatched", "skipped")}
     return ImportReport(user_id, fmt, target, collection, recorded, added, counts, done)
