@@ -186,6 +186,7 @@ def _date(*values: Any) -> str | None:
     return None
 
 
+_LATEX = re.compile(r"[\\{}$~%&]|--|``|''")  # what pylatexenc would change in a value
 _BIBTEX_KEY = re.compile(r"\s*@\w+\s*[{(]\s*([^,\s]+)\s*,")
 
 
@@ -197,7 +198,14 @@ def read_bibtex(text: str) -> Iterator[Reference | Failure]:
     # Each failed block is reported as a skipped entry; the splitter's own warning would say it twice.
     logging.getLogger("bibtexparser.splitter").setLevel(logging.ERROR)
 
-    library = bibtexparser.parse_string(text, append_middleware=[LatexDecodingMiddleware(), MonthIntMiddleware()])
+    class PlainTextSkipped(LatexDecodingMiddleware):
+        """pylatexenc on the values that hold LaTeX only: on every value it was most of the import's
+        time (benchmarks/imports.py), and plain text (a year, a DOI, most URLs) comes out unchanged."""
+
+        def _transform_python_value_string(self, python_string: str) -> tuple[str, str]:
+            return super()._transform_python_value_string(python_string) if _LATEX.search(python_string) else (python_string, "")
+
+    library = bibtexparser.parse_string(text, append_middleware=[PlainTextSkipped(), MonthIntMiddleware()])
     failed = {id(block) for block in library.failed_blocks}
     for block in sorted([*library.failed_blocks, *library.entries], key=lambda block: block.start_line):
         if id(block) in failed:
