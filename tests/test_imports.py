@@ -76,6 +76,15 @@ def read(name: str, fmt: str | None = None):
     return read_references(text, fmt or detect_format(text, name))
 
 
+def test_the_format_is_told_by_the_file_name_else_by_the_content():
+    for name, fmt in (("library.bib", "bibtex"), ("broken.bib", "bibtex"), ("zotero.json", "csl-json"), ("mendeley.ris", "ris")):
+        text = decode((FILES / name).read_bytes())
+        assert detect_format(text) == fmt and detect_format(text, "export.txt") == fmt  # library.bib opens with a comment
+        assert detect_format(text, name) == fmt
+    assert detect_format("@misc{x, title={y}}", "My Library.RIS") == "ris"  # a name that says so wins
+    assert detect_format("<?xml version='1.0'?><rdf:RDF/>") == "zotero-rdf"
+
+
 def test_each_format_is_read_with_its_ids_names_and_skips():
     refs, skipped = read("library.bib")
     by_key = {ref.key: ref for ref in refs}

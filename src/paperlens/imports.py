@@ -103,15 +103,18 @@ def detect_format(text: str, filename: str | None = None) -> str:
 
 
 def content_format(text: str) -> str | None:
+    """The format the file's first characters say; BibTeX files often open with comments."""
     head = text.lstrip()
-    if head.startswith("@") or re.search(r"^\s*@[A-Za-z]+\s*[{(]", text[:10_000], re.MULTILINE):
+    if head.startswith("@"):
         return "bibtex"
     if head.startswith(("[", "{")):
         return "csl-json"
-    if re.search(r"^TY  - ", text[:10_000], re.MULTILINE):
-        return "ris"
     if head.startswith("<"):
         return "zotero-rdf"
+    if re.search(r"^TY  - ", text[:10_000], re.MULTILINE):
+        return "ris"
+    if re.search(r"^\s*@[A-Za-z]+\s*[{(]", text[:10_000], re.MULTILINE):
+        return "bibtex"
     return None
 
 
