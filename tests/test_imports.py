@@ -275,3 +275,18 @@ def test_the_web_page_imports_an_uploaded_file_with_its_csrf_token(client):
     assert len(client.get(f"/users/{user_id}/interactions").json()["interactions"]) == 6
     empty = client.post("/web/import", data={"csrf": csrf, "as": "like"}, files={"file": ("empty.bib", b"", "text/plain")})
     assert empty.status_code == 422 and "the file is empty" in empty.text
+
+
+def test_likes_replace_dislikes_and_an_oversized_abstract_skips_only_its_entry(folder):
+    with open_library(Settings(index=folder, show_progress=False, max_abstract_chars=200)) as library:
+        user = user_ops.create_user(library, "Gil")
+        user_ops.record_interaction(library, user.id, "2401.00001", "dislike")
+        items = [{"id": "long", "title": "A very long abstract", "abstract": "word " * 100},
+                 {"id": "short", "title": "Tidal energy from ocean currents", "abstract": "Turbines on the sea floor turn tidal currents into power."},
+                 {"id": "known", "title": "Protein folding with deep networks", "URL": "https://arxiv.org/abs/2401.00001v1"}]
+        report = import_library(library, user.id, json.dumps(items).encode(), fmt="csl-json")
+        outcome = {entry.key: (entry.match, entry.reason) for entry in report.entries}
+        assert outcome["long"] == ("skipped", "abstract is 499 characters; the limit is 200")
+        assert outcome["short"][0] == "added" and outcome["known"] == ("arxiv", None)
+        kinds = {(row.paper_id, row.kind) for row in user_ops.list_interactions(library, user.id)}
+        assert ("2401.00001", "like") in kinds and ("2401.00001", "dislike") not in kinds and len(kinds) == 2
