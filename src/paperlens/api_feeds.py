@@ -1,6 +1,7 @@
-"""HTTP routes of personal feeds: users, interactions, interests, collections and their feeds.
+"""HTTP routes of personal feeds: users, interactions, interests, collections and their feeds,
+and imports of a reference manager's library.
 
-Thin handlers over users.py, feeds.py and exports.py (``feed_document``: the same feed as the CLI
+Thin handlers over users.py, feeds.py, imports.py and exports.py (``feed_document``: the same feed as the CLI
 writes), added to the app by ``add_feed_routes``, with the web page. Shared parameters and their checks: api_deps.py.
 """
 
