@@ -71,6 +71,19 @@ def test_arxiv_ids_are_found_in_every_field_a_reference_writes_them_in():
         assert arxiv_id_in(text) is None, text
 
 
+def test_bibtex_arxiv_ids_come_from_eprints_dblp_volumes_and_urls_not_other_archives():
+    text = """@article{a, title={A}, eprint={2401.00001v2}, eprinttype={arxiv}}
+@article{b, title={B}, eprint={2401.00002}, archivePrefix={HAL}}
+@article{c, title={C}, journal={CoRR}, volume={abs/1810.04805}}
+@article{d, title={D}, eprint={https://arxiv.org/abs/2401.00003v1}}
+@article{e, title={E}, note={arXiv preprint arXiv:hep-th/9901001v3}, doi={10.1103/PhysRevD.59.1}}
+"""
+    refs, _ = read_references(text, "bibtex")
+    assert [(ref.key, ref.arxiv) for ref in refs] == [("a", "2401.00001"), ("b", None), ("c", "1810.04805"), ("d", "2401.00003"),
+                                                      ("e", "hep-th/9901001")]
+    assert refs[-1].doi == "10.1103/PhysRevD.59.1"
+
+
 def read(name: str, fmt: str | None = None):
     text = decode((FILES / name).read_bytes())
     return read_references(text, fmt or detect_format(text, name))

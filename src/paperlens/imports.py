@@ -224,14 +224,12 @@ def read_bibtex(text: str) -> Iterator[Reference | Failure]:
         except InvalidRecord as exc:
             yield (entry.start_line + 1, entry.key, str(exc))
             continue
-        eprint = get.get("eprint", "")
         prefix = (get.get("archiveprefix") or get.get("eprinttype") or "").lower()
-        arxiv = arxiv_base_id(eprint) if eprint and prefix in ("", "arxiv") else None
+        eprint = get.get("eprint", "") if prefix in ("", "arxiv") else ""  # not another archive's (HAL, PubMed) id
         volume = get.get("volume", "")
-        if not arxiv and volume.lower().startswith("abs/"):  # DBLP: journal = {CoRR}, volume = {abs/1810.04805}
-            arxiv = arxiv_base_id(volume[4:])
-        arxiv = arxiv or _first_arxiv(get.get("url"), get.get("doi"), get.get("journal"), get.get("note"),
-                                      get.get("howpublished"), get.get("archiveprefix") and eprint)
+        dblp = volume[4:] if volume.lower().startswith("abs/") else ""  # DBLP: journal = {CoRR}, volume = {abs/1810.04805}
+        arxiv = _first_arxiv(eprint, dblp and arxiv_base_id(dblp), get.get("url"), get.get("doi"), get.get("journal"),
+                             get.get("note"), get.get("howpublished"))
         yield Reference(
             key=entry.key, line=entry.start_line + 1, title=get.get("title", ""), abstract=get.get("abstract", ""),
             doi=bare_doi(get.get("doi", "")), arxiv=arxiv,
