@@ -14,14 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import topic_papers, write_jsonl
-from serverproc import ServerProcess
 
+from conftest import topic_papers, write_jsonl
 from paperlens.config import Settings
 from paperlens.errors import InvalidInput, WriterBusy
 from paperlens.library import check_library, delete, ingest, open_library
 from paperlens.papers import Paper
 from paperlens.search import make_filters, search_text, similar_to_paper
+from serverproc import ServerProcess
 
 NEW = Paper(id="2405.00007", title="Volcanic eruptions and sulfate aerosols",
             abstract="Stratospheric sulfate aerosols from volcanic eruptions cool the climate for several years.",
@@ -77,7 +77,7 @@ def test_a_reader_catches_up_with_another_writers_ingest_update_and_delete(folde
         # Only the categories change: no new vector, still logged, so the filter columns follow.
         ingest(writer, [Paper(**{**NEW.to_dict(), "categories": ["physics.geo-ph"]})])
         assert reader.catch_up()
-        with pytest.raises(InvalidInput, match="no paper in this index has the category 'physics.ao-ph'"):
+        with pytest.raises(InvalidInput, match=r"no paper in this index has the category 'physics\.ao-ph'"):
             search_text(reader, "climate", 5, filters, mode="dense")
         assert ids(search_text(reader, "climate", 5, make_filters(categories=["physics.geo-ph"]), mode="dense")) == [NEW.id]
 
@@ -117,7 +117,7 @@ def test_a_second_writer_waits_for_the_first_then_fails_clearly(folder):
     with open_library(quick, folder) as first, open_library(quick, folder) as second:
         with first.writing():
             started = time.monotonic()
-            with pytest.raises(WriterBusy, match="busy for 0.3 s"):
+            with pytest.raises(WriterBusy, match=r"busy for 0\.3 s"):
                 ingest(second, [OTHER])
             assert 0.3 <= time.monotonic() - started < 5
             assert search_text(second, "protein folding", 1, mode="dense")  # readers never wait
