@@ -128,7 +128,8 @@ class Library:
     Search, recommend, ingest and delete are functions over it; what it decides itself is only the
     order in which a committed write reaches the caches (``apply_write``)."""
 
-    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None, writer: WriterLock | None = None):
+    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None, writer: WriterLock | None = None,
+                 manifest_stamp: tuple[int, int, int] | None = None):
         self.folder = folder
         self.settings = settings
         self.store = store
@@ -137,7 +138,8 @@ class Library:
         self.writer = writer or WriterLock(folder)
         # This process's part of it: also guards the caches against a concurrent catch-up.
         self.lock = self.writer.thread_lock
-        self._manifest_stamp = _stamp(folder / MANIFEST_FILE)
+        # Which manifest.json ``manifest`` was read from (see _reload_manifest).
+        self._manifest_stamp = manifest_stamp
         # What open_library found and repaired (an interrupted save, a stale FAISS file), for 'check'.
         self.recovered: list[str] = []
         self.filter_cache = FilterCache(self)
@@ -351,6 +353,7 @@ def _open(settings: Settings, folder: Path, writer: WriterLock, create: bool, re
         raise _WriterActive
     recovered = _remove_interrupted_saves(folder)
     manifest, damaged = None, None
+    stamp = _stamp(folder / MANIFEST_FILE)  # before the read: a manifest replaced meanwhile is read again
     if (folder / MANIFEST_FILE).exists():
         try:
             manifest = Manifest.read(folder)
@@ -375,7 +378,7 @@ def _open(settings: Settings, folder: Path, writer: WriterLock, create: bool, re
     except PaperlensError:
         store.close()
         raise
-    library = Library(folder, settings, store, manifest, writer)
+    library = Library(folder, settings, store, manifest, writer, stamp)
     library.recovered = recovered
     opened_at = store.generation()  # read first: a write committed meanwhile is caught up again, harmlessly
     for cache in library.caches:
