@@ -48,7 +48,7 @@ class WriterLock:
         if self.depth == 0:
             try:
                 self._file.acquire(blocking=False)
-            except filelock.Timeout:
+            except (filelock.Timeout, OSError):  # OSError: a read-only folder, which no one writes
                 self.thread_lock.release()
                 return False
         self._enter()
