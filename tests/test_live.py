@@ -101,6 +101,36 @@ def test_a_reader_past_the_kept_log_reloads_the_saved_files(folder):
         assert ids(search_text(reader, "volcanic sulfate aerosols", 1, mode="bm25")) == [NEW.id]
 
 
+def test_a_reader_catching_up_while_the_writer_saves_ends_in_step(folder):
+    """With no log kept, every catch-up reloads vectors.faiss, which the writer keeps replacing:
+    a file caught mid-save is refused (checksum) and the index built from the store instead."""
+    settings = Settings(show_progress=False, change_log_writes=0)
+    papers = [Paper(id=f"2406.{n:05d}", title=f"Note {n} on sea ice", abstract=f"Arctic sea ice extent, season {n}.")
+              for n in range(12)]
+    with open_library(settings, folder) as reader, open_library(settings, folder) as writer:
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for paper in papers:
+                    ingest(writer, [paper])
+                delete(writer, [paper.id for paper in papers[::2]])
+            except BaseException as exc:
+                failures.append(exc)
+
+        reader.filter_columns()  # loaded now, so catching up must keep them in step
+        thread = threading.Thread(target=write)
+        thread.start()
+        while thread.is_alive():
+            reader.catch_up()
+        thread.join()
+        reader.catch_up()
+        assert not failures
+        assert sorted(reader.index.ids().tolist()) == reader.store.vector_pks().tolist()
+        assert len(reader) == reader.store.count() == 12
+        assert sorted(reader.filter_columns().pks.tolist()) == reader.store.vector_pks().tolist()
+
+
 def test_a_writer_that_opened_before_another_writes_keeps_its_papers(folder, settings):
     """Both libraries were opened before either wrote: the second write catches up first, so the
     saved FAISS file and manifest hold both papers (check finds nothing to repair)."""
@@ -132,6 +162,20 @@ def test_a_second_writer_waits_for_the_first_then_fails_clearly(folder):
                 assert not done.is_set()
             thread.join(30)
             assert done.is_set() and third.store.count() == 7
+
+
+def test_the_api_answers_503_while_another_writer_keeps_the_index(folder):
+    from fastapi.testclient import TestClient
+
+    from paperlens.api import create_app
+
+    quick = Settings(show_progress=False, writer_wait_seconds=0.2, follow_seconds=0)
+    with open_library(quick, folder) as other, open_library(quick, folder) as served:
+        with TestClient(create_app(quick, served)) as client, other.writing():
+            answer = client.post("/papers", json=[NEW.to_dict()])
+            assert answer.status_code == 503 and "busy" in answer.json()["detail"]
+            assert client.get("/search", params={"q": "protein folding"}).status_code == 200
+        assert served.store.count() == 6  # nothing half-written
 
 
 # --- a live server beside other processes -----------------------------------------------------
