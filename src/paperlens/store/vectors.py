@@ -71,7 +71,7 @@ class VectorTable(Database):
         return int(self.get_meta("generation") or 0)
 
     def bump_generation(self, pks: Iterable[int] | None = None) -> int:
-        """Count one more write that changed the vectors of ``pks``, in the write's transaction.
+        """Count one more write that changed the papers ``pks``, in the write's transaction.
 
         The manifest records the generation its FAISS file reflects, so a file saved before a
         write that was killed half-way is known to be stale even when its count still matches
