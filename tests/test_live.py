@@ -178,6 +178,16 @@ def test_the_api_answers_503_while_another_writer_keeps_the_index(folder):
         assert served.store.count() == 6  # nothing half-written
 
 
+def test_a_server_starts_without_waiting_for_another_processes_write(folder):
+    from paperlens.api import startup_check
+
+    settings = Settings(show_progress=False, writer_wait_seconds=30)
+    with open_library(settings, folder) as other, open_library(settings, folder) as served, other.writing():
+        started = time.monotonic()
+        report = startup_check(served)
+        assert time.monotonic() - started < 5 and report.ok and report.papers == report.faiss == 6
+
+
 # --- a live server beside other processes -----------------------------------------------------
 
 

@@ -335,8 +335,19 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
 
 def startup_check(library: Library) -> CheckReport:
-    """The server verifies (and repairs) its index before it listens: never serve a torn one."""
-    report = check_library(library, repair=True, quick=True)
+    """The server verifies (and repairs) its index before it listens: never serve a torn one.
+
+    While another process writes the folder (a long ingest or harvest) the server does not wait for
+    it: open_library has already verified every cache against the store (and waited for the writer
+    if one was not in step), and the server follows that writer's commits once it listens."""
+    if not library.writer.try_acquire():
+        log.warning("%s: another process is writing; serving the index as verified at open", library.folder)
+        return CheckReport(index=str(library.folder), papers=len(library), faiss=len(library.index or ()))
+    try:
+        library.catch_up()
+        report = check_library(library, repair=True, quick=True)
+    finally:
+        library.writer.release()
     for note in report.repaired:
         log.warning("paperlens check: %s", note)
     if not report.ok:
