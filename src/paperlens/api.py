@@ -77,6 +77,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "index mismatch, or a paper deleted while the request read it"),
         (413, "request body over the configured limit"),
         (422, "invalid input"),
+        (503, "another writer kept the index busy longer than the configured wait"),
     )
 }
 
@@ -137,6 +138,7 @@ class Health(BaseModel):
     model: str
     layout: str | None
     dim: int | None
+    generation: int  # the store write the server's caches reflect; writes from other processes raise it
 
 
 class FilterFields(BaseModel):
@@ -213,7 +215,11 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
         app.state.library = lib
         log.info("paperlens: %d papers from %s", len(lib), lib.folder)
+        # Writes from other processes (a CLI ingest, a harvest, a delete) show up without a restart.
+        stop_following = lib.follow(settings.follow_seconds) if settings.follow_seconds > 0 else None
         yield
+        if stop_following is not None:
+            stop_following()
         if library is None:
             lib.close()
 
@@ -256,7 +262,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     def health(library: LibraryDep) -> Health:
         manifest = library.manifest
         return Health(status="ok", version=__version__, papers=len(library), model=library.model_name,
-                      layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None)
+                      layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None,
+                      generation=library.generation)
 
     # The JSON routes are async: their dependency does the work on the thread pool, the answer is
     # written on the event loop, one thread-pool hop per request as before.
@@ -328,8 +335,19 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
 
 def startup_check(library: Library) -> CheckReport:
-    """The server verifies (and repairs) its index before it listens: never serve a torn one."""
-    report = check_library(library, repair=True, quick=True)
+    """The server verifies (and repairs) its index before it listens: never serve a torn one.
+
+    While another process writes the folder (a long ingest or harvest) the server does not wait for
+    it: open_library has already verified every cache against the store (and waited for the writer
+    if one was not in step), and the server follows that writer's commits once it listens."""
+    if not library.writer.try_acquire():
+        log.warning("%s: another process is writing; serving the index as verified at open", library.folder)
+        return CheckReport(index=str(library.folder), papers=len(library), faiss=len(library.index or ()))
+    try:
+        library.catch_up()
+        report = check_library(library, repair=True, quick=True)
+    finally:
+        library.writer.release()
     for note in report.repaired:
         log.warning("paperlens check: %s", note)
     if not report.ok:

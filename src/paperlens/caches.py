@@ -9,6 +9,11 @@ to each cache in turn. A kill between two of them leaves the later ones behind t
 open asks each cache whether it is behind (``problem``) and rebuilds the ones that are, so the
 SQLite file stays the one source of truth. Adding a cache means one class here and one line in
 ``Library.__init__``.
+
+Another process may write the same folder (a CLI ingest beside a running server). Each cache
+records the store write it reflects (``generation``); ``Library.catch_up`` reads the store's log of
+the papers changed since and hands it to each cache that is behind (``catch_up``), which brings
+itself up to it in memory, without writing anything to the folder: the writer keeps the files.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ class Cache(ABC):
 
     def __init__(self, library: Library):
         self.library = library
+        # The store write this cache reflects in this process (set by open, apply_write, catch_up).
+        self.generation = -1
 
     def open(self) -> str | None:
         """Load from the folder; why the result cannot be trusted, or None when it can."""
@@ -87,6 +94,23 @@ class Cache(ABC):
     @abstractmethod
     def rebuild(self) -> None:
         """Rebuild from the store alone (no model needed)."""
+
+    @abstractmethod
+    def catch_up(self, changes: ChangeSet | None, generation: int) -> int:
+        """Bring this process's copy up to writes another process committed, in memory only, and
+        return the store write it now reflects. ``changes`` holds the current state of every paper
+        written since this cache's ``generation`` (applying it twice is harmless); None when the
+        store's log no longer reaches back that far: reload whole."""
+
+    def stale(self) -> bool:
+        """Whether another process replaced the files under this cache without a store write
+        ('paperlens check' rebuilding them): catch up by reloading whole."""
+        return False
+
+    @property
+    def deferred(self) -> bool:
+        """Whether ``close`` has anything to save (it then runs under the writer lock)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - most caches defer nothing
         """Save whatever the cache has deferred."""
@@ -130,6 +154,13 @@ class FilterCache(Cache):
         if self.columns is not None:
             self.columns = self.library.store.filter_columns()
 
+    def catch_up(self, changes: ChangeSet | None, generation: int) -> int:
+        if changes is None:
+            self.rebuild()
+        else:
+            self.apply(changes)
+        return generation
+
 
 class KeywordCache(Cache):
     """keywords/, vouched for by the manifest's ``keyword_generation``."""
@@ -140,23 +171,36 @@ class KeywordCache(Cache):
     def __init__(self, library: Library):
         super().__init__(library)
         self.index: KeywordIndex | None = None
+        self.folder_id: tuple[int, int] | None = None  # the folder's inode: a rebuild renames a new one into place
 
     @property
     def path(self) -> Path:
         return self.library.folder / KEYWORD_DIR
 
+    def _current_folder(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
     def open(self) -> str | None:
         if not self.path.exists():
-            if self.library.store.count() == 0:  # a new folder: nothing to recover, nothing to say
+            if self.library.store.count() == 0 and self.library.writer.held:  # a new folder: nothing to recover
                 self.rebuild()
                 return None
             return f"{self.name} is missing"
         try:
-            self.index = KeywordIndex.open(self.path)
+            self._open_folder()
         except (ValueError, OSError, RuntimeError) as exc:
             return f"{self.name} is unreadable ({exc})"
         self.index.generation = self.library.store.generation()
         return self.problem()
+
+    def _open_folder(self) -> None:
+        folder_id = self._current_folder()
+        self.index = KeywordIndex.open(self.path)
+        self.folder_id = folder_id
 
     def problem(self) -> str | None:
         store, manifest = self.library.store, self.library.manifest
@@ -170,6 +214,8 @@ class KeywordCache(Cache):
     def apply(self, changes: ChangeSet) -> None:
         if changes.rows or changes.removed:
             self.index.write(changes.rows, [*changes.changed.tolist(), *changes.removed], changes.generation)
+        else:  # other fields only: the text the index holds is still right
+            self.index.generation = changes.generation
         if self.library.manifest is not None:  # written with the FAISS fields (FaissCache), or by rebuild
             self.library.manifest.keyword_generation = self.index.generation
 
@@ -177,9 +223,30 @@ class KeywordCache(Cache):
         store, manifest = self.library.store, self.library.manifest
         generation = store.generation()
         self.index = KeywordIndex.recreate(self.path, store.iter_texts(), generation)
+        self.folder_id = self._current_folder()
         if manifest is not None:
             manifest.keyword_generation = generation
             manifest.write(self.library.folder)
+
+    def stale(self) -> bool:
+        return self.index is not None and self._current_folder() != self.folder_id
+
+    def catch_up(self, changes: ChangeSet | None, generation: int) -> int:
+        """Reload the writer's commits. The writer commits the store, then keywords/, then the manifest
+        that says so: until its ``keyword_generation`` reaches the store's write, keywords/ may lack
+        that write, and the next catch-up reloads again."""
+        manifest = self.library.manifest
+        reached = generation if manifest is None else min(generation, manifest.keyword_generation)
+        try:
+            if self.index is None or self.stale():
+                self._open_folder()
+            else:
+                self.index.reload()
+        except (ValueError, OSError, RuntimeError) as exc:  # a writer's rebuild renaming folders meanwhile
+            log.info("%s: reload failed (%s); trying again at the next catch-up", self.name, exc)
+            return self.generation
+        self.index.generation = reached
+        return reached
 
 
 class FaissCache(Cache):
@@ -194,6 +261,7 @@ class FaissCache(Cache):
     def __init__(self, library: Library):
         super().__init__(library)
         self.index: VectorIndex | None = None
+        self.layout: str | None = None  # the layout of ``index``; another process's rebuild may change the manifest's
         # The write the in-memory index reflects when its file was left older (see _save).
         self.unsaved_generation: int | None = None
 
@@ -204,6 +272,8 @@ class FaissCache(Cache):
     def open(self) -> str | None:
         leftover = self.path.with_name(INDEX_FILE + ".tmp")
         interrupted = leftover.exists()
+        if interrupted and not self.library.writer.held:  # another process may be saving right now
+            return f"{leftover.name} exists: another process is saving {INDEX_FILE}, or a save was interrupted"
         if interrupted:  # a save killed before its rename: the old file is intact, but behind
             leftover.unlink()
             self.library.recovered.append(f"removed {leftover.name} left by an interrupted save of {INDEX_FILE}")
@@ -212,22 +282,56 @@ class FaissCache(Cache):
             return None
         if interrupted:
             return "an earlier save was interrupted"
-        problem = self._file_problem()
+        index, problem = self._load(note=True)
         if problem is not None:
             return problem
+        self.index, self.layout = index, manifest.layout
+        if self.library.writer.held:
+            self._rebuild_if_needed()
+        return None
+
+    def _load(self, note: bool = False) -> tuple[VectorIndex | None, str | None]:
+        """The saved file with the writes since replayed from the store's log, or why it cannot be."""
+        manifest = self.library.manifest
+        problem = self._file_problem()
+        if problem is not None:
+            return None, problem
         try:
             index = load_index(manifest.layout, self.path, manifest.index_params, self.library.tuning)
         except RuntimeError as exc:
-            return f"{INDEX_FILE} is unreadable ({exc})"
+            return None, f"{INDEX_FILE} is unreadable ({exc})"
         if len(index) != manifest.count or index.dim != manifest.dim:
-            return f"{INDEX_FILE} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
-        self._replay(index)
+            return None, f"{INDEX_FILE} holds {len(index)} {index.dim}-d vectors, not {manifest.count} {manifest.dim}-d"
+        self._replay(index, note)
         stored = self.library.store.vector_count()
         if len(index) != stored:
-            return f"{INDEX_FILE} holds {len(index)} vectors, the store {stored}"
-        self.index = index
-        self._rebuild_if_needed()
-        return None
+            return None, f"{INDEX_FILE} holds {len(index)} vectors, the store {stored}"
+        return index, None
+
+    def stale(self) -> bool:
+        manifest = self.library.manifest
+        return manifest is not None and (self.index is None or manifest.layout != self.layout)
+
+    def catch_up(self, changes: ChangeSet | None, generation: int) -> int:
+        """Apply the changed papers' stored vectors to a copy and swap it in, as a write does, but save
+        nothing. Too far behind (or the file rebuilt in another layout): load the saved file and replay
+        the log, or failing that (the writer is saving it right now) build the index from the store."""
+        manifest = self.library.manifest
+        if manifest is None:
+            return generation
+        if changes is None or self.stale():
+            index, problem = self._load()
+            if problem is not None:
+                log.info("catching up from the store, not %s: %s", INDEX_FILE, problem)
+                index, _, _ = self._build(manifest.layout)
+            self.index, self.layout = index, manifest.layout
+            return generation
+        if len(changes.changed) or changes.removed:
+            index = self._writable()
+            index.remove(np.concatenate([changes.changed, np.asarray(changes.removed, dtype=np.int64)]))
+            index.add(changes.changed, changes.vectors)
+            self.index = index
+        return generation
 
     def problem(self) -> str | None:
         """The in-memory index against the store (by ids), then the file on disk against the manifest."""
@@ -261,7 +365,7 @@ class FaissCache(Cache):
             return f"{INDEX_FILE} does not match the checksum in the manifest"
         return None
 
-    def _replay(self, index: VectorIndex) -> None:
+    def _replay(self, index: VectorIndex, note: bool = False) -> None:
         """Apply to a loaded index the writes made since its file was saved, from the store's log."""
         store, behind = self.library.store, self.library.manifest.generation
         changed = store.changed_since(behind)
@@ -271,15 +375,23 @@ class FaissCache(Cache):
         pks, vectors = store.candidate_vectors(changed.tolist(), self.library.manifest.dim)
         if pks:
             index.add(np.asarray(pks, dtype=np.int64), vectors)
-        self.library.recovered.append(f"brought {INDEX_FILE} from write {behind} to {store.generation()} "
+        if note:
+            self.library.recovered.append(f"brought {INDEX_FILE} from write {behind} to {store.generation()} "
                                       f"by replaying {len(changed)} changed papers from the store")
 
     def apply(self, changes: ChangeSet) -> None:
         manifest = self.library.manifest
-        if manifest is None or (not changes.rows and not changes.removed and self.index is not None and self.path.exists()):
+        if manifest is None:
+            return
+        if not changes.rows and not changes.removed and self.index is not None and self.path.exists():
+            manifest.write(self.library.folder)  # no vector changed; the manifest records the keyword side's write
             return
         vectors = changes.vectors if changes.vectors is not None else np.zeros((0, manifest.dim), np.float32)
-        index = self._writable() if self.index is not None else self._new_index(changes.vectors)
+        if self.index is None:
+            self.index, self.layout = self._new_index(changes.vectors), manifest.layout
+            index = self.index
+        else:
+            index = self._writable()
         index.remove(np.concatenate([changes.changed, np.asarray(changes.removed, dtype=np.int64)]))
         index.add(changes.changed, vectors)
         self.index = index
@@ -322,21 +434,28 @@ class FaissCache(Cache):
         Trained layouts (SQ8, PQ) are retrained on a sample of the stored vectors."""
         library = self.library
         manifest, store = library.manifest, library.store
-        count = store.vector_count()
         if layout is None:
+            count = store.vector_count()
             outdated = layout_outdated(manifest.layout, count, library.settings.layout)
             layout = choose_layout(count, library.settings.layout) if outdated else manifest.layout
+        index, layout, params = self._build(layout)
+        manifest.layout = layout
+        manifest.index_params = params
+        self.index, self.layout = index, layout
+        self._persist(store.generation())
+
+    def _build(self, layout: str) -> tuple[VectorIndex, str, dict]:
+        """An index of ``layout`` over the stored vectors, in memory; with its layout and parameters."""
+        library = self.library
+        count = library.store.vector_count()
         if count == 0:
             layout = "flat"  # nothing to train a quantiser on; the next ingest grows it into the configured layout
         params = layout_params(layout, count)
         training = self._stored_sample(count) if layout != "flat" else None
-        index = create_index(layout, manifest.dim, params, training, library.tuning)
-        for pks, vectors in store.iter_vectors():
+        index = create_index(layout, library.manifest.dim, params, training, library.tuning)
+        for pks, vectors in library.store.iter_vectors():
             index.add(pks, vectors)
-        manifest.layout = layout
-        manifest.index_params = params
-        self.index = index
-        self._persist(store.generation())
+        return index, layout, params
 
     def _stored_sample(self, count: int, size: int = 100_000) -> np.ndarray:
         """About ``size`` stored vectors taken evenly from every batch, without holding them all."""
@@ -373,13 +492,19 @@ class FaissCache(Cache):
         manifest.max_pk = library.store.max_vector_pk()  # the index holds exactly the stored vectors
         manifest.checksum = file_sha256(self.path)
         manifest.write(library.folder)
+        # The log is kept a while past the save: other processes following the folder catch up from it.
         with library.store.transaction():
-            library.store.forget_changes(generation)
+            library.store.forget_changes(generation - library.settings.change_log_writes)
         self.unsaved_generation = None
 
+    @property
+    def deferred(self) -> bool:
+        return self.unsaved_generation is not None and self.index is not None
+
     def close(self) -> None:
+        """Under the writer lock (Library.close), caught up with every other process's write."""
         if self.unsaved_generation is not None and self.index is not None:
-            self._persist(self.unsaved_generation)  # the next open need not replay anything
+            self._persist(max(self.unsaved_generation, self.generation))  # the next open need not replay anything
 
 
 def file_sha256(path: Path) -> str:

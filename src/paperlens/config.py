@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     # papers each write changed, and opening replays the writes the file lacks (library.py).
     index_save_share: float = Field(0.01, ge=0.0, le=1.0, description="save vectors.faiss once this share of it changed")
     index_save_every_write_below: int = Field(50_000, ge=0, description="smaller indexes save after every write")
+    # One writer of an index folder at a time, across processes (library.Library.writing): a second
+    # waits this long for the first, then fails with a message (HTTP 503). Readers never wait.
+    writer_wait_seconds: float = Field(60.0, ge=0.0, description="how long a write waits for another process's write")
+    # How often a running server looks for writes other processes committed (a CLI ingest, a
+    # harvest, a delete) and brings its caches up to them; 0 turns following off.
+    follow_seconds: float = Field(0.5, ge=0.0, description="seconds between a server's checks for other processes' writes")
+    # The store's log of changed papers is kept this many writes past each save of vectors.faiss, so a
+    # process that follows the folder catches up from it instead of reloading whole files.
+    change_log_writes: int = Field(1000, ge=0, description="writes the change log keeps after vectors.faiss is saved")
     nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
     # 'auto': torch on a GPU, onnx-int8 on a CPU (0.3 nDCG@10 points for 3.3x faster queries, see embed.py).
     backend: Literal["auto", "torch", "onnx-int8"] = Field("auto", description="encoder runtime; onnx-int8 is CPU only")

@@ -61,6 +61,12 @@ class ConcurrentChange(PaperlensError):
     status_code = 409
 
 
+class WriterBusy(PaperlensError):
+    """Another process (or thread) kept the index's writer lock longer than Settings.writer_wait_seconds."""
+
+    status_code = 503
+
+
 class UserNotFound(PaperlensError):
     status_code = 404
 

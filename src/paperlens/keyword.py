@@ -156,6 +156,11 @@ class KeywordIndex:
     def __len__(self) -> int:
         return self._searcher.num_docs
 
+    def reload(self) -> None:
+        """See the commits made since the last reload, by this process or another one's writer."""
+        self._index.reload()
+        self._searcher = self._index.searcher()
+
     def write(self, added: Iterable[Row], removed: Iterable[int], generation: int, heap: int = WRITE_HEAP, threads: int = 1) -> None:
         """One commit: ``removed`` pks deleted, then ``added`` papers (re)indexed.
 

@@ -6,9 +6,11 @@
       keywords/       the BM25 index over titles and abstracts (tantivy; a cache, as vectors.faiss)
       manifest.json   model, dimension, count, layout, format version, what each cache reflects
 
-Every write (ingest, delete, check's repairs) commits to the store first, then goes through
-``Library.apply_write``, which brings each cache (caches.py) up to it; open and check ask each
-cache whether it is behind and rebuild it from the store if so.
+Every write (ingest, delete, check's repairs) takes the folder's writer lock (locking.py), commits
+to the store first, then goes through ``Library.apply_write``, which brings each cache (caches.py)
+up to it; open and check ask each cache whether it is behind and rebuild it from the store if so.
+A library opened beside another process's writes (a server beside a CLI ingest) follows them with
+``Library.catch_up``, which a server runs every Settings.follow_seconds.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Self
@@ -46,12 +49,14 @@ from .errors import (
     NothingToIngest,
     PaperlensError,
     PaperNotFound,
+    WriterBusy,
 )
 from .faults import crash_point
 from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
+from .locking import WriterLock
 from .papers import PAPERLENS, InvalidRecord, Paper, lookup_keys, normalise_id, title_key
 from .store import Store
 
@@ -123,13 +128,18 @@ class Library:
     Search, recommend, ingest and delete are functions over it; what it decides itself is only the
     order in which a committed write reaches the caches (``apply_write``)."""
 
-    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None):
+    def __init__(self, folder: Path, settings: Settings, store: Store, manifest: Manifest | None, writer: WriterLock | None = None,
+                 manifest_stamp: tuple[int, int, int] | None = None):
         self.folder = folder
         self.settings = settings
         self.store = store
         self.manifest = manifest
-        # One writer of the index at a time; searches never take it.
-        self.lock = threading.RLock()
+        # One writer of the index at a time, across processes (``writing``); searches never take it.
+        self.writer = writer or WriterLock(folder)
+        # This process's part of it: also guards the caches against a concurrent catch-up.
+        self.lock = self.writer.thread_lock
+        # Which manifest.json ``manifest`` was read from (see _reload_manifest).
+        self._manifest_stamp = manifest_stamp
         # What open_library found and repaired (an interrupted save, a stale FAISS file), for 'check'.
         self.recovered: list[str] = []
         self.filter_cache = FilterCache(self)
@@ -180,6 +190,15 @@ class Library:
     def tuning(self) -> SearchTuning:
         return search_tuning(self.settings)
 
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock of the folder (waiting at most Settings.writer_wait_seconds for another
+        writer, then WriterBusy), with the caches first brought up to what other processes wrote."""
+        with self.writer.hold(self.settings.writer_wait_seconds):
+            if self.writer.depth == 1:
+                self.catch_up()
+            yield
+
     def apply_write(self, changes: ChangeSet) -> None:
         """After a store commit, under the writer lock: bring every cache up to it, one after another.
 
@@ -187,16 +206,90 @@ class Library:
         the next open finds them so (``Cache.problem``) and rebuilds them."""
         for cache in self.caches:
             cache.apply(changes)
+            cache.generation = changes.generation
             crash_point(f"cache-applied:{cache.key}")
+
+    @property
+    def generation(self) -> int:
+        """The store write every cache of this process reflects."""
+        return min(cache.generation for cache in self.caches)
+
+    def catch_up(self) -> bool:
+        """Bring the caches up to the writes other processes committed since (a CLI ingest or delete
+        beside a server): the store's log names the papers each write changed, and every cache that is
+        behind applies their current state in memory (``Cache.catch_up``). Writes nothing; cheap when
+        nothing changed (one stat and one SELECT). Whether any cache moved."""
+        with self.lock:
+            self._reload_manifest()
+            with self.store.snapshot():
+                target = self.store.generation()
+                behind = [cache for cache in self.caches if cache.generation < target or cache.stale()]
+                if not behind:
+                    return False
+                changes = self._changes_since(min(cache.generation for cache in behind), target)
+                for cache in behind:
+                    cache.generation = cache.catch_up(changes, target)
+            return True
+
+    def _reload_manifest(self) -> None:
+        """Read manifest.json again if another process replaced it (its layout, counts, keyword write)."""
+        stamp = _stamp(self.folder / MANIFEST_FILE)
+        if stamp is None or stamp == self._manifest_stamp:
+            return
+        try:
+            self.manifest = Manifest.read(self.folder)
+        except ManifestUnreadable as exc:
+            log.warning("%s; keeping the manifest read before", exc)
+            return
+        self._manifest_stamp = stamp
+
+    def _changes_since(self, since: int, generation: int) -> ChangeSet | None:
+        """Every paper written after ``since`` as it is stored now (its text and vector, or removed);
+        None when the log does not reach back that far."""
+        changed = self.store.changed_since(since)
+        if changed is None or self.manifest is None:
+            return None
+        rows = self.store.texts(changed.tolist())
+        present, vectors = self.store.candidate_vectors([pk for pk, _, _ in rows], self.manifest.dim)
+        kept = set(present)
+        return ChangeSet(generation, rows=[row for row in rows if row[0] in kept], vectors=vectors,
+                         removed=sorted(set(changed.tolist()) - kept))
+
+    def follow(self, interval: float) -> Callable[[], None]:
+        """Catch up every ``interval`` seconds in a thread (a server beside other writers); returns the
+        function that stops it."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.catch_up()
+                except Exception as exc:  # a passing state of another process's write: try again next time
+                    log.warning("catching up with %s failed: %s: %s", self.folder, exc.__class__.__name__, exc)
+
+        thread = threading.Thread(target=loop, name="paperlens-follow", daemon=True)
+        thread.start()
+
+        def halt() -> None:
+            stop.set()
+            thread.join()
+
+        return halt
 
     def __len__(self) -> int:
         """Papers held: the keyword index counts them without a scan (COUNT(*) is slow at scale)."""
         return len(self.keywords) if self.keywords is not None else self.store.count()
 
     def close(self) -> None:
-        with self.lock:
-            for cache in self.caches:
-                cache.close()
+        """Save what the caches deferred, under the writer lock; if another process keeps it, leave
+        that to the next open (the store's log replays it)."""
+        if any(cache.deferred for cache in self.caches):
+            try:
+                with self.writing():
+                    for cache in self.caches:
+                        cache.close()
+            except WriterBusy as exc:
+                log.warning("closing without saving deferred files: %s", exc)
         self.workers.shutdown(wait=True)
         self.store.close()
 
@@ -205,6 +298,15 @@ class Library:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a replaced file from the one read before, without reading it."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def search_tuning(settings: Settings) -> SearchTuning:
@@ -225,20 +327,47 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
         if not create:
             raise IndexNotFound(f"no index at {folder}: build one with 'paperlens ingest FILE --index {folder}'")
         folder.mkdir(parents=True, exist_ok=True)
+    # Opening repairs files (leftovers of a killed save, a stale cache): only the writer may. Usually
+    # no one writes and the lock is free; when another process holds it, open without it, and if
+    # anything looks torn (it may be that writer's save in progress), wait for it and open again.
+    writer = WriterLock(folder)
+    locked = writer.try_acquire()
+    try:
+        try:
+            return _open(settings, folder, writer, create, repair)
+        except _WriterActive:
+            writer.acquire(settings.writer_wait_seconds)
+            locked = True
+            return _open(settings, folder, writer, create, repair)
+    finally:
+        if locked:
+            writer.release()
+
+
+class _WriterActive(Exception):
+    """A repair is due while another process holds the writer lock (it may be mid-save)."""
+
+
+def _open(settings: Settings, folder: Path, writer: WriterLock, create: bool, repair: bool) -> Library:
+    if not writer.held and (folder / (MANIFEST_FILE + ".tmp")).exists():
+        raise _WriterActive
     recovered = _remove_interrupted_saves(folder)
     manifest, damaged = None, None
+    stamp = _stamp(folder / MANIFEST_FILE)  # before the read: a manifest replaced meanwhile is read again
     if (folder / MANIFEST_FILE).exists():
         try:
             manifest = Manifest.read(folder)
         except ManifestUnreadable:
             if not repair:
                 raise
+            if not writer.held:
+                raise _WriterActive from None
             damaged = f"{MANIFEST_FILE} was unreadable"
     store = Store(folder / STORE_FILE)
     if manifest is None:
         manifest = _manifest_from_store(store, settings)
         if manifest and damaged:
-            manifest.write(folder)  # in place of the damaged one; the caches' rebuilds below complete it
+            manifest.write(folder)  # in place of the damaged one (under the writer lock); the caches' rebuilds complete it
         if manifest:
             recovered.append(f"{damaged or MANIFEST_FILE + ' was missing'}: model and dimension recovered from the store")
         elif damaged:  # nothing stored yet: the next ingest writes a new one
@@ -249,14 +378,20 @@ def open_library(settings: Settings, folder: Path | None = None, create: bool = 
     except PaperlensError:
         store.close()
         raise
-    library = Library(folder, settings, store, manifest)
+    library = Library(folder, settings, store, manifest, writer, stamp)
     library.recovered = recovered
+    opened_at = store.generation()  # read first: a write committed meanwhile is caught up again, harmlessly
     for cache in library.caches:
         problem = cache.open()
+        if problem is not None and not writer.held:
+            library.close()
+            raise _WriterActive
         if problem is not None:
             log.warning("%s: rebuilding %s from the store", problem, cache.name)
             library.recovered.append(f"rebuilt {cache.name} from the store: {problem}")
             cache.rebuild()
+    for cache in library.caches:
+        cache.generation = opened_at
     return library
 
 
@@ -317,7 +452,7 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
     # writer can commit meanwhile. A vector depends only on the text, so it stays valid; what to
     # store is decided again under the lock. A model failure leaves nothing half-written.
     encoded = _encode(library, papers, _changed(library, papers, hashes), {}, show_progress)
-    with library.lock:
+    with library.writing():
         to_encode = _changed(library, papers, hashes)
         encoded = _encode(library, papers, to_encode, encoded)
         encoder = library.encoder if to_encode else None
@@ -341,7 +476,10 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
             library.store.add_external_ids([(pk, papers[i]) for i, pk in merged_into.items()])
             if encode_at:
                 library.store.put_vectors([outcomes[n].pk for n in encode_at], vectors)
-                library.store.bump_generation([outcomes[n].pk for n in encode_at])
+            # Every paper written is logged, new vector or not: other processes catch up from the log.
+            touched = [o.pk for o in outcomes if o.status != "unchanged"]
+            if touched:
+                library.store.bump_generation(touched)
             if new_manifest:
                 # With the papers, so a kill before the manifest is written loses nothing (see open_library).
                 library.store.set_meta("model", library.manifest.model)
@@ -482,7 +620,7 @@ def resolve_id(library: Library, raw_id: str) -> str:
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
     """Remove papers from the store and the index; returns the stored ids of those that existed."""
     paper_ids = list(dict.fromkeys(resolve_ids(library, paper_ids).values()))
-    with library.lock:
+    with library.writing():
         found = library.store.pks_for_ids(paper_ids)
         if not found:
             return []
@@ -512,7 +650,7 @@ def dedup(library: Library, dry_run: bool = False) -> DedupReport:
     oldest entry, as ingest merges a new record: the others' ids and aliases become aliases of it,
     their external ids its own, and it takes the richer metadata. Likes and collections that name a merged id keep naming it;
     it resolves to the kept entry (resolve_ids, feeds.build_profile)."""
-    with library.lock:
+    with library.writing():
         groups = duplicate_groups(library)
         stored = library.store.get_many(pk for group in groups for pk in group)
         groups = [[pk for pk in group if pk in stored] for group in groups]
@@ -529,7 +667,7 @@ def dedup(library: Library, dry_run: bool = False) -> DedupReport:
             outcomes = library.store.upsert_papers(kept, [text_hash(paper.text) for paper in kept])
             for group in groups:
                 library.store.absorb(group[0], {pk: stored[pk].paper.id for pk in group[1:]})
-            generation = library.store.bump_generation(removed)
+            generation = library.store.bump_generation(removed + [o.pk for o in outcomes if o.status != "unchanged"])
         crash_point("dedup:after-commit")
         library.apply_write(ChangeSet(generation, refreshed=[o.pk for o in outcomes if o.status != "unchanged"], removed=removed))
     report.merged = True
@@ -572,7 +710,7 @@ def check_library(library: Library, repair: bool = True, quick: bool = False, me
         report.problems.append("SQLite integrity check failed: " + "; ".join(report.integrity[:5]) +
                                " (restore a backup, or re-ingest the papers into a new index)")
         return report
-    with library.lock:
+    with library.writing():
         missing = store.papers_without_vectors()
         if missing:
             note = f"{len(missing)} papers have no vector (e.g. {missing[0].paper.id!r})"

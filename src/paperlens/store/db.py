@@ -311,6 +311,22 @@ class Database:
             self._local.depth = depth
         conn.execute(commit)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads in the block see one committed state of the file, however many statements they take
+        (another process may commit between them). Inside a transaction the block is already one."""
+        conn = self.conn
+        if self._local.depth:
+            yield
+            return
+        conn.execute("BEGIN DEFERRED")
+        self._local.depth = 1
+        try:
+            yield
+        finally:
+            self._local.depth = 0
+            conn.execute("COMMIT")
+
     def select_in(self, sql: str, values: Iterable, params: tuple = ()) -> Iterator[sqlite3.Row]:
         """Run ``sql`` (with ``{marks}`` for the IN list, after ``params``) in chunks under SQLite's bound-parameter limit."""
         values = list(values)

@@ -255,6 +255,11 @@ class PaperTable(Database):
             yield from rows
             last = rows[-1][0]
 
+    def texts(self, pks: Iterable[int]) -> list[tuple[int, str, str]]:
+        """(pk, title, abstract) of the given papers that exist, in pk order."""
+        rows = self.select_in("SELECT pk, title, abstract FROM papers WHERE pk IN ({marks})", {int(pk) for pk in pks})
+        return sorted((row[0], row[1], row[2]) for row in rows)
+
     def iter_papers(self, batch: int = 1000) -> Iterator[StoredPaper]:
         last = 0
         while True:

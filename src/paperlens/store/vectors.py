@@ -1,8 +1,9 @@
-"""Every paper's vector, and the log of which vectors each write changed.
+"""Every paper's vector, and the log of which papers each write changed.
 
 The vectors are kept here so that the FAISS file is a cache that can always be rebuilt without
 re-encoding; the log lets a FAISS file saved some writes ago be brought up to date by replaying
-the papers changed since, instead of saving it whole after every write (see Settings.index_save_share).
+the papers changed since, instead of saving it whole after every write (see Settings.index_save_share),
+and lets another process that holds the index open follow the writes (Library.catch_up).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class VectorTable(Database):
         return int(self.get_meta("generation") or 0)
 
     def bump_generation(self, pks: Iterable[int] | None = None) -> int:
-        """Count one more write that changed the vectors of ``pks``, in the write's transaction.
+        """Count one more write that changed the papers ``pks``, in the write's transaction.
 
         The manifest records the generation its FAISS file reflects, so a file saved before a
         write that was killed half-way is known to be stale even when its count still matches
@@ -86,8 +87,8 @@ class VectorTable(Database):
         return generation
 
     def changed_since(self, generation: int) -> np.ndarray | None:
-        """The pks whose vectors changed (added, replaced or deleted) after ``generation``; None when
-        the log does not reach back that far."""
+        """The pks written after ``generation`` (added, given a new vector or other fields, or
+        deleted); None when the log does not reach back that far."""
         if generation < int(self.get_meta("changes_from") or 0):
             return None
         rows = self.conn.execute("SELECT DISTINCT pk FROM vector_changes WHERE generation > ?", (generation,)).fetchall()
