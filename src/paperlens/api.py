@@ -43,6 +43,7 @@ from .library import (
     resolve_id,
 )
 from .limits import BodyLimit, check_paper_count
+from .metrics import add_metrics
 from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
@@ -212,8 +213,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             lib.encoder  # noqa: B018 -- load the model now, not on the first request
             lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
         app.state.library = lib
+        lib.observe_encoding(app.state.metrics.observe_encode)
         log.info("paperlens: %d papers from %s", len(lib), lib.folder)
         yield
+        lib.unobserve_encoding(app.state.metrics.observe_encode)
         if library is None:
             lib.close()
 
@@ -229,6 +232,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    add_metrics(app)  # GET /metrics, and the middleware that counts every request (outermost: refusals too)
 
     @app.exception_handler(PaperlensError)
     async def paperlens_error(_request: Request, exc: PaperlensError) -> JSONResponse:
