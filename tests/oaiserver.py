@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -49,10 +50,12 @@ class OaiServer:
     busy: dict[int, int] = field(default_factory=dict)  # page number → 503s still to answer before it
     expired: set[str] = field(default_factory=set)  # tokens to answer badResumptionToken to, once each
     requests: list[dict[str, str]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each request
     url: str = ""
 
     def page(self, params: dict[str, str]) -> tuple[int, dict[str, str], str]:
         self.requests.append(params)
+        self.times.append(time.monotonic())
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         head = f"{HEAD}<responseDate>{now}</responseDate><request verb=\"ListRecords\">{self.url}</request>"
         if params.get("verb") != "ListRecords":

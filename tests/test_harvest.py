@@ -22,7 +22,7 @@ from paperlens.api import create_app
 from paperlens.cli import main
 from paperlens.config import Settings
 from paperlens.errors import HarvestFailed, InvalidInput
-from paperlens.harvest import Source, harvest, parse_interval, run_every
+from paperlens.harvest import Source, default_pause, harvest, parse_interval, run_every
 from paperlens.library import open_library
 from paperlens.papers import oai_paper
 
@@ -129,6 +129,16 @@ def test_an_expired_resumption_token_starts_the_run_again(oai, tmp_path, setting
         assert report.resumed and oai.requests[asked].get("resumptionToken") == "||2" and "resumptionToken" not in oai.requests[asked + 1]
         assert (report.records, report.unchanged, report.added) == (7, 2, 3)  # the first page again: nothing re-encoded
         assert [(t.runs_ok, t.runs_failed, t.added) for t in library.store.harvests.totals()] == [(1, 1, 5)]
+
+
+def test_requests_keep_the_pause_between_them(oai, tmp_path, settings):
+    assert default_pause("https://oaipmh.arxiv.org/oai") == default_pause("http://export.arxiv.org/oai2") == 3.0
+    assert default_pause(oai.url) == default_pause("https://notarxiv.org/oai") == 0.0
+    oai.busy = {1: 1}  # the retry keeps the pause too (and the longer Retry-After)
+    with open_library(settings.model_copy(update={"index": tmp_path / "ix"}), create=True) as library:
+        report = harvest(library, Source(oai.url), pause=0.4)
+    gaps = [later - earlier for earlier, later in zip(oai.times, oai.times[1:])]
+    assert report.pages == 4 and len(gaps) == 4 and min(gaps) >= 0.4 and gaps[1] >= 1.0
 
 
 def test_a_server_that_stays_busy_is_a_one_line_error(oai, tmp_path):

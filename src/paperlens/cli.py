@@ -866,7 +866,7 @@ def user_set_email_command(user: str, address: str | None, clear: bool, index: s
 
 
 def run_harvest(index: str | None, source, from_: str | None = None, until: str | None = None, quiet: bool = False,
-                max_retries: int = 5, digest: bool = False) -> dict[str, Any]:
+                max_retries: int = 5, digest: bool = False, pause: float | None = None) -> dict[str, Any]:
     """One harvest into the index (created if missing), with a progress bar unless ``quiet``; the
     summary, with the digests' when ``digest``."""
     from tqdm import tqdm
@@ -885,7 +885,7 @@ def run_harvest(index: str | None, source, from_: str | None = None, until: str 
             bar.update(records)
             bar.set_postfix(pages=pages)
 
-        report = harvest(library, source, from_, until, on_page, max_retries=max_retries)
+        report = harvest(library, source, from_, until, on_page, max_retries=max_retries, pause=pause)
         summary = {"index": str(settings.index), **report.as_dict(), "total": len(library)}
         if digest:
             summary["digests"] = send_digests(library).as_dict()
@@ -916,11 +916,12 @@ def print_harvest(summary: dict[str, Any], as_json: bool) -> None:
 @click.option("--every", help="keep running: harvest again after this long (s, m, h or d: 24h)")
 @click.option("--digest", is_flag=True, help="after each harvest, e-mail every user the new papers of their feed")
 @click.option("--max-retries", type=click.IntRange(min=0), default=5, show_default=True, help="retries of a page the server answers 503")
+@click.option("--pause", type=click.FloatRange(min=0), help="seconds between requests [default: 3 at arXiv, as it asks; else 0]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @index_options
 @handle_errors
 def harvest_command(url: str | None, set_spec: str | None, from_: str | None, until: str | None, prefix: str, every: str | None,
-                    digest: bool, max_retries: int, quiet: bool, index: str | None, as_json: bool) -> None:
+                    digest: bool, max_retries: int, pause: float | None, quiet: bool, index: str | None, as_json: bool) -> None:
     """Add the new papers of an OAI-PMH interface [default: arXiv's] to the index, page by page.
 
     A second run asks only from the day the last one began; a run that was killed goes on from its
@@ -932,7 +933,7 @@ def harvest_command(url: str | None, set_spec: str | None, from_: str | None, un
     if digest and not _settings(index).smtp_host:
         raise InvalidInput("--digest sends e-mail: set PAPERLENS_SMTP_HOST (and PAPERLENS_SMTP_PORT, PAPERLENS_SMTP_FROM)")
     if every is None:
-        print_harvest(run_harvest(index, source, from_, until, quiet, max_retries, digest), as_json)
+        print_harvest(run_harvest(index, source, from_, until, quiet, max_retries, digest, pause), as_json)
         return
     if until:
         raise InvalidInput("--every harvests up to the present each time: leave out --until")
@@ -941,7 +942,7 @@ def harvest_command(url: str | None, set_spec: str | None, from_: str | None, un
 
     def job() -> None:  # --from only for the first run; later runs go on from where the last one ended
         start, first[:] = first[0], [None]
-        print_harvest(run_harvest(index, source, start, None, quiet, max_retries, digest), as_json)
+        print_harvest(run_harvest(index, source, start, None, quiet, max_retries, digest, pause), as_json)
 
     try:
         run_every(job, interval)

@@ -23,6 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 from lxml import etree
@@ -46,6 +47,33 @@ PREFIXES = ("arXiv", "arXivRaw", "oai_dc")
 OAI_NS = "{http://www.openarchives.org/OAI/2.0/}"
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+ARXIV_PAUSE = 3.0  # arXiv's terms for its APIs: at most one request every three seconds
+
+
+class PacedSickle(Sickle):
+    """sickle, with at least ``pause`` seconds from one request to the next (its retries included)."""
+
+    def __init__(self, *args: Any, pause: float = 0.0, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.pause = pause
+        self._last = -float("inf")
+
+    def _request(self, kwargs: dict[str, str]) -> requests.Response:
+        wait = self._last + self.pause - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            return super()._request(kwargs)
+        finally:
+            self._last = time.monotonic()
+
+
+def default_pause(url: str) -> float:
+    """arXiv asks for three seconds between requests; other servers say so with 503 and Retry-After."""
+    host = urlparse(url).hostname or ""
+    return ARXIV_PAUSE if host == "arxiv.org" or host.endswith(".arxiv.org") else 0.0
 
 
 @dataclass(frozen=True)
@@ -117,14 +145,15 @@ def parse_interval(text: str) -> float:
 
 def harvest(library: Library, source: Source, from_: str | None = None, until: str | None = None,
             on_page: Callable[[int], None] | None = None, max_retries: int = 5, retry_after: int = 60,
-            timeout: float = 60.0) -> HarvestReport:
+            timeout: float = 60.0, pause: float | None = None) -> HarvestReport:
     """Harvest ``source`` into the library, page by page; ``on_page(records)`` after each committed page.
 
     Without ``from_`` a run asks from the day the index's last complete run of this source began
     (nothing remembered: everything). A run with ``until`` leaves that day as it is, since it stops
     short of the present. A 503 is retried ``max_retries`` times after the server's Retry-After
     (else ``retry_after`` seconds); HarvestFailed when that is not enough or the server cannot be
-    read, with every page committed before kept."""
+    read, with every page committed before kept. Requests are ``pause`` seconds apart (by default
+    three at arXiv, as it asks, none elsewhere)."""
     if source.prefix not in PREFIXES:
         raise InvalidInput(f"unknown metadata prefix {source.prefix!r}; choose one of {', '.join(PREFIXES)}")
     from_, until = check_range(from_, until)
@@ -136,8 +165,9 @@ def harvest(library: Library, source: Source, from_: str | None = None, until: s
     started, clock = now(), time.perf_counter()
     run = HarvestState(next_from=state.next_from, run_from=report.from_, run_until=until,
                        run_response_day=state.run_response_day if resume else None, token=state.token if resume else None)
-    client = Sickle(source.url, iterator=OAIResponseIterator, max_retries=max_retries, retry_status_codes=(503,),
-                    default_retry_after=retry_after, timeout=timeout)
+    client = PacedSickle(source.url, iterator=OAIResponseIterator, max_retries=max_retries, retry_status_codes=(503,),
+                         default_retry_after=retry_after, timeout=timeout,
+                         pause=default_pause(source.url) if pause is None else pause)
     params = {"metadataPrefix": source.prefix, **({"set": source.set_spec} if source.set_spec else {}),
               **({"from": report.from_} if report.from_ else {}), **({"until": until} if until else {})}
     try:
