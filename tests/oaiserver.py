@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -48,6 +49,7 @@ class OaiServer:
     records: list[OaiRecord] = field(default_factory=list)
     page_size: int = 2
     busy: dict[int, int] = field(default_factory=dict)  # page number → 503s still to answer before it
+    retry_after: Callable[[], str] = lambda: "1"  # the 503's Retry-After: seconds, or an HTTP date
     expired: set[str] = field(default_factory=set)  # tokens to answer badResumptionToken to, once each
     requests: list[dict[str, str]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # time.monotonic() of each request
@@ -76,7 +78,7 @@ class OaiServer:
         number = offset_n // self.page_size
         if self.busy.get(number, 0) > 0:
             self.busy[number] -= 1
-            return 503, {"Retry-After": "1"}, "busy"
+            return 503, {"Retry-After": self.retry_after()}, "busy"
         matching = [r for r in self.records if (not start or r.datestamp >= start) and (not until or r.datestamp <= until)]
         if not matching:
             return 200, {}, f'{head}<error code="noRecordsMatch">nothing in that range</error></OAI-PMH>'

@@ -141,6 +141,16 @@ def test_requests_keep_the_pause_between_them(oai, tmp_path, settings):
     assert report.pages == 4 and len(gaps) == 4 and min(gaps) >= 0.4 and gaps[1] >= 1.0
 
 
+def test_a_retry_after_given_as_a_date_is_waited_out(oai, tmp_path, settings):
+    from email.utils import format_datetime
+
+    oai.busy = {0: 1}
+    oai.retry_after = lambda: format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2), usegmt=True)
+    with open_library(settings.model_copy(update={"index": tmp_path / "ix"}), create=True) as library:
+        report = harvest(library, Source(oai.url), retry_after=60)
+    assert report.added == 5 and 1.0 <= oai.times[1] - oai.times[0] < 10  # the date, not the 60 s default
+
+
 def test_a_server_that_stays_busy_is_a_one_line_error(oai, tmp_path):
     oai.busy = {0: 5}
     result = run("harvest", oai.url, "--index", tmp_path / "ix", "--max-retries", 1, "--quiet")

@@ -16,7 +16,9 @@ run again: pages already held come back unchanged and cost no encoding).
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
+import math
 import re
 import time
 import xml.etree.ElementTree as ET
@@ -59,6 +61,19 @@ class PacedSickle(Sickle):
         super().__init__(*args, **kwargs)
         self.pause = pause
         self._last = -float("inf")
+
+    def get_retry_after(self, http_response: requests.Response) -> int:
+        """Retry-After in seconds or as an HTTP date (sickle reads only seconds, and fails on a date)."""
+        value = http_response.headers.get("retry-after", "").strip()
+        if value.isdigit():
+            return int(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return self.default_retry_after
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return max(0, math.ceil((when - dt.datetime.now(dt.timezone.utc)).total_seconds()))
 
     def _request(self, kwargs: dict[str, str]) -> requests.Response:
         wait = self._last + self.pause - time.monotonic()
