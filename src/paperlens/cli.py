@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -45,6 +45,9 @@ from .search import (
     similar_to_text,
 )
 from .store import CollectionRow
+
+if TYPE_CHECKING:
+    from .harvest import Source  # imported by the harvest command itself: sickle is not needed elsewhere
 
 EXIT_USER_ERROR = 1
 
@@ -865,7 +868,7 @@ def user_set_email_command(user: str, address: str | None, clear: bool, index: s
                f"user {user}: digests go to {stored}" if stored else f"user {user}: no e-mail address")
 
 
-def run_harvest(index: str | None, source, from_: str | None = None, until: str | None = None, quiet: bool = False,
+def run_harvest(index: str | None, source: Source, from_: str | None = None, until: str | None = None, quiet: bool = False,
                 max_retries: int = 5, digest: bool = False, pause: float | None = None) -> dict[str, Any]:
     """One harvest into the index (created if missing), with a progress bar unless ``quiet``; the
     summary, with the digests' when ``digest``."""
@@ -930,6 +933,7 @@ def harvest_command(url: str | None, set_spec: str | None, from_: str | None, un
 
     source = Source(url or ARXIV_OAI, set_spec, prefix)
     check_range(from_, until)
+    quiet = quiet or as_json  # the bar would only interleave with the JSON on a terminal
     if digest and not _settings(index).smtp_host:
         raise InvalidInput("--digest sends e-mail: set PAPERLENS_SMTP_HOST (and PAPERLENS_SMTP_PORT, PAPERLENS_SMTP_FROM)")
     if every is None:
