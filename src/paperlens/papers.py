@@ -529,22 +529,19 @@ def oai_paper(element: ET.Element, source: str = "oai") -> Paper:
 
 
 def read_oai(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # XML declares its own encoding
-    def rows() -> Iterator[tuple[int | None, Any]]:
-        number = 0
-        try:
-            for _event, element in ET.iterparse(path, events=("end",)):
-                if _local(element.tag) != "record":
-                    continue
-                number += 1
-                try:
-                    yield number, _oai_record(element)
-                except InvalidRecord as exc:
-                    yield number, exc
-                element.clear()
-        except ET.ParseError as exc:
-            yield exc.position[0], InvalidRecord(f"broken XML, reading stopped: {exc}")
-
-    return _convert_rows(rows(), "oai")
+    number = 0
+    try:
+        for _event, element in ET.iterparse(path, events=("end",)):
+            if _local(element.tag) != "record":
+                continue
+            number += 1
+            try:
+                yield number, oai_paper(element)
+            except InvalidRecord as exc:
+                yield number, exc
+            element.clear()
+    except ET.ParseError as exc:
+        yield exc.position[0], InvalidRecord(f"broken XML, reading stopped: {exc}")
 
 
 _LISTING_DATE = re.compile(r"^(?P<date>[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?: (?P<upvotes>\d+))?$")
