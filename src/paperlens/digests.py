@@ -1,8 +1,9 @@
 """Digest e-mails for every user with an address: the new papers of their feed since their last digest.
 
-'New' is by the papers' dates (the filter every feed takes): a user's first digest is the top of
-their feed, each later one the papers dated on or after the day of the one before. Each user's
-digest is sent and recorded on its own, so a failure midway keeps the digests already sent.
+'New' is by when this index first stored a paper (a harvest, an ingest), not by the paper's own
+date, which for arXiv is the day of submission, days before the announcement a harvest brings.
+A user's first digest is the top of their feed. Each user's digest is sent and recorded on its
+own, so a failure midway keeps the digests already sent.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import smtplib
 from dataclasses import dataclass, field
 
 from .errors import InvalidInput
-from .exports import feed_document, send_email
+from .exports import digest_html, export_items, link_base, send_email
+from .feeds import FeedItem, user_feed
 from .filters import Filters
 from .library import Library
-from .store.db import now
+
+# The feed is ranked over the papers dated from the earliest new one on, this many times k deep,
+# and the new papers kept: papers stored earlier with dates in that window also compete.
+POOL_FACTOR = 10
 
 
 @dataclass
@@ -30,6 +35,17 @@ class DigestsReport:
                 "nothing_new": len(self.nothing_new), "failed": {str(user): why for user, why in self.failed.items()}}
 
 
+def new_items(library: Library, user_id: int, k: int, added: list[tuple[str, str, str | None]], mode: str | None = None) -> list[FeedItem]:
+    """The user's feed among ``added`` (id, added_at, date): the top ``k`` of those papers."""
+    if not added:
+        return []
+    ids = {paper_id for paper_id, _, _ in added}
+    dates = [date for _, _, date in added]
+    since = None if None in dates else min(dates)  # a paper without a date fails every date filter
+    pool = user_feed(library, user_id, min(library.settings.max_k, POOL_FACTOR * k), Filters(since=since), mode)
+    return [item for item in pool if item.hit.id in ids][:k]
+
+
 def send_digests(library: Library, k: int = 10, mode: str | None = None) -> DigestsReport:
     """One digest per user with an address, through the configured SMTP server (exports.send_email)."""
     settings = library.settings
@@ -37,22 +53,31 @@ def send_digests(library: Library, k: int = 10, mode: str | None = None) -> Dige
         raise InvalidInput("digests are sent by e-mail: set PAPERLENS_SMTP_HOST (and PAPERLENS_SMTP_PORT, PAPERLENS_SMTP_FROM)")
     report = DigestsReport()
     users = library.store.users
-    today = dt.date.today().isoformat()
-    for user in users.digest_recipients():
+    recipients = users.digest_recipients()
+    earliest = min((user.last_digest_at for user in recipients if user.email and user.last_digest_at), default=None)
+    added = library.store.added_since(earliest) if earliest else []  # one scan for every user
+    base, today = link_base(settings), dt.date.today().isoformat()
+    for user in recipients:
         if not user.email:
             report.no_address.append(user.id)
             continue
-        since = user.last_digest_at[:10] if user.last_digest_at else None
-        document = feed_document(library, user.id, k, "html", Filters(since=since), mode=mode)
-        if document.count == 0:
+        # Microseconds: a paper stored in the same second as this snapshot, by the harvest just
+        # before it, is behind it ('...:05+00:00' < '...:05.25+00:00') and not sent again next time.
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        if user.last_digest_at:
+            items = new_items(library, user.id, k, [row for row in added if row[1] >= user.last_digest_at], mode)
+        else:
+            items = user_feed(library, user.id, k, None, mode)
+        if not items:
             report.nothing_new.append(user.id)
             continue
+        html = digest_html(user.name, export_items(library, [item.hit for item in items], [item.reason for item in items]), base)
         try:
-            send_email(document.text(), f"paperlens: {document.count} new papers for {user.name}, {today}", user.email, settings)
+            send_email(html, f"paperlens: {len(items)} new papers for {user.name}, {today}", user.email, settings)
         except (smtplib.SMTPException, OSError) as exc:
             report.failed[user.id] = f"{settings.smtp_host}:{settings.smtp_port}: {exc}"
             continue
         with library.store.transaction():
-            users.set_last_digest(user.id, now())
-        report.sent[user.id] = document.count
+            users.set_last_digest(user.id, started)
+        report.sent[user.id] = len(items)
     return report

@@ -265,6 +265,10 @@ class PaperTable(Database):
                 yield _row_to_paper(row)
             last = rows[-1]["pk"]
 
+    def added_since(self, when: str) -> list[tuple[str, str, str | None]]:
+        """(id, added_at, date) of the papers first stored at or after ``when`` (ISO 8601, as added_at is written)."""
+        return [(row[0], row[1], row[2]) for row in self.conn.execute("SELECT id, added_at, date FROM papers WHERE added_at >= ?", (when,))]
+
     def papers_without_vectors(self) -> list[StoredPaper]:
         """Papers that search cannot find; an ingest writes both in one transaction, so normally none."""
         rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk NOT IN (SELECT pk FROM vectors) ORDER BY pk")
