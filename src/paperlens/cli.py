@@ -914,7 +914,7 @@ def print_harvest(summary: dict[str, Any], as_json: bool) -> None:
 @click.argument("url", required=False)
 @click.option("--set", "set_spec", help="an OAI-PMH set, e.g. cs or physics:hep-th [default: all]")
 @click.option("--from", "from_", help="first day, YYYY-MM-DD [default: the day the last complete harvest began]")
-@click.option("--until", help="last day, YYYY-MM-DD [default: today]")
+@click.option("--until", help="last day, YYYY-MM-DD [default: up to the present]")
 @click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw", "oai_dc"]), default="arXiv", show_default=True)
 @click.option("--every", help="keep running: harvest again after this long (s, m, h or d: 24h)")
 @click.option("--digest", is_flag=True, help="after each harvest, e-mail every user the new papers of their feed")

@@ -1,9 +1,10 @@
 """Digest e-mails for every user with an address: the new papers of their feed since their last digest.
 
-'New' is by when this index first stored a paper (a harvest, an ingest), not by the paper's own
-date, which for arXiv is the day of submission, days before the announcement a harvest brings.
-A user's first digest is the top of their feed. Each user's digest is sent and recorded on its
-own, so a failure midway keeps the digests already sent.
+'New' is by when this index stored a paper (a harvest, an ingest), not by the paper's own date,
+which for arXiv is the day of submission, days before the announcement a harvest brings: each
+digest remembers the last paper stored before it (papers' pks only grow), and the next one ranks
+the user's feed among the papers after it. A user's first digest is the top of their feed. Each
+user's digest is sent and recorded on its own, so a failure midway keeps the digests already sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .exports import digest_html, export_items, link_base, send_email
 from .feeds import FeedItem, user_feed
 from .filters import Filters
 from .library import Library
+from .store.db import now
 
 # The feed is ranked over the papers dated from the earliest new one on, this many times k deep,
 # and the new papers kept: papers stored earlier with dates in that window also compete.
@@ -35,12 +37,12 @@ class DigestsReport:
                 "nothing_new": len(self.nothing_new), "failed": {str(user): why for user, why in self.failed.items()}}
 
 
-def new_items(library: Library, user_id: int, k: int, added: list[tuple[str, str, str | None]], mode: str | None = None) -> list[FeedItem]:
-    """The user's feed among ``added`` (id, added_at, date): the top ``k`` of those papers."""
-    if not added:
+def new_items(library: Library, user_id: int, k: int, stored: list[tuple[int, str, str | None]], mode: str | None = None) -> list[FeedItem]:
+    """The top ``k`` of the user's feed among the papers ``stored`` (pk, id, date)."""
+    if not stored:
         return []
-    ids = {paper_id for paper_id, _, _ in added}
-    dates = [date for _, _, date in added]
+    ids = {paper_id for _, paper_id, _ in stored}
+    dates = [date for _, _, date in stored]
     since = None if None in dates else min(dates)  # a paper without a date fails every date filter
     pool = user_feed(library, user_id, min(library.settings.max_k, POOL_FACTOR * k), Filters(since=since), mode)
     return [item for item in pool if item.hit.id in ids][:k]
@@ -54,20 +56,18 @@ def send_digests(library: Library, k: int = 10, mode: str | None = None) -> Dige
     report = DigestsReport()
     users = library.store.users
     recipients = users.digest_recipients()
-    earliest = min((user.last_digest_at for user in recipients if user.email and user.last_digest_at), default=None)
-    added = library.store.added_since(earliest) if earliest else []  # one scan for every user
+    last = library.store.max_pk()  # papers stored from now on are the next digest's
+    earliest = min((user.last_digest_pk for user in recipients if user.email and user.last_digest_pk is not None), default=None)
+    stored = library.store.stored_after(earliest) if earliest is not None else []  # one read for every user
     base, today = link_base(settings), dt.date.today().isoformat()
     for user in recipients:
         if not user.email:
             report.no_address.append(user.id)
             continue
-        # Microseconds: a paper stored in the same second as this snapshot, by the harvest just
-        # before it, is behind it ('...:05+00:00' < '...:05.25+00:00') and not sent again next time.
-        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
-        if user.last_digest_at:
-            items = new_items(library, user.id, k, [row for row in added if row[1] >= user.last_digest_at], mode)
-        else:
+        if user.last_digest_pk is None:
             items = user_feed(library, user.id, k, None, mode)
+        else:
+            items = new_items(library, user.id, k, [row for row in stored if user.last_digest_pk < row[0] <= last], mode)
         if not items:
             report.nothing_new.append(user.id)
             continue
@@ -78,6 +78,6 @@ def send_digests(library: Library, k: int = 10, mode: str | None = None) -> Dige
             report.failed[user.id] = f"{settings.smtp_host}:{settings.smtp_port}: {exc}"
             continue
         with library.store.transaction():
-            users.set_last_digest(user.id, started)
+            users.set_last_digest(user.id, now(), last)
         report.sent[user.id] = len(items)
     return report

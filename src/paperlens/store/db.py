@@ -192,10 +192,12 @@ MIGRATIONS: list[str] = [
     UPDATE papers SET title_key = paperlens_title_key(title);
     CREATE INDEX papers_title_key ON papers(title_key);
     """,
-    # 13: where a user's digest e-mail goes, and when the last one went ('paperlens digest --all').
+    # 13: where a user's digest e-mail goes, when the last one went, and the last paper stored
+    # before it (papers.pk only grows): the next digest's new papers are those after it ('paperlens digest --all').
     """
     ALTER TABLE users ADD COLUMN email TEXT;
     ALTER TABLE users ADD COLUMN last_digest_at TEXT;
+    ALTER TABLE users ADD COLUMN last_digest_pk INTEGER;
     """,
     # 14: OAI-PMH harvests (harvest.py): per source, set and metadata format, the day the next run
     # asks from and the progress of a run under way (its last committed page's resumption token);

@@ -265,9 +265,9 @@ class PaperTable(Database):
                 yield _row_to_paper(row)
             last = rows[-1]["pk"]
 
-    def added_since(self, when: str) -> list[tuple[str, str, str | None]]:
-        """(id, added_at, date) of the papers first stored at or after ``when`` (ISO 8601, as added_at is written)."""
-        return [(row[0], row[1], row[2]) for row in self.conn.execute("SELECT id, added_at, date FROM papers WHERE added_at >= ?", (when,))]
+    def stored_after(self, pk: int) -> list[tuple[int, str, str | None]]:
+        """(pk, id, date) of the papers stored after the one with this pk (AUTOINCREMENT: pks only grow)."""
+        return [(row[0], row[1], row[2]) for row in self.conn.execute("SELECT pk, id, date FROM papers WHERE pk > ? ORDER BY pk", (pk,))]
 
     def papers_without_vectors(self) -> list[StoredPaper]:
         """Papers that search cannot find; an ingest writes both in one transaction, so normally none."""

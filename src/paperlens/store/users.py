@@ -25,6 +25,7 @@ class DigestRecipient:
     name: str
     email: str | None
     last_digest_at: str | None
+    last_digest_pk: int | None  # the last paper stored before that digest
 
 
 @dataclass
@@ -109,11 +110,11 @@ class UserStore:
 
     def digest_recipients(self) -> list[DigestRecipient]:
         """Every user, with their address (or None) and the time of their last digest."""
-        rows = self.conn.execute("SELECT id, name, email, last_digest_at FROM users ORDER BY id")
+        rows = self.conn.execute("SELECT id, name, email, last_digest_at, last_digest_pk FROM users ORDER BY id")
         return [DigestRecipient(*row) for row in rows]
 
-    def set_last_digest(self, user_id: int, when: str) -> None:
-        self.conn.execute("UPDATE users SET last_digest_at = ? WHERE id = ?", (when, user_id))
+    def set_last_digest(self, user_id: int, when: str, last_pk: int) -> None:
+        self.conn.execute("UPDATE users SET last_digest_at = ?, last_digest_pk = ? WHERE id = ?", (when, last_pk, user_id))
 
     def delete_user(self, user_id: int) -> bool:
         """Interactions, interests and collections go with the user (ON DELETE CASCADE)."""
