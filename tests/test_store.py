@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from paperlens.papers import Paper
-from paperlens.store import Store
+from paperlens.store import MIGRATIONS, Store
 
 
 def test_a_nested_transaction_rolls_back_alone_and_commits_with_the_outer_one(tmp_path):
@@ -111,7 +111,7 @@ def test_an_older_file_learns_the_normalised_titles_of_its_papers(tmp_path):
     conn.commit()
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 12
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert store.duplicate_candidates() == [[1, 2]]
     assert store.same_titles(["deep learning"]) == {"deep learning": [(1, "x"), (2, "y")]}
 

@@ -43,6 +43,7 @@ from .library import (
     resolve_id,
 )
 from .limits import BodyLimit, check_paper_count
+from .metrics import add_metrics
 from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
@@ -214,12 +215,14 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             lib.encoder  # noqa: B018 -- load the model now, not on the first request
             lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
         app.state.library = lib
+        lib.observe_encoding(app.state.metrics.observe_encode)
         log.info("paperlens: %d papers from %s", len(lib), lib.folder)
         # Writes from other processes (a CLI ingest, a harvest, a delete) show up without a restart.
         stop_following = lib.follow(settings.follow_seconds) if settings.follow_seconds > 0 else None
         yield
         if stop_following is not None:
             stop_following()
+        lib.unobserve_encoding(app.state.metrics.observe_encode)
         if library is None:
             lib.close()
 
@@ -235,6 +238,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    add_metrics(app)  # GET /metrics, and the middleware that counts every request (outermost: refusals too)
 
     @app.exception_handler(PaperlensError)
     async def paperlens_error(_request: Request, exc: PaperlensError) -> JSONResponse:

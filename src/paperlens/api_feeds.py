@@ -196,6 +196,30 @@ def get_interests(library: LibraryDep, user_id: int) -> InterestsOut:
     return InterestsOut(interests=[i.text for i in user_ops.get_interests(library, user_id)])
 
 
+class EmailIn(BaseModel):
+    email: str = Field(..., min_length=1, max_length=2 * user_ops.MAX_EMAIL_CHARS, description="one address, e.g. ada@example.org")
+
+
+class EmailOut(BaseModel):
+    email: str | None  # None: no digests ('paperlens digest --all' skips the user)
+
+
+@user_router.get("/users/{user_id}/email", response_model=EmailOut, tags=["users"])
+def get_email(library: LibraryDep, user_id: int) -> EmailOut:
+    return EmailOut(email=user_ops.get_email(library, user_id))
+
+
+@user_router.put("/users/{user_id}/email", response_model=EmailOut, tags=["users"])
+def put_email(library: LibraryDep, user_id: int, body: EmailIn) -> EmailOut:
+    """Where the user's digests go ('paperlens digest --all' and 'paperlens harvest --digest')."""
+    return EmailOut(email=user_ops.set_email(library, user_id, body.email))
+
+
+@user_router.delete("/users/{user_id}/email", response_model=EmailOut, tags=["users"])
+def delete_email(library: LibraryDep, user_id: int) -> EmailOut:
+    return EmailOut(email=user_ops.set_email(library, user_id, None))
+
+
 @user_router.get("/users/{user_id}/feed", tags=["feeds"], response_model=Feed, responses=FEED_DOC)
 def get_feed(library: LibraryDep, request: Request, filters: FiltersDep, user_id: int, k: KQuery = 10,
              format: Format = "json", mode: ModeQuery = None) -> Feed | Response:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -46,6 +46,9 @@ from .search import (
     similar_to_text,
 )
 from .store import CollectionRow
+
+if TYPE_CHECKING:
+    from .harvest import Source  # imported by the harvest command itself: sickle is not needed elsewhere
 
 EXIT_USER_ERROR = 1
 
@@ -783,20 +786,29 @@ def collection_feed_command(user: str, name: str, k: int, since, until, categori
 
 
 @main.command("digest")
-@click.argument("user")
+@click.argument("user", required=False)
+@click.option("--all", "all_users", is_flag=True, help="every user with an e-mail address: the new papers of their feed since their last digest")
 @click.option("--to", "to", help="e-mail address; sent through PAPERLENS_SMTP_HOST when that is set")
 @feed_options()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
 @index_options
 @handle_errors
-def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, mode: str | None,
-                   output: Path | None, index: str | None, as_json: bool) -> None:
-    """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
+def digest_command(user: str | None, all_users: bool, to: str | None, k: int, since, until, categories, min_popularity,
+                   mode: str | None, output: Path | None, index: str | None, as_json: bool) -> None:
+    """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file.
+    With --all, every user's new papers to their own address ('paperlens user set-email')."""
     import datetime as dt
     import smtplib
 
     from .exports import feed_document, link_base, send_email
 
+    if all_users:
+        if user or to or output or since or until or categories or min_popularity is not None:
+            raise InvalidInput("--all sends each user their new papers to their own address: give no USER, --to, -o or filters")
+        digest_all(index, k, mode, as_json)
+        return
+    if not user:
+        raise InvalidInput("give a USER (a numeric id), or --all for every user with an e-mail address")
     with _open(index) as library:
         user_id = _user_id(user)
         document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
@@ -902,6 +914,129 @@ def restore_command(source: Path, force: bool, index: str | None, as_json: bool)
 
     settings = _settings(index)
     print_check(restore(source, settings.index, settings, force=force), as_json)
+# --- harvesting and digests for all ---------------------------------------------------------------
+
+
+def digest_all(index: str | None, k: int = 10, mode: str | None = None, as_json: bool = False) -> None:
+    """Every user's digest (digests.send_digests); exit 1 when one could not be sent."""
+    from .digests import send_digests
+
+    with _open(index) as library:
+        report = send_digests(library, k, mode)
+    summary = report.as_dict()
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"digests: {summary['sent']} sent ({summary['papers']} papers), {summary['nothing_new']} with nothing new, "
+                   f"{summary['no_address']} users without an e-mail address, {len(report.failed)} failed")
+    if report.failed:
+        for user_id, why in report.failed.items():
+            click.echo(f"error: the digest of user {user_id} was not sent: {why}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+@user_group.command("set-email")
+@click.argument("user")
+@click.argument("address", required=False)
+@click.option("--clear", is_flag=True, help="remove USER's address (no more digests)")
+@index_options
+@handle_errors
+def user_set_email_command(user: str, address: str | None, clear: bool, index: str | None, as_json: bool) -> None:
+    """Where USER's digests go ('paperlens digest --all')."""
+    from .users import set_email
+
+    if clear == bool(address):
+        raise InvalidInput("give an ADDRESS, or --clear to remove the address")
+    with _open(index) as library:
+        stored = set_email(library, _user_id(user), None if clear else address)
+    click.echo(json.dumps({"user": int(user), "email": stored}) if as_json else
+               f"user {user}: digests go to {stored}" if stored else f"user {user}: no e-mail address")
+
+
+def run_harvest(index: str | None, source: Source, from_: str | None = None, until: str | None = None, quiet: bool = False,
+                max_retries: int = 5, digest: bool = False, pause: float | None = None) -> dict[str, Any]:
+    """One harvest into the index (created if missing), with a progress bar unless ``quiet``; the
+    summary, with the digests' when ``digest``."""
+    from tqdm import tqdm
+
+    from .digests import send_digests
+    from .harvest import harvest
+
+    settings = _settings(index)
+    with open_library(settings, create=True) as library, \
+            tqdm(unit=" records", desc="harvest", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        pages = 0
+
+        def on_page(records: int) -> None:
+            nonlocal pages
+            pages += 1
+            bar.update(records)
+            bar.set_postfix(pages=pages)
+
+        report = harvest(library, source, from_, until, on_page, max_retries=max_retries, pause=pause)
+        summary = {"index": str(settings.index), **report.as_dict(), "total": len(library)}
+        if digest:
+            summary["digests"] = send_digests(library).as_dict()
+    return summary
+
+
+def print_harvest(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    since = f" from {summary['from']}" if summary["from"] else ""
+    click.echo(f"{summary['url']}{since}: {summary['records']} records in {summary['pages']} pages, {summary['seconds']:.1f} s; "
+               f"{summary['added']} added, {summary['updated']} updated, {summary['unchanged']} unchanged, "
+               f"{summary['deleted']} deleted ({summary['unknown_deleted']} deletions of papers not held), "
+               f"{summary['skipped']} skipped; {summary['total']} papers in the index")
+    if "digests" in summary:
+        d = summary["digests"]
+        click.echo(f"digests: {d['sent']} sent, {d['nothing_new']} with nothing new, {d['no_address']} without an address, "
+                   f"{len(d['failed'])} failed")
+
+
+@main.command("harvest")
+@click.argument("url", required=False)
+@click.option("--set", "set_spec", help="an OAI-PMH set, e.g. cs or physics:hep-th [default: all]")
+@click.option("--from", "from_", help="first day, YYYY-MM-DD [default: the day the last complete harvest began]")
+@click.option("--until", help="last day, YYYY-MM-DD [default: up to the present]")
+@click.option("--metadata-prefix", "prefix", type=click.Choice(["arXiv", "arXivRaw", "oai_dc"]), default="arXiv", show_default=True)
+@click.option("--every", help="keep running: harvest again after this long (s, m, h or d: 24h)")
+@click.option("--digest", is_flag=True, help="after each harvest, e-mail every user the new papers of their feed")
+@click.option("--max-retries", type=click.IntRange(min=0), default=5, show_default=True, help="retries of a page the server answers 503")
+@click.option("--pause", type=click.FloatRange(min=0), help="seconds between requests [default: 3 at arXiv, as it asks; else 0]")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@index_options
+@handle_errors
+def harvest_command(url: str | None, set_spec: str | None, from_: str | None, until: str | None, prefix: str, every: str | None,
+                    digest: bool, max_retries: int, pause: float | None, quiet: bool, index: str | None, as_json: bool) -> None:
+    """Add the new papers of an OAI-PMH interface [default: arXiv's] to the index, page by page.
+
+    A second run asks only from the day the last one began; a run that was killed goes on from its
+    last committed page. Deleted records delete their papers; a new version updates its paper."""
+    from .harvest import ARXIV_OAI, Source, check_range, parse_interval, run_every
+
+    source = Source(url or ARXIV_OAI, set_spec, prefix)
+    check_range(from_, until)
+    quiet = quiet or as_json  # the bar would only interleave with the JSON on a terminal
+    if digest and not _settings(index).smtp_host:
+        raise InvalidInput("--digest sends e-mail: set PAPERLENS_SMTP_HOST (and PAPERLENS_SMTP_PORT, PAPERLENS_SMTP_FROM)")
+    if every is None:
+        print_harvest(run_harvest(index, source, from_, until, quiet, max_retries, digest, pause), as_json)
+        return
+    if until:
+        raise InvalidInput("--every harvests up to the present each time: leave out --until")
+    interval = parse_interval(every)
+    first = [from_]
+
+    def job() -> None:  # --from only for the first run; later runs go on from where the last one ended
+        start, first[:] = first[0], [None]
+        print_harvest(run_harvest(index, source, start, None, quiet, max_retries, digest, pause), as_json)
+
+    try:
+        run_every(job, interval)
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
 
 
 if __name__ == "__main__":

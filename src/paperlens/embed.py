@@ -17,6 +17,8 @@ import functools
 import hashlib
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,9 @@ class Encoder:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.spec = spec
         self.identity = model_identity(spec.model)
+        # Called with (texts, seconds) after every encode: how a server times its encoder (metrics.py)
+        # without this module knowing of it. The encoder is shared per process, so observers leave when done.
+        self.observers: list[Callable[[int, float], None]] = []
         self.onnx: OnnxInt8Encoder | None = None
         self.backend = pick_backend(spec.backend, spec.device)
         if self.backend == "onnx-int8":
@@ -144,10 +149,25 @@ class Encoder:
         self.onnx = OnnxInt8Encoder(folder, threads=spec.threads, max_seq_length=spec.max_seq_length)
         self.dim = self.onnx.dim
 
+    def add_observer(self, observer: Callable[[int, float], None]) -> None:
+        if observer not in self.observers:
+            self.observers.append(observer)
+
+    def remove_observer(self, observer: Callable[[int, float], None]) -> None:
+        if observer in self.observers:
+            self.observers.remove(observer)
+
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
         """Unit vectors, float32, one row per text. Sorted by length inside so batches pad little."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        start = time.perf_counter()
+        vectors = self._encode(texts, show_progress)
+        for observer in list(self.observers):
+            observer(len(texts), time.perf_counter() - start)
+        return vectors
+
+    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
         if self.onnx is not None:
             return self.onnx.encode(texts, self.spec.batch_size, show_progress and len(texts) > self.spec.batch_size)
         vectors = self.model.encode(

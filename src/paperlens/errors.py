@@ -92,3 +92,10 @@ class FeedNotFound(PaperlensError):
 
 class InteractionNotFound(PaperlensError):
     status_code = 404
+
+
+class HarvestFailed(PaperlensError):
+    """An OAI-PMH server could not be harvested (unreachable, refusing, answering with broken XML):
+    what was committed before stays, and the next run goes on from there."""
+
+    status_code = 502

@@ -20,6 +20,7 @@ POINTS = (
     "index-save:before-rename",  # the new FAISS file is written aside (*.tmp), not yet in place
     "persist:before-manifest",   # the new FAISS file is in place, the manifest still describes the old one
     "delete:after-commit",       # a delete committed, FAISS still holds the paper
+    "harvest:page-committed",    # a harvested page and the harvest's progress committed, the next page not asked for
 )
 
 

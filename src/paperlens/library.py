@@ -150,6 +150,10 @@ class Library:
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
         # ThreadPoolExecutor starts them on first use.
         self.workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="paperlens-query")
+        # Told (texts, seconds) of every encode while this library is open (a server's metrics):
+        # given to the process's shared encoder when it loads, taken back at close.
+        self.encode_observers: list[Callable[[int, float], None]] = []
+        self._observed: list[Encoder] = []
 
     @property
     def index(self) -> VectorIndex | None:
@@ -182,6 +186,11 @@ class Library:
             threads=self.settings.threads,
         )
         encoder = load_encoder(spec)
+        if self.encode_observers:
+            for observer in self.encode_observers:
+                encoder.add_observer(observer)
+            if encoder not in self._observed:
+                self._observed.append(encoder)
         if self.manifest and encoder.dim != self.manifest.dim:
             raise IndexMismatch(f"model {spec.model!r} gives {encoder.dim}-d vectors but {self.folder} holds {self.manifest.dim}-d ones")
         return encoder
@@ -276,6 +285,16 @@ class Library:
 
         return halt
 
+    def observe_encoding(self, observer: Callable[[int, float], None]) -> None:
+        """Tell ``observer`` (texts, seconds) of every encode from now on (a server's metrics)."""
+        self.encode_observers.append(observer)
+
+    def unobserve_encoding(self, observer: Callable[[int, float], None]) -> None:
+        if observer in self.encode_observers:
+            self.encode_observers.remove(observer)
+        for encoder in self._observed:
+            encoder.remove_observer(observer)
+
     def __len__(self) -> int:
         """Papers held: the keyword index counts them without a scan (COUNT(*) is slow at scale)."""
         return len(self.keywords) if self.keywords is not None else self.store.count()
@@ -290,6 +309,8 @@ class Library:
                         cache.close()
             except WriterBusy as exc:
                 log.warning("closing without saving deferred files: %s", exc)
+        for observer in list(self.encode_observers):
+            self.unobserve_encoding(observer)
         self.workers.shutdown(wait=True)
         self.store.close()
 

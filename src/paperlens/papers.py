@@ -503,7 +503,7 @@ def _children_text(element: ET.Element, name: str) -> list[str]:
 
 
 def _oai_record(element: ET.Element) -> dict[str, Any]:
-    """OAI-PMH record in the arXiv or Dublin Core metadata format, read by local tag names."""
+    """OAI-PMH record in the arXiv, arXivRaw or Dublin Core metadata format, read by local tag names."""
     header_id = next(iter(_children_text(element, "identifier")), "")
     if any(_local(child.tag) == "header" and child.get("status") == "deleted" for child in element):
         raise InvalidRecord("deleted record")
@@ -512,16 +512,20 @@ def _oai_record(element: ET.Element) -> dict[str, Any]:
     for author in (child for child in element.iter() if _local(child.tag) == "author"):
         parts = {_local(p.tag): (p.text or "").strip() for p in author}
         authors.append(" ".join(filter(None, [parts.get("forenames"), parts.get("keyname"), parts.get("suffix")])))
-    if not authors:
-        authors = _children_text(element, "creator")
+    if not authors:  # arXivRaw: one string, 'A, B and C'; Dublin Core: a creator each
+        raw_authors = " ".join(_children_text(element, "authors"))
+        authors = split_authors(raw_authors) if raw_authors else _children_text(element, "creator")
     raw_id = arxiv_ids[0] if arxiv_ids else header_id.rsplit(":", 1)[-1] if header_id else None
     categories = " ".join(_children_text(element, "categories")).split() or _children_text(element, "subject")
     dates = _children_text(element, "created") or _children_text(element, "date") or _children_text(element, "datestamp")
     titles = _children_text(element, "title")
     abstracts = _children_text(element, "abstract") or _children_text(element, "description")
     dois = [t for t in _children_text(element, "doi") if t]
+    # arXivRaw lists every version (<version version="v2">): the record is the text of the last one.
+    versions = [child.get("version") for child in element.iter() if _local(child.tag) == "version" and child.get("version")]
     return {
         **({"doi": dois[0].split()[0]} if dois else {}),
+        **({"version": versions[-1]} if versions else {}),
         "id": raw_id,
         "title": titles[0] if titles else "",
         "abstract": abstracts[0] if abstracts else "",
@@ -531,23 +535,26 @@ def _oai_record(element: ET.Element) -> dict[str, Any]:
     }
 
 
-def read_oai(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # XML declares its own encoding
-    def rows() -> Iterator[tuple[int | None, Any]]:
-        number = 0
-        try:
-            for _event, element in ET.iterparse(path, events=("end",)):
-                if _local(element.tag) != "record":
-                    continue
-                number += 1
-                try:
-                    yield number, _oai_record(element)
-                except InvalidRecord as exc:
-                    yield number, exc
-                element.clear()
-        except ET.ParseError as exc:
-            yield exc.position[0], InvalidRecord(f"broken XML, reading stopped: {exc}")
+def oai_paper(element: ET.Element, source: str = "oai") -> Paper:
+    """One OAI-PMH <record> as a Paper, for a file (``read_oai``) and a harvest (harvest.py) alike.
+    InvalidRecord for a deleted record or one with neither title nor abstract."""
+    return paper_from_mapping(_oai_record(element), source)
 
-    return _convert_rows(rows(), "oai")
+
+def read_oai(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # XML declares its own encoding
+    number = 0
+    try:
+        for _event, element in ET.iterparse(path, events=("end",)):
+            if _local(element.tag) != "record":
+                continue
+            number += 1
+            try:
+                yield number, oai_paper(element)
+            except InvalidRecord as exc:
+                yield number, exc
+            element.clear()
+    except ET.ParseError as exc:
+        yield exc.position[0], InvalidRecord(f"broken XML, reading stopped: {exc}")
 
 
 _LISTING_DATE = re.compile(r"^(?P<date>[A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?: (?P<upvotes>\d+))?$")

@@ -8,6 +8,7 @@ writer lock, so a like never waits behind an ingest.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -136,6 +137,36 @@ def delete_user(library: Library, user_id: int) -> None:
     with library.store.transaction():
         if not users(library).delete_user(int(user_id)):
             raise UserNotFound(user_id)
+
+
+MAX_EMAIL_CHARS = 254  # RFC 5321's limit on a forward path
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(address: str) -> str:
+    """One bare address ('ada@example.org'), as digests are sent to it: no display name, no list."""
+    if not isinstance(address, str) or not address.strip():
+        raise InvalidInput("e-mail address is empty")
+    address = address.strip()
+    if len(address) > MAX_EMAIL_CHARS:
+        raise InvalidInput(f"e-mail address is {len(address)} characters; the limit is {MAX_EMAIL_CHARS}")
+    if _has_control_chars(address) or not _EMAIL.match(address) or "," in address or "<" in address:
+        raise InvalidInput(f"{address[:80]!r} is not an e-mail address (expected one address, like ada@example.org)")
+    return address
+
+
+def set_email(library: Library, user_id: int, address: str | None) -> str | None:
+    """Where the user's digests go ('paperlens digest --all'); None removes the address."""
+    address = check_email(address) if address is not None else None
+    with library.store.transaction():
+        if not users(library).set_email(int(user_id), address):
+            raise UserNotFound(user_id)
+    return address
+
+
+def get_email(library: Library, user_id: int) -> str | None:
+    get_user(library, user_id)
+    return users(library).email(int(user_id))
 
 
 def _check_paper(library: Library, paper_id: str) -> str:

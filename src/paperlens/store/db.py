@@ -192,6 +192,47 @@ MIGRATIONS: list[str] = [
     UPDATE papers SET title_key = paperlens_title_key(title);
     CREATE INDEX papers_title_key ON papers(title_key);
     """,
+    # 13: where a user's digest e-mail goes, when the last one went, and the last paper stored
+    # before it (papers.pk only grows): the next digest's new papers are those after it ('paperlens digest --all').
+    """
+    ALTER TABLE users ADD COLUMN email TEXT;
+    ALTER TABLE users ADD COLUMN last_digest_at TEXT;
+    ALTER TABLE users ADD COLUMN last_digest_pk INTEGER;
+    """,
+    # 14: OAI-PMH harvests (harvest.py): per source, set and metadata format, the day the next run
+    # asks from and the progress of a run under way (its last committed page's resumption token);
+    # and one row per run, which /metrics reports.
+    """
+    CREATE TABLE harvest_state (
+        source TEXT NOT NULL,
+        set_spec TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        next_from TEXT,
+        run_from TEXT,
+        run_until TEXT,
+        run_response_day TEXT,
+        token TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source, set_spec, prefix)
+    ) WITHOUT ROWID;
+    CREATE TABLE harvest_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        set_spec TEXT NOT NULL,
+        prefix TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        added INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        unchanged INTEGER NOT NULL,
+        pages INTEGER NOT NULL,
+        seconds REAL NOT NULL,
+        error TEXT
+    );
+    """,
 ]
 
 

@@ -270,6 +270,10 @@ class PaperTable(Database):
                 yield _row_to_paper(row)
             last = rows[-1]["pk"]
 
+    def stored_after(self, pk: int) -> list[tuple[int, str, str | None]]:
+        """(pk, id, date) of the papers stored after the one with this pk (AUTOINCREMENT: pks only grow)."""
+        return [(row[0], row[1], row[2]) for row in self.conn.execute("SELECT pk, id, date FROM papers WHERE pk > ? ORDER BY pk", (pk,))]
+
     def papers_without_vectors(self) -> list[StoredPaper]:
         """Papers that search cannot find; an ingest writes both in one transaction, so normally none."""
         rows = self.conn.execute(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE pk NOT IN (SELECT pk FROM vectors) ORDER BY pk")

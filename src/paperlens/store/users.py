@@ -20,6 +20,15 @@ class UserRow:
 
 
 @dataclass
+class DigestRecipient:
+    id: int
+    name: str
+    email: str | None
+    last_digest_at: str | None
+    last_digest_pk: int | None  # the last paper stored before that digest
+
+
+@dataclass
 class InteractionRow:
     paper_id: str
     kind: str
@@ -90,6 +99,22 @@ class UserStore:
 
     def list_users(self) -> list[UserRow]:
         return [UserRow(*row) for row in self.conn.execute("SELECT id, name, created_at FROM users ORDER BY id")]
+
+    def set_email(self, user_id: int, email: str | None) -> bool:
+        """The address digests go to (None: none). False if there is no such user."""
+        return self.conn.execute("UPDATE users SET email = ? WHERE id = ?", (email, user_id)).rowcount > 0
+
+    def email(self, user_id: int) -> str | None:
+        row = self.conn.execute("SELECT email FROM users WHERE id = ?", (user_id,)).fetchone()
+        return row[0] if row else None
+
+    def digest_recipients(self) -> list[DigestRecipient]:
+        """Every user, with their address (or None) and the time of their last digest."""
+        rows = self.conn.execute("SELECT id, name, email, last_digest_at, last_digest_pk FROM users ORDER BY id")
+        return [DigestRecipient(*row) for row in rows]
+
+    def set_last_digest(self, user_id: int, when: str, last_pk: int) -> None:
+        self.conn.execute("UPDATE users SET last_digest_at = ?, last_digest_pk = ? WHERE id = ?", (when, last_pk, user_id))
 
     def delete_user(self, user_id: int) -> bool:
         """Interactions, interests and collections go with the user (ON DELETE CASCADE)."""
