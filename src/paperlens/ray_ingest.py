@@ -38,9 +38,9 @@ from .papers import BYTES_FORMATS, ReadResult, Skipped, beir_corpus, read_bytes,
 
 log = logging.getLogger(__name__)
 
-# Rows per call of an encoder actor: large enough that the call's overhead (~ms) is small against
-# encoding (~1 s for 128 abstracts on one core), small enough that the progress bar moves.
-ROWS_PER_CALL = 128
+# Encoder batches per call of an actor: enough that a call's overhead (~ms) is small against the
+# encoding (~1 s for 8 x 16 abstracts on one core), few enough that the progress bar moves.
+BATCHES_PER_CALL = 8
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,25 @@ class PoolPlan:
     threads: int
 
 
-def plan_pool(cluster: ClusterInfo, spec: EncoderSpec, texts: int) -> PoolPlan:
+def plan_pool(cluster: ClusterInfo, spec: EncoderSpec, batches: int) -> PoolPlan:
     """One actor per GPU where the cluster has GPUs and the encoder may use them (a GPU actor also
     takes one CPU); else one single-threaded actor per CPU (``threads`` CPUs each when set), so that
     actors on one node do not fight over its cores. The read stage has finished before this pool
-    starts, so no read task waits for a CPU the pool holds. Never more actors than batches."""
-    batches = max(1, -(-texts // ROWS_PER_CALL))
+    starts, so no read task waits for a CPU the pool holds. Never more actors than calls."""
+    calls = max(1, -(-batches // BATCHES_PER_CALL))
     if cluster.gpus >= 1 and spec.device != "cpu" and spec.backend != "onnx-int8":
-        return PoolPlan(max_size=max(1, min(int(cluster.gpus), batches)), num_cpus=1, num_gpus=1, threads=spec.threads or 1)
+        return PoolPlan(max_size=max(1, min(int(cluster.gpus), calls)), num_cpus=1, num_gpus=1, threads=spec.threads or 1)
     threads = spec.threads or 1
-    return PoolPlan(max_size=max(1, min(int(cluster.cpus // threads), batches)), num_cpus=threads, num_gpus=None, threads=threads)
+    return PoolPlan(max_size=max(1, min(int(cluster.cpus // threads), calls)), num_cpus=threads, num_gpus=None, threads=threads)
+
+
+def encoder_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
+    """The positions of ``texts`` in the batches ``Encoder.encode`` makes of them (longest first,
+    ``batch_size`` at a time). The int8 encoder quantises each batch's activations with one scale,
+    so a vector depends a little on its batch: the actors encode exactly these batches, and give the
+    vectors a plain ingest would."""
+    order = np.argsort([-len(text) for text in texts], kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
 
 
 class _EncodeBatch:
@@ -75,8 +84,9 @@ class _EncodeBatch:
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = self.encoder.encode([str(text) for text in batch["text"]])
-        return {"n": batch["n"], "vector": vectors, "node": np.full(len(vectors), self.node)}
+        """Each row is one encoder batch: its texts and their positions in the whole input."""
+        vectors = np.concatenate([self.encoder.encode([str(text) for text in texts]) for texts in batch["texts"]])
+        return {"n": np.concatenate(list(batch["rows"])), "vector": vectors, "node": np.full(len(vectors), self.node)}
 
 
 class RayEncoder:
@@ -102,14 +112,15 @@ class RayEncoder:
         import ray
         from tqdm import tqdm
 
-        pool = plan_pool(self.cluster, self.spec, len(texts))
+        batches = encoder_batches(texts, self.spec.batch_size)
+        pool = plan_pool(self.cluster, self.spec, len(batches))
         spec = EncoderSpec(**{**self.spec.__dict__, "threads": pool.threads})
-        dataset = ray.data.from_items([{"n": n, "text": text} for n, text in enumerate(texts)],
-                                      override_num_blocks=max(1, min(len(texts) // ROWS_PER_CALL + 1, pool.max_size * 4)))
+        items = [{"rows": rows.tolist(), "texts": [texts[i] for i in rows]} for rows in batches]
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // BATCHES_PER_CALL + 1, pool.max_size * 4)))
         encoded = dataset.map_batches(
             _EncodeBatch,
             fn_constructor_args=(spec,),
-            batch_size=ROWS_PER_CALL,
+            batch_size=BATCHES_PER_CALL,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool.max_size),
             num_cpus=pool.num_cpus,
@@ -133,10 +144,10 @@ class RayEncoder:
 def join(address: str) -> ClusterInfo:
     """Join the cluster (cluster.connect) and set Ray Data up for ingest: results in input order, and
     no progress bars or start-up lines of its own (paperlens draws one bar, as in a plain ingest)."""
-    import ray
-
     _check_reachable(address)
     info = connect(address)
+    import ray
+
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -151,7 +162,7 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
     address = address.strip()
     if address == "auto":
         address = os.environ.get("RAY_ADDRESS", "").strip() or address
-    if address in ("auto", "local") or "://" in address:
+    if address in ("", "auto", "local") or "://" in address:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
