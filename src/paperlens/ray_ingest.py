@@ -145,6 +145,7 @@ def join(address: str) -> ClusterInfo:
     """Join the cluster (cluster.connect) and set Ray Data up for ingest: results in input order, and
     no progress bars or start-up lines of its own (paperlens draws one bar, as in a plain ingest)."""
     _check_reachable(address)
+    _use_token_if_any()
     info = connect(address)
     import ray
 
@@ -152,8 +153,20 @@ def join(address: str) -> ClusterInfo:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.execution_options.preserve_order = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no "Dataset ... execution finished" per stage
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled": we said so
     return info
+
+
+def _use_token_if_any() -> None:
+    """Ray 2.60's 'ray start' turns token authentication on when a token exists (~/.ray/auth_token,
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver that joins it only sends the token with
+    RAY_AUTH_MODE=token; without it the join fails after retries with no word of the token. So the
+    token is used where there is one, unless RAY_AUTH_MODE says otherwise."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -183,15 +196,16 @@ def read_on_cluster(paths: list[Path], fmt: str | None = None) -> list[ReadResul
     if on_cluster:
         import ray
 
-        by_file = {file: n for n, file in on_cluster.items()}
-        dataset = ray.data.read_binary_files(sorted(set(on_cluster.values())), include_paths=True)
-        converted = dataset.flat_map(_file_records, fn_kwargs={"formats": {file: formats[n] for file, n in by_file.items()}})
+        by_file: dict[str, list[int]] = {}
+        for n, file in on_cluster.items():
+            by_file.setdefault(file, []).append(n)  # a file given twice is read once
+        dataset = ray.data.read_binary_files(sorted(by_file), include_paths=True)
+        converted = dataset.flat_map(_file_records, fn_kwargs={"formats": {file: formats[ns[0]] for file, ns in by_file.items()}})
         for row in _cluster_errors("reading", lambda: converted.iter_rows()):
             if row["fatal"]:
                 raise PaperlensError(row["fatal"])
-            for n, file in on_cluster.items():
-                if file == row["path"]:
-                    rows[n].append(row)
+            for n in by_file[row["path"]]:
+                rows[n].append(row)
     results = []
     for n, (path, f) in enumerate(zip(paths, formats)):
         if n not in on_cluster or any(row["reread"] for row in rows[n]):
