@@ -145,8 +145,12 @@ def join(address: str) -> ClusterInfo:
     """Join the cluster (cluster.connect) and set Ray Data up for ingest: results in input order, and
     no progress bars or start-up lines of its own (paperlens draws one bar, as in a plain ingest)."""
     _check_reachable(address)
-    _use_token_if_any()
-    info = connect(address)
+    try:
+        info = connect(address)
+    except PaperlensError as exc:
+        if not str(exc).startswith("could not join"):  # no Ray, no address: nothing to do with tokens
+            raise
+        raise PaperlensError(f"{exc}{_token_hint()}") from None
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -158,15 +162,16 @@ def join(address: str) -> ClusterInfo:
     return info
 
 
-def _use_token_if_any() -> None:
-    """Ray 2.60's 'ray start' turns token authentication on when a token exists (~/.ray/auth_token,
-    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver that joins it only sends the token with
-    RAY_AUTH_MODE=token; without it the join fails after retries with no word of the token. So the
-    token is used where there is one, unless RAY_AUTH_MODE says otherwise."""
+def _token_hint() -> str:
+    """Ray 2.60's 'ray start' turns token authentication on where a token exists (~/.ray/auth_token,
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining it sends the token only with
+    RAY_AUTH_MODE=token, and its failed join never mentions the token. Setting that here instead
+    would break joining a cluster without authentication (its workers could not reach the driver)."""
     if "RAY_AUTH_MODE" in os.environ:
-        return
+        return ""
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
+        return " (if the cluster uses token authentication, as 'ray start' does where a Ray token exists, set RAY_AUTH_MODE=token)"
+    return ""
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -240,5 +245,7 @@ def _cluster_errors(stage: str, rows) -> Iterator[Any]:
     try:
         yield from rows()
     except ray.exceptions.RayError as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
-        raise PaperlensError(f"{stage} on the Ray cluster failed: {first[:300]}") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # The last line that names an exception says what went wrong; the first names the task.
+        cause = next((line for line in reversed(lines) if "Error" in line.split(":", 1)[0]), lines[0] if lines else exc.__class__.__name__)
+        raise PaperlensError(f"{stage} on the Ray cluster failed: {cause[:300]}") from None
