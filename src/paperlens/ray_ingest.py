@@ -36,8 +36,6 @@ from .embed import EncoderSpec, load_encoder, model_identity
 from .errors import InvalidInput, PaperlensError
 from .papers import BYTES_FORMATS, ReadResult, Skipped, beir_corpus, read_bytes, read_papers, source_format
 
-log = logging.getLogger(__name__)
-
 # Encoder batches per call of an actor: enough that a call's overhead (~ms) is small against the
 # encoding (~1 s for 8 x 16 abstracts on one core), few enough that the progress bar moves.
 BATCHES_PER_CALL = 8
@@ -49,7 +47,7 @@ class PoolPlan:
 
     max_size: int
     num_cpus: float
-    num_gpus: float | None  # None on a CPU cluster: Ray's own default (never 0, which reads as "no GPU wanted" only by accident)
+    num_gpus: float | None  # 1 per GPU actor; None (Ray's default, no GPU) on a CPU cluster, never 0
     threads: int
 
 
