@@ -142,18 +142,33 @@ def main(verbose: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="input format [default: from extension or content]")
 @click.option("--model", help="sentence-transformers name or path (only for a new index)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="read and encode on a Ray cluster: 'auto' (RAY_ADDRESS, or the cluster 'ray start' left here), 'local' or HOST:PORT")
 @index_options
 @handle_errors
-def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: str | None, quiet: bool, index: str | None, as_json: bool) -> None:
+def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: str | None, quiet: bool, ray_address: str | None,
+                   index: str | None, as_json: bool) -> None:
     """Read papers from FILES (JSONL, JSON, CSV, Parquet, BEIR folder, arXiv snapshot, OAI-PMH XML,
-    listing text) and add them to the index. Re-ingesting a file adds nothing."""
+    listing text) and add them to the index. Re-ingesting a file adds nothing.
+
+    With --ray, JSONL and Parquet files are read and the new or changed papers encoded on a Ray
+    cluster; this process stays the one writer of the index."""
     sources = list(files) + ([DEMO_CORPUS] if demo else [])
     if not sources:
         raise InvalidInput("give at least one file to ingest (or --demo)")
     settings = _settings(index, model)
     papers, reports = [], []
-    for path in sources:
-        result = read_papers(path, fmt)
+    cluster = None
+    if ray_address is not None:
+        from .ray_ingest import join, read_on_cluster
+
+        cluster = join(ray_address)
+        if not as_json:
+            click.echo(f"Ray cluster {cluster.address}: {cluster.nodes} nodes, {cluster.cpus:g} CPUs, {cluster.gpus:g} GPUs", err=True)
+        results = iter(read_on_cluster(sources, fmt))
+    else:
+        results = (read_papers(path, fmt) for path in sources)
+    for path, result in zip(sources, results):
         result.papers, oversized = skip_oversized(settings, result.papers)
         result.skipped.extend(oversized)
         papers.extend(result.papers)
@@ -172,7 +187,12 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
     if not papers:
         raise NothingToIngest("nothing could be read from " + ", ".join(str(p) for p in sources))
     with open_library(settings, create=True) as library:
-        report = ingest(library, papers, show_progress=not quiet and not as_json)
+        encoder = None
+        if cluster is not None:
+            from .ray_ingest import RayEncoder
+
+            encoder = RayEncoder(library.encoder_spec, cluster)
+        report = ingest(library, papers, show_progress=not quiet and not as_json, encoder=encoder)
         total = len(library)
     summary = {"index": str(settings.index), "added": len(report.added), "updated": len(report.updated),
                "unchanged": len(report.unchanged), "merged": len(report.merged), "encoded": report.encoded, "total": total,

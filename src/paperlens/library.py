@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -175,9 +175,9 @@ class Library:
         return model_identity(self.settings.model or DEFAULT_MODEL)
 
     @property
-    def encoder(self) -> Encoder:
-        """Loaded on first use: 'info', 'delete' and by-id similar never pay for the model."""
-        spec = EncoderSpec(
+    def encoder_spec(self) -> EncoderSpec:
+        """The encoder this index's vectors come from: the model in its manifest (or configured, for a new one)."""
+        return EncoderSpec(
             model=model_identity(self.settings.model or (self.manifest.model if self.manifest else DEFAULT_MODEL)),
             device=self.settings.device,
             batch_size=self.settings.batch_size,
@@ -185,6 +185,11 @@ class Library:
             backend=self.settings.backend,
             threads=self.settings.threads,
         )
+
+    @property
+    def encoder(self) -> Encoder:
+        """Loaded on first use: 'info', 'delete' and by-id similar never pay for the model."""
+        spec = self.encoder_spec
         encoder = load_encoder(spec)
         if self.encode_observers:
             for observer in self.encode_observers:
@@ -446,7 +451,18 @@ def _manifest_from_store(store: Store, settings: Settings) -> Manifest | None:
     return Manifest(model=model, dim=int(dim), layout=choose_layout(store.vector_count(), settings.layout))
 
 
-def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
+class TextEncoder(Protocol):
+    """What ingest needs of an encoder: ``Encoder`` in this process, or ``ray_ingest.RayEncoder`` on a cluster."""
+
+    identity: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
+
+
+def ingest(library: Library, papers: list[Paper], show_progress: bool = False, encoder: TextEncoder | None = None,
            within: Callable[[], None] | None = None) -> IngestReport:
     """Add or update papers by id. Unchanged texts are never re-encoded; changed ones replace their vector.
 
@@ -456,7 +472,10 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
     A paper already held under another id (a listing's hash id, then its arXiv id) is merged into
     that entry (duplicates.py says when): its id becomes an alias of the entry and its external ids
     (DOI, arXiv, CorpusId, ...) the entry's, which takes the richer metadata of both records and
-    keeps its own id and text."""
+    keeps its own id and text.
+
+    ``encoder``: where the changed papers are encoded (a Ray cluster's, ray_ingest.py); by default
+    ``library.encoder``. It must give the vectors ``library.encoder`` would."""
     if not papers:
         raise NothingToIngest("no papers to ingest")
     for paper in papers:
@@ -472,11 +491,10 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False,
     # Encode before taking the writer lock, the slow part: searches never wait for it and another
     # writer can commit meanwhile. A vector depends only on the text, so it stays valid; what to
     # store is decided again under the lock. A model failure leaves nothing half-written.
-    encoded = _encode(library, papers, _changed(library, papers, hashes), {}, show_progress)
+    encoded = _encode(library, papers, _changed(library, papers, hashes), {}, show_progress, encoder)
     with library.writing():
         to_encode = _changed(library, papers, hashes)
-        encoded = _encode(library, papers, to_encode, encoded)
-        encoder = library.encoder if to_encode else None
+        encoded = _encode(library, papers, to_encode, encoded, encoder=encoder)
         new_manifest = library.manifest is None
         if new_manifest:
             enc = encoder or library.encoder
@@ -602,12 +620,14 @@ def _changed(library: Library, papers: list[Paper], hashes: list[str]) -> list[i
 
 
 def _encode(library: Library, papers: list[Paper], wanted: list[int], encoded: dict[int, np.ndarray],
-            show_progress: bool = False) -> dict[int, np.ndarray]:
+            show_progress: bool = False, encoder: TextEncoder | None = None) -> dict[int, np.ndarray]:
     """Vectors by paper position for ``wanted``, encoding only those ``encoded`` lacks."""
     missing = [i for i in wanted if i not in encoded]
     if not missing:
         return encoded
-    vectors = library.encoder.encode([papers[i].text for i in missing], show_progress=show_progress)
+    vectors = (encoder or library.encoder).encode([papers[i].text for i in missing], show_progress=show_progress)
+    if library.manifest and vectors.shape[1] != library.manifest.dim:
+        raise IndexMismatch(f"the encoder gives {vectors.shape[1]}-d vectors but {library.folder} holds {library.manifest.dim}-d ones")
     return {**encoded, **dict(zip(missing, vectors))}
 
 

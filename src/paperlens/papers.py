@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import math
 import re
@@ -341,15 +342,19 @@ Row = tuple[int | None, "Paper | InvalidRecord"]
 
 def _json_lines(path: Path, encoding: str = UTF8) -> Iterator[tuple[int, Any]]:
     with path.open(encoding=encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, InvalidRecord(f"broken JSON: {exc.msg}")
-            except RecursionError:
-                yield number, InvalidRecord("JSON nested too deeply")
+        yield from _json_records(handle)
+
+
+def _json_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, InvalidRecord(f"broken JSON: {exc.msg}")
+        except RecursionError:
+            yield number, InvalidRecord("JSON nested too deeply")
 
 
 def _convert_rows(rows: Iterable[tuple[int | None, Any]], source: str, convert=paper_from_mapping) -> Iterator[Row]:
@@ -453,12 +458,17 @@ def read_csv(path: Path, encoding: str = UTF8) -> Iterator[Row]:
 
 
 def read_parquet(path: Path, encoding: str = UTF8) -> Iterator[Row]:  # binary: Parquet strings are UTF-8
+    return _parquet_rows(path, str(path))
+
+
+def _parquet_rows(source: Any, name: str) -> Iterator[Row]:
+    """``source``: a path, or a pyarrow buffer of a file's bytes (``read_bytes``)."""
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(source)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InvalidInput(f"{path}: not a readable Parquet file ({exc})") from None
+        raise InvalidInput(f"{name}: not a readable Parquet file ({exc})") from None
     return _convert_rows(((i, record) for i, record in enumerate(table.to_pylist(), start=1)), "parquet")
 
 
@@ -687,8 +697,8 @@ def detect_format(path: Path) -> str:
     return "listing"
 
 
-def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
-    path = Path(path)
+def source_format(path: Path, fmt: str | None = None) -> str:
+    """The format ``path`` is read as (``fmt``, or detected), or InvalidInput if it cannot be read at all."""
     if not path.exists():
         raise InvalidInput(f"{path}: no such file or folder")
     fmt = fmt or detect_format(path)
@@ -696,6 +706,30 @@ def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
         raise InvalidInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if path.is_dir() and fmt != "beir":
         raise InvalidInput(f"{path} is a folder; only the beir format reads folders")
+    return fmt
+
+
+# Formats whose records can be read from a file's bytes alone, on any machine (ray_ingest.py).
+BYTES_FORMATS = ("jsonl", "beir", "parquet")
+
+
+def read_bytes(data: bytes, fmt: str, name: str) -> Iterator[Row]:
+    """The records of a JSONL file (or BEIR corpus.jsonl) or a Parquet file from its bytes, exactly as
+    the path readers give them (same lines, same conversion, same skips). A JSONL file that is not
+    UTF-8 raises UnicodeDecodeError: ``read_papers`` on the path finds its encoding."""
+    if fmt not in BYTES_FORMATS:
+        raise InvalidInput(f"{name}: the {fmt} format is read from its path, not its bytes")
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        return _parquet_rows(pa.BufferReader(data), name)
+    # newline=None: the universal newlines of a file opened in text mode, so line numbers match read_jsonl's
+    return _convert_rows(_json_records(io.StringIO(data.decode(UTF8), newline=None)), fmt)
+
+
+def read_papers(path: str | Path, fmt: str | None = None) -> ReadResult:
+    path = Path(path)
+    fmt = source_format(path, fmt)
     encoding = UTF8
     try:
         papers, skipped = _read_all(READERS[fmt](path, encoding))
