@@ -29,11 +29,6 @@ QUERIES = ["protein structure prediction", "dark matter in galaxies", "robot gra
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(show_progress=False)
-
-
-@pytest.fixture
 def index(tmp_path, settings) -> Path:
     with open_library(settings, tmp_path / "index", create=True) as library:
         ingest(library, topic_papers())

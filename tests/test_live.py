@@ -46,11 +46,6 @@ def ids(hits) -> list[str]:
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(show_progress=False)
-
-
-@pytest.fixture
 def folder(tmp_path, settings) -> Path:
     with open_library(settings, tmp_path / "index", create=True) as library:
         ingest(library, topic_papers())

@@ -388,3 +388,17 @@ class Database:
         """SQLite's own check: ['ok'] when the file is sound. quick_check skips index contents (fast at start-up)."""
         pragma = "quick_check" if quick else "integrity_check"
         return [row[0] for row in self.conn.execute(f"PRAGMA {pragma}")]
+
+
+class TableGroup:
+    """A group of tables with its own SQL (users, harvests) over a ``Database``'s per-thread
+    connections; its writes run in the caller's ``transaction()``."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.transaction = db.transaction
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The calling thread's connection (``Database.conn`` is per thread)."""
+        return self.db.conn

@@ -3,10 +3,9 @@ and a row per finished run (harvest.py writes them, /metrics reads them)."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from .db import Database, now
+from .db import TableGroup, now
 
 
 @dataclass
@@ -57,16 +56,8 @@ class HarvestTotals:
     last_success: str | None
 
 
-class HarvestStore:
-    """The SQL of harvests, over the store's connections. Writes run in the caller's ``transaction()``."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self.transaction = db.transaction
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
+class HarvestStore(TableGroup):
+    """The SQL of harvests."""
 
     def state(self, source: str, set_spec: str, prefix: str) -> HarvestState:
         row = self.conn.execute(

@@ -3,13 +3,12 @@ interests, collections (personal feeds). Validation lives in ``paperlens.users``
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .db import Database, now
+from .db import TableGroup, now
 
 
 @dataclass
@@ -48,18 +47,8 @@ class CollectionRow:
     paper_ids: list[str]
 
 
-class UserStore:
-    """The SQL of users and their data, over the store's connections (the same file). Every write
-    runs in the caller's ``transaction()``."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self.transaction = db.transaction
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The calling thread's connection (``Database.conn`` is per thread)."""
-        return self.db.conn
+class UserStore(TableGroup):
+    """The SQL of users and their data."""
 
     def add_user(self, name: str) -> UserRow:
         user_id = self.conn.execute("INSERT INTO users(name, created_at) VALUES (?, ?)", (name, now())).lastrowid
