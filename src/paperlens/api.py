@@ -54,6 +54,7 @@ from .search import (
     similar_to_paper,
     similar_to_text,
 )
+from .shards import ShardedLibrary, missing_shards
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 class Results(BaseModel):
     results: list[Hit]  # the library's dataclass is the response schema: one definition of a hit
+    # Only on a sharded server (shards.py), when a shard did not answer: the results of the others.
+    partial: bool = Field(False, description="some shards did not answer; absent when all did")
+    missing_shards: list[int] = Field([], description="the shards that did not answer; absent when all did")
 
 
 class PaperOut(BaseModel):
@@ -130,6 +134,14 @@ class DeleteOut(BaseModel):
     deleted: str
 
 
+class ShardState(BaseModel):
+    shard: int
+    folder: str
+    state: Literal["ok", "unavailable"]
+    papers: int | None
+    layout: str | None
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
@@ -137,6 +149,7 @@ class Health(BaseModel):
     model: str
     layout: str | None
     dim: int | None
+    shards: list[ShardState] | None = Field(None, description="a sharded server's shards; absent on one index")
 
 
 class FilterFields(BaseModel):
@@ -189,7 +202,11 @@ def _results(hits: list[Hit]) -> Response:
     """``Results`` as JSON, written by orjson straight from the dataclasses: FastAPI's validation of
     its own output was a large share of a by-id similar request (benchmarks/api_latency.py); the
     schema stays ``Results``."""
-    return Response(orjson.dumps({"results": hits}), media_type="application/json")
+    body: dict[str, Any] = {"results": hits}
+    missing = missing_shards()
+    if missing:
+        body |= {"partial": True, "missing_shards": missing}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _bibtex(library: Library, hits: list[Hit]) -> Response:
@@ -252,11 +269,12 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         log.exception("unexpected error")
         return JSONResponse(status_code=500, content={"detail": f"internal error: {exc.__class__.__name__}"})
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, response_model_exclude_unset=True)
     def health(library: LibraryDep) -> Health:
         manifest = library.manifest
+        shards = {"shards": library.shard_states()} if isinstance(library, ShardedLibrary) else {}
         return Health(status="ok", version=__version__, papers=len(library), model=library.model_name,
-                      layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None)
+                      layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None, **shards)
 
     # The JSON routes are async: their dependency does the work on the thread pool, the answer is
     # written on the event loop, one thread-pool hop per request as before.
@@ -304,7 +322,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
     def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
-        deleted = delete(library, [paper_id])
+        deleted = library.delete([paper_id]) if isinstance(library, ShardedLibrary) else delete(library, [paper_id])
         if not deleted:
             raise PaperNotFound(paper_id)
         return DeleteOut(deleted=deleted[0])
@@ -320,7 +338,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             # A request is all or nothing: the caller fixes the records and sends them again.
             reasons = "; ".join(f"paper {s.line}: {s.reason}" for s in skipped[:20])
             raise InvalidInput(f"{len(skipped)} of {len(records)} papers are invalid, nothing was stored: {reasons}")
-        report = ingest(library, papers)
+        report = library.ingest(papers) if isinstance(library, ShardedLibrary) else ingest(library, papers)
         return IngestOut(ids=[p.id for p in papers], added=len(report.added), updated=len(report.updated),
                          unchanged=len(report.unchanged))
 
