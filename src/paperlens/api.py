@@ -5,6 +5,7 @@ The only state is ``app.state.library``, opened once at start-up (store, FAISS i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -222,14 +223,14 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        lib = library or open_library(settings, create=True, repair=True)
+        # Not 'library or ...': a library holding no papers is falsy (len 0), and would be replaced.
+        lib = library if library is not None else open_library(settings, create=True, repair=True)
         if library is None:  # 'paperlens serve' checks the library it passes before it listens
             startup_check(lib)
-        if lib.index is not None:
-            lib.encoder  # noqa: B018 -- load the model now, not on the first request
-            lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
+        # Off the event loop: a sharded library (shards.py) waits here for its shards' answers.
+        papers = await asyncio.to_thread(warm_up, lib)
         app.state.library = lib
-        log.info("paperlens: %d papers from %s", len(lib), lib.folder)
+        log.info("paperlens: %d papers from %s", papers, lib.folder)
         yield
         if library is None:
             lib.close()
@@ -343,6 +344,15 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                          unchanged=len(report.unchanged))
 
     return app
+
+
+def warm_up(library: Library) -> int:
+    """Load the model and the filter columns now, not on the first request (the columns' load time
+    grows with the collection: benchmarks/scale.py); the papers held."""
+    if library.index is not None:
+        library.encoder  # noqa: B018
+        library.filter_columns()
+    return len(library)
 
 
 def startup_check(library: Library) -> CheckReport:

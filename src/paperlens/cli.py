@@ -399,9 +399,15 @@ def listen_socket(host: str, port: int) -> socket.socket:
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
 @click.option("--create", is_flag=True, help="serve an empty new index when --index is not one (papers come by POST /papers)")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
+@click.option("--ray", "ray_address", help="serve on the Ray cluster at this address ('auto', 'local', HOST:PORT) with Ray Serve")
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="copies of the app on the cluster (--ray)")
 @handle_errors
-def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None) -> None:
-    """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens."""
+def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None,
+                  ray_address: str | None, replicas: int) -> None:
+    """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens.
+
+    With --ray, the same API runs on Ray Serve: --replicas copies over one index folder, or one
+    deployment per shard over a folder made by 'paperlens shard'."""
     import uvicorn
 
     from .api import create_app
@@ -410,6 +416,12 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, create
     host = host or settings.host
     port = port or settings.port
     exposure = check_exposure(host, settings, allow_public)
+    if ray_address is not None:
+        from .ray_serve import serve_forever
+
+        click.echo(f"paperlens: {exposure}", err=True)
+        serve_forever(settings, ray_address, replicas, host, port, say=lambda line: click.echo(line, err=True))
+        return
     sock = listen_socket(host, port)
     try:
         library = _start(settings, create)
@@ -819,3 +831,27 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
 
 if __name__ == "__main__":
     main()
+
+
+# --- sharded collections -----------------------------------------------------------------------
+
+
+@main.command("shard")
+@click.option("--index", "index", envvar="PAPERLENS_INDEX", required=True, help="the index folder to split")
+@click.option("--shards", type=int, required=True, help="number of shards")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="new folder for the shards and their map")
+@click.option("--json", "as_json", is_flag=True, help="print the shard map as JSON")
+@handle_errors
+def shard_command(index: str, shards: int, out: Path, as_json: bool) -> None:
+    """Split an index into shard folders by a hash of the paper id, from its stored vectors (no
+    re-encoding); serve the result with 'paperlens serve --index OUT --ray ADDRESS'."""
+    from dataclasses import asdict
+
+    from .shards import shard_collection
+
+    settings = _settings(index)
+    shard_map = shard_collection(settings, Path(index), shards, out, progress=None if as_json else lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(json.dumps(asdict(shard_map)))
+    else:
+        click.echo(f"{shard_map.papers} papers in {shard_map.shards} shards under {out} (map: {out / 'shards.json'})")
