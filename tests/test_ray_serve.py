@@ -27,6 +27,22 @@ QUERIES = ["attention is all you need", "reinforcement learning from human feedb
            "graph neural networks", "retrieval augmented generation", "speech recognition"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--index", "/nonexistent/index", "--ray", "auto"], "no index at /nonexistent/index"),
+    (["--ray", "127.0.0.1:1"], "could not join the Ray cluster at '127.0.0.1:1': nothing answers there"),
+    (["--ray", " "], "--ray needs an address"),
+])
+def test_serve_ray_refuses_in_one_line(demo_index_dir, args, message):
+    # Before the cluster below exists: a process already joined to one would not try the address.
+    assert not ray.is_initialized()
+    from click.testing import CliRunner
+
+    from paperlens.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--index", str(demo_index_dir), "--port", str(free_port()), *args])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
@@ -168,3 +184,4 @@ def test_writes_and_deletes_reach_the_owner_shard(cluster, port, tmp_path, demo_
     finally:
         client.close()
         ray_serve.stop()
+

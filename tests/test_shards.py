@@ -201,3 +201,17 @@ def test_writes_go_to_the_owner_shard(tmp_path, settings):
         assert (tmp_path / "S" / SHARD_MAP).exists()
     finally:
         library.close()
+
+
+def test_plain_serve_opens_a_sharded_folder_in_one_process(tmp_path, sharded_demo):
+    import httpx
+
+    from serverproc import ServerProcess
+
+    server = ServerProcess(sharded_demo, tmp_path / "server.log")
+    try:
+        health = httpx.get(server.url + "/health").json()
+        assert [s["folder"] for s in health["shards"]] == ["shard-0", "shard-1"] and health["papers"] == 53
+        assert len(ids(httpx.get(server.url + "/search", params={"q": "transformers", "mode": "dense"}))) == 10
+    finally:
+        server.kill()

@@ -411,6 +411,7 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, create
     import uvicorn
 
     from .api import create_app
+    from .shards import PartialAnswers, ShardedLibrary
 
     settings = _settings(index)
     host = host or settings.host
@@ -431,8 +432,10 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, create
             # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
             # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
             # closed got a read error under benchmarks/load.py --rate.
-            server = uvicorn.Server(uvicorn.Config(create_app(settings, library), host=host, port=port, log_level="warning",
-                                                   timeout_keep_alive=75))
+            app = create_app(settings, library)
+            if isinstance(library, ShardedLibrary):  # its shards opened in this process
+                app.add_middleware(PartialAnswers)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=75))
             try:
                 server.run(sockets=[sock])
             except SystemExit:  # uvicorn's exit on a failed start-up, after logging why
@@ -449,7 +452,10 @@ def _start(settings: Settings, create: bool) -> Library:
     """Open, check and repair the index and load the model, as 'serve' does before it listens;
     whatever fails is one line (handle_errors), not a traceback."""
     from .api import startup_check
+    from .shards import is_sharded, open_local_shards
 
+    if is_sharded(settings.index):  # a folder of 'paperlens shard': every shard in this process
+        return open_local_shards(settings, settings.index)
     try:
         library = open_library(settings, create=create, repair=True)
     except IndexNotFound as exc:
