@@ -68,10 +68,9 @@ def _paths(papers: int, requests: int) -> dict[str, list[str]]:
     return dict(zip(ROUTES, (search("dense"), search("hybrid"), search("bm25"), similar)))
 
 
-def _time_layout(folder: Path, label: str, address: str, papers: int, requests: int) -> list[LatencyRow]:
+def _time_layout(folder: Path, label: str, address: str, port: int, papers: int, requests: int) -> list[LatencyRow]:
     from paperlens import ray_serve
 
-    port = free_port()
     ray_serve.start(Settings(index=folder, show_progress=False), address, port=port, cpus=0.25)
     try:
         paths = _paths(papers, requests)
@@ -127,7 +126,8 @@ def measure_queries(papers: int = 100_000, shard_counts: tuple[int, ...] = (2, 4
         address, stop = _throwaway_cluster()
     try:
         connect(address)
-        return [row for path, label in layouts for row in _time_layout(path, label, address, papers, requests)]
+        port = free_port()  # Serve's proxy keeps the port it was first started with
+        return [row for path, label in layouts for row in _time_layout(path, label, address, port, papers, requests)]
     finally:
         if stop is not None:
             stop()

@@ -835,8 +835,6 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
     click.echo(json.dumps({"wrote": str(path), "papers": document.count, "sent": None}) if as_json else f"wrote {path}{reason}")
 
 
-if __name__ == "__main__":
-    main()
 
 
 # --- sharded collections -----------------------------------------------------------------------
@@ -861,3 +859,7 @@ def shard_command(index: str, shards: int, out: Path, as_json: bool) -> None:
         click.echo(json.dumps(asdict(shard_map)))
     else:
         click.echo(f"{shard_map.papers} papers in {shard_map.shards} shards under {out} (map: {out / 'shards.json'})")
+
+
+if __name__ == "__main__":
+    main()

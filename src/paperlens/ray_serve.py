@@ -12,6 +12,7 @@ Ray is imported inside the functions: a plain install never needs it (cluster.py
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,12 @@ def start(settings: Settings, address: str, replicas: int = 1, host: str = "127.
 
     # One HTTP proxy, on the head node: the address printed is the one that answers.
     serve.start(proxy_location="HeadOnly", http_options={"host": host, "port": port})
+    from ray.serve.context import _get_global_client
+
+    running = _get_global_client().http_config
+    if (running.host, running.port) != (host, port):  # Serve was running already: its proxy keeps its address
+        raise PaperlensError(f"Ray Serve on this cluster already listens on {running.host}:{running.port}; "
+                             f"pass --host {running.host} --port {running.port}, or restart Serve")
     try:
         serve.run(build_application(settings, replicas, cpus), name=APP_NAME, route_prefix="/")
     except Exception as exc:
@@ -147,10 +154,17 @@ def stop() -> None:
         log.warning("could not remove the Serve application: %s", exc)
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(settings: Settings, address: str, replicas: int, host: str, port: int,
                   say: Callable[[str], None] = print) -> None:
     """'paperlens serve --ray': deploy, then block until Ctrl-C, then remove the application."""
     serving = start(settings, address, replicas, host, port)
+    # Ctrl-C (SIGINT) removes the application, also in a process started in the background, whose
+    # shell ignored SIGINT for it. (SIGTERM ends the process at once: Ray's own handler takes it.)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         what = f"{serving.shards} shards" if serving.shards else f"{serving.replicas} replica(s)"
         say(f"paperlens: serving {settings.index} on {serving.url} with {what} on a Ray cluster of "

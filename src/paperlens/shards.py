@@ -137,16 +137,28 @@ def shard_collection(settings: Settings, source: Path, shards: int, out: Path, p
         finally:
             for store in stores:
                 store.close()
-    for name in folders:  # the FAISS file and keywords/ are built from the stored vectors and texts
-        if progress:
-            progress(f"indexing {name}")
-        with open_library(settings.model_copy(update={"index": out / name}), out / name, repair=True) as shard:
-            report = check_library(shard, repair=True, quick=True)
-            if not report.ok:
-                raise PaperlensError(f"{out / name} failed its check: " + "; ".join(report.problems))
+    # The FAISS file and keywords/ are built from the stored vectors and texts, as open_library
+    # rebuilds missing ones (its warnings that they are missing are expected here, and dropped).
+    quiet = _DropMissing()
+    logging.getLogger("paperlens.library").addFilter(quiet)
+    try:
+        for name in folders:
+            if progress:
+                progress(f"{name}: building vectors.faiss and keywords/ from its store")
+            with open_library(settings.model_copy(update={"index": out / name}), out / name, repair=True) as shard:
+                report = check_library(shard, repair=True, quick=True)
+                if not report.ok:
+                    raise PaperlensError(f"{out / name} failed its check: " + "; ".join(report.problems))
+    finally:
+        logging.getLogger("paperlens.library").removeFilter(quiet)
     shard_map = ShardMap(shards=shards, model=manifest.model, dim=manifest.dim, folders=folders, papers=copied)
     shard_map.write(out)
     return shard_map
+
+
+class _DropMissing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is missing: rebuilding" not in record.getMessage()
 
 
 def _copy_papers(library: Library, stores: list[Store], progress: Callable[[str], None] | None, batch: int = 5000) -> int:
