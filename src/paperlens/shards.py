@@ -459,6 +459,7 @@ class ShardedLibrary(Library):
 
     def _wrote(self) -> None:
         self._columns = self._papers = None
+        self._keywords.forget()
 
     def ingest(self, papers: list[Paper]) -> IngestReport:
         """Each paper to the shard that holds it (or an older record it was merged into), else to its owner."""
@@ -553,12 +554,38 @@ class ShardedKeywords:
 
     def __init__(self, library: ShardedLibrary):
         self.library = library
+        # The collection's document frequencies by term, kept Settings.shard_cache_seconds (they move
+        # slowly; writes through this library drop them): a hybrid request asks for them up to three times.
+        self._lock = threading.Lock()
+        self._docs: tuple[float, int] | None = None
+        self._freq: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.library)
 
+    def forget(self) -> None:
+        with self._lock:
+            self._docs, self._freq = None, {}
+
     def term_stats(self, terms: Sequence[str]) -> TermStats:
-        return TermStats.summed(self.library.everywhere("term_stats", list(terms)).values())
+        terms = list(dict.fromkeys(terms))
+        with self._lock:
+            docs, freq = self._docs, self._freq
+            if docs is None or time.monotonic() - docs[0] >= self.library.settings.shard_cache_seconds or len(freq) > 1_000_000:
+                docs, freq = None, {}
+        wanted = [term for term in terms if term not in freq]
+        if docs is not None and not wanted:
+            return TermStats(docs[1], {term: freq[term] for term in terms})
+        answers = self.library.everywhere("term_stats", wanted)
+        found = TermStats.summed(answers.values())
+        if len(answers) < self.library.count:  # a shard is missing: use what came, keep none of it
+            return TermStats(found.docs, {term: freq.get(term, found.doc_freq.get(term, 0)) for term in terms})
+        with self._lock:
+            if docs is None:
+                self._docs, self._freq = (time.monotonic(), found.docs), {}
+            self._freq.update(found.doc_freq)
+            docs, freq = self._docs, self._freq
+            return TermStats(docs[1], {term: freq.get(term, found.doc_freq.get(term, 0)) for term in terms})
 
     def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
         if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
