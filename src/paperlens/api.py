@@ -5,6 +5,7 @@ The only state is ``app.state.library``, opened once at start-up (store, FAISS i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -55,6 +56,7 @@ from .search import (
     similar_to_paper,
     similar_to_text,
 )
+from .shards import ShardedLibrary, missing_shards
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 class Results(BaseModel):
     results: list[Hit]  # the library's dataclass is the response schema: one definition of a hit
+    # Only on a sharded server (shards.py), when a shard did not answer: the results of the others.
+    partial: bool = Field(False, description="some shards did not answer; absent when all did")
+    missing_shards: list[int] = Field([], description="the shards that did not answer; absent when all did")
 
 
 class PaperOut(BaseModel):
@@ -132,6 +137,14 @@ class DeleteOut(BaseModel):
     deleted: str
 
 
+class ShardState(BaseModel):
+    shard: int
+    folder: str
+    state: Literal["ok", "unavailable"]
+    papers: int | None
+    layout: str | None
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
@@ -140,6 +153,7 @@ class Health(BaseModel):
     layout: str | None
     dim: int | None
     generation: int  # the store write the server's caches reflect; writes from other processes raise it
+    shards: list[ShardState] | None = Field(None, description="a sharded server's shards; absent on one index")
 
 
 class FilterFields(BaseModel):
@@ -192,7 +206,11 @@ def _results(hits: list[Hit]) -> Response:
     """``Results`` as JSON, written by orjson straight from the dataclasses: FastAPI's validation of
     its own output was a large share of a by-id similar request (benchmarks/api_latency.py); the
     schema stays ``Results``."""
-    return Response(orjson.dumps({"results": hits}), media_type="application/json")
+    body: dict[str, Any] = {"results": hits}
+    missing = missing_shards()
+    if missing:
+        body |= {"partial": True, "missing_shards": missing}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _bibtex(library: Library, hits: list[Hit]) -> Response:
@@ -208,15 +226,15 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        lib = library or open_library(settings, create=True, repair=True)
+        # Not 'library or ...': a library holding no papers is falsy (len 0), and would be replaced.
+        lib = library if library is not None else open_library(settings, create=True, repair=True)
         if library is None:  # 'paperlens serve' checks the library it passes before it listens
             startup_check(lib)
-        if lib.index is not None:
-            lib.encoder  # noqa: B018 -- load the model now, not on the first request
-            lib.filter_columns()  # and the filter columns (their load time grows with the collection: benchmarks/scale.py)
+        # Off the event loop: a sharded library (shards.py) waits here for its shards' answers.
+        papers = await asyncio.to_thread(warm_up, lib)
         app.state.library = lib
         lib.observe_encoding(app.state.metrics.observe_encode)
-        log.info("paperlens: %d papers from %s", len(lib), lib.folder)
+        log.info("paperlens: %d papers from %s", papers, lib.folder)
         # Writes from other processes (a CLI ingest, a harvest, a delete) show up without a restart.
         stop_following = lib.follow(settings.follow_seconds) if settings.follow_seconds > 0 else None
         yield
@@ -262,12 +280,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         log.exception("unexpected error")
         return JSONResponse(status_code=500, content={"detail": f"internal error: {exc.__class__.__name__}"})
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, response_model_exclude_unset=True)
     def health(library: LibraryDep) -> Health:
         manifest = library.manifest
+        shards = {"shards": library.shard_states()} if isinstance(library, ShardedLibrary) else {}
         return Health(status="ok", version=__version__, papers=len(library), model=library.model_name,
                       layout=manifest.layout if manifest else None, dim=manifest.dim if manifest else None,
-                      generation=library.generation)
+                      generation=library.generation, **shards)
 
     # The JSON routes are async: their dependency does the work on the thread pool, the answer is
     # written on the event loop, one thread-pool hop per request as before.
@@ -315,7 +334,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
     def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
-        deleted = delete(library, [paper_id])
+        deleted = library.delete([paper_id]) if isinstance(library, ShardedLibrary) else delete(library, [paper_id])
         if not deleted:
             raise PaperNotFound(paper_id)
         return DeleteOut(deleted=deleted[0])
@@ -331,11 +350,20 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             # A request is all or nothing: the caller fixes the records and sends them again.
             reasons = "; ".join(f"paper {s.line}: {s.reason}" for s in skipped[:20])
             raise InvalidInput(f"{len(skipped)} of {len(records)} papers are invalid, nothing was stored: {reasons}")
-        report = ingest(library, papers)
+        report = library.ingest(papers) if isinstance(library, ShardedLibrary) else ingest(library, papers)
         return IngestOut(ids=[p.id for p in papers], added=len(report.added), updated=len(report.updated),
                          unchanged=len(report.unchanged))
 
     return app
+
+
+def warm_up(library: Library) -> int:
+    """Load the model and the filter columns now, not on the first request (the columns' load time
+    grows with the collection: benchmarks/scale.py); the papers held."""
+    if library.index is not None:
+        library.encoder  # noqa: B018
+        library.filter_columns()
+    return len(library)
 
 
 def startup_check(library: Library) -> CheckReport:

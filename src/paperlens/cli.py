@@ -423,17 +423,30 @@ def listen_socket(host: str, port: int) -> socket.socket:
 @click.option("--allow-public", is_flag=True, help="listen beyond loopback without an API key")
 @click.option("--create", is_flag=True, help="serve an empty new index when --index is not one (papers come by POST /papers)")
 @click.option("--index", "index", envvar="PAPERLENS_INDEX", help="index folder [default: indexes/default]")
+@click.option("--ray", "ray_address", help="serve on the Ray cluster at this address ('auto', 'local', HOST:PORT) with Ray Serve")
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="copies of the app on the cluster (--ray)")
 @handle_errors
-def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None) -> None:
-    """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens."""
+def serve_command(host: str | None, port: int | None, allow_public: bool, create: bool, index: str | None,
+                  ray_address: str | None, replicas: int) -> None:
+    """Serve the HTTP API (docs at /docs). The index is checked and repaired before it listens.
+
+    With --ray, the same API runs on Ray Serve: --replicas copies over one index folder, or one
+    deployment per shard over a folder made by 'paperlens shard'."""
     import uvicorn
 
     from .api import create_app
+    from .shards import PartialAnswers, ShardedLibrary
 
     settings = _settings(index)
     host = host or settings.host
     port = port or settings.port
     exposure = check_exposure(host, settings, allow_public)
+    if ray_address is not None:
+        from .ray_serve import serve_forever
+
+        click.echo(f"paperlens: {exposure}", err=True)
+        serve_forever(settings, ray_address, replicas, host, port, say=lambda line: click.echo(line, err=True))
+        return
     sock = listen_socket(host, port)
     try:
         library = _start(settings, create)
@@ -443,8 +456,10 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, create
             # Idle connections are kept 75 s (nginx's default), longer than clients keep theirs (httpx 5 s,
             # browsers 60 s or more): with uvicorn's 5 s, a client reusing a connection the server had just
             # closed got a read error under benchmarks/load.py --rate.
-            server = uvicorn.Server(uvicorn.Config(create_app(settings, library), host=host, port=port, log_level="warning",
-                                                   timeout_keep_alive=75))
+            app = create_app(settings, library)
+            if isinstance(library, ShardedLibrary):  # its shards opened in this process
+                app.add_middleware(PartialAnswers)
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=75))
             try:
                 server.run(sockets=[sock])
             except SystemExit:  # uvicorn's exit on a failed start-up, after logging why
@@ -461,7 +476,10 @@ def _start(settings: Settings, create: bool) -> Library:
     """Open, check and repair the index and load the model, as 'serve' does before it listens;
     whatever fails is one line (handle_errors), not a traceback."""
     from .api import startup_check
+    from .shards import is_sharded, open_local_shards
 
+    if is_sharded(settings.index):  # a folder of 'paperlens shard': every shard in this process
+        return open_local_shards(settings, settings.index)
     try:
         library = open_library(settings, create=create, repair=True)
     except IndexNotFound as exc:
@@ -1057,6 +1075,30 @@ def harvest_command(url: str | None, set_spec: str | None, from_: str | None, un
         run_every(job, interval)
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
+
+
+# --- sharded collections -----------------------------------------------------------------------
+
+
+@main.command("shard")
+@click.option("--index", "index", envvar="PAPERLENS_INDEX", required=True, help="the index folder to split")
+@click.option("--shards", type=int, required=True, help="number of shards")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="new folder for the shards and their map")
+@click.option("--json", "as_json", is_flag=True, help="print the shard map as JSON")
+@handle_errors
+def shard_command(index: str, shards: int, out: Path, as_json: bool) -> None:
+    """Split an index into shard folders by a hash of the paper id, from its stored vectors (no
+    re-encoding); serve the result with 'paperlens serve --index OUT --ray ADDRESS'."""
+    from dataclasses import asdict
+
+    from .shards import shard_collection
+
+    settings = _settings(index)
+    shard_map = shard_collection(settings, Path(index), shards, out, progress=None if as_json else lambda line: click.echo(line, err=True))
+    if as_json:
+        click.echo(json.dumps(asdict(shard_map)))
+    else:
+        click.echo(f"{shard_map.papers} papers in {shard_map.shards} shards under {out} (map: {out / 'shards.json'})")
 
 
 if __name__ == "__main__":

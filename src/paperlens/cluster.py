@@ -6,6 +6,7 @@ module level, so a plain install never pays for it."""
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 
 from .errors import InvalidInput, PaperlensError
@@ -36,6 +37,7 @@ def connect(address: str) -> ClusterInfo:
     except ImportError as exc:
         raise PaperlensError("--ray needs Ray: pip install 'paperlens[ray]'") from exc
     if not ray.is_initialized():
+        _check_reachable(address.strip())
         try:
             ray.init(
                 address=address.strip(),
@@ -49,3 +51,17 @@ def connect(address: str) -> ClusterInfo:
     resources = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     return ClusterInfo(address=address, nodes=nodes, cpus=float(resources.get("CPU", 0)), gpus=float(resources.get("GPU", 0)))
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """A HOST:PORT that nothing listens on is one line now: Ray itself retries for minutes."""
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except ValueError:
+        raise InvalidInput(f"--ray {address!r}: the port is not a number") from None
+    except OSError as exc:
+        raise PaperlensError(f"could not join the Ray cluster at {address!r}: nothing answers there ({exc.strerror or exc})") from None

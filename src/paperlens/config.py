@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
+    # A sharded collection (shards.py): how long a query waits for its shards before answering
+    # "partial", how long a write waits for its shard, and how long the papers' count and filter
+    # columns gathered from the shards are reused (writes through the same server drop them at once).
+    shard_timeout: float = Field(5.0, gt=0, description="seconds a query waits for its shards")
+    shard_write_timeout: float = Field(120.0, gt=0, description="seconds a write waits for its shard (it may encode)")
+    shard_cache_seconds: float = Field(10.0, ge=0, description="reuse of the shards' paper count and filter columns")
+
     # Access: with keys set, every write needs X-API-Key (one of them); several keys let one be
     # rotated out without downtime. Without keys the server only listens on loopback unless
     # allow_public is set.

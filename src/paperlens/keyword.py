@@ -30,7 +30,7 @@ import re
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,62 @@ class MoreLikeThis:
     # Each term's BM25 is multiplied by (tf x idf / best tf x idf) ** boost_power: 0 is a plain
     # union of the terms, 1 Lucene's boostTerms; between, the paper's main words count more.
     boost_power: float = 1.0
+
+
+@dataclass(frozen=True)
+class TermStats:
+    """What BM25's idf reads: papers held, and how many hold each term."""
+
+    docs: int
+    doc_freq: dict[str, int]
+
+    @classmethod
+    def summed(cls, parts: Iterable[TermStats]) -> TermStats:
+        """The statistics of a collection split into parts (the shards of shards.py)."""
+        docs, freq = 0, Counter()
+        for part in parts:
+            docs += part.docs
+            freq.update(part.doc_freq)
+        return cls(docs, dict(freq))
+
+
+def bm25_idf(doc_freq: int, docs: int) -> float:
+    """tantivy's (and Lucene's) BM25 idf."""
+    return math.log(1.0 + (docs - doc_freq + 0.5) / (doc_freq + 0.5))
+
+
+def like_terms(texts: Sequence[str], weights: Sequence[float] | None, how: MoreLikeThis, indexed: bool,
+               stats: Callable[[Sequence[str]], TermStats]) -> Terms:
+    """A keyword query for papers like ``texts`` (one paper, or several liked ones with weights):
+    their terms by weighted term frequency x idf, the best ``how.max_terms``; ``stats`` gives the
+    collection's document frequencies (one index's, or the sum over shards).
+
+    ``indexed``: the texts are papers of the index, so a term counts only the other papers
+    that hold it (a word of the paper's alone would otherwise top the list and find nothing)."""
+    counts: Counter[str] = Counter()
+    holders: Counter[str] = Counter()  # how many of the texts hold each term
+    for text, weight in zip(texts, weights if weights is not None else [1.0] * len(texts)):
+        for term, tf in Counter(stemmed_words(text)).items():
+            holders[term] += 1
+            if tf >= how.min_term_freq:
+                counts[term] += weight * tf
+    if not counts:
+        return []
+    found = stats(list(counts))
+    docs = max(found.docs, 1)
+    max_df = max(how.min_doc_freq, how.max_doc_share * docs)
+    scored = []
+    for term, tf in counts.items():
+        df = found.doc_freq.get(term, 0)
+        others = df - holders[term] if indexed else df
+        if how.min_doc_freq <= others and df <= max_df:
+            scored.append((tf * math.log(1.0 + (docs - df + 0.5) / (df + 0.5)), term))
+    scored.sort(reverse=True)
+    scored = scored[: how.max_terms]
+    if not scored:
+        return []
+    best = scored[0][0]
+    return [(term, (score / best) ** how.boost_power if how.boost_power else 1.0) for score, term in scored]
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -197,33 +253,27 @@ class KeywordIndex:
 
     def more_like_this(self, texts: Sequence[str], weights: Sequence[float] | None = None, how: MoreLikeThis = MoreLikeThis(),
                        indexed: bool = False) -> Terms:
-        """A keyword query for papers like ``texts`` (one paper, or several liked ones with weights):
-        their terms by weighted term frequency x idf in this index, the best ``how.max_terms``.
+        """A keyword query for papers like ``texts``, by this index's term statistics (``like_terms``)."""
+        return like_terms(texts, weights, how, indexed, self.term_stats)
 
-        ``indexed``: the texts are papers of this index, so a term counts only the other papers
-        that hold it (a word of the paper's alone would otherwise top the list and find nothing)."""
-        counts: Counter[str] = Counter()
-        holders: Counter[str] = Counter()  # how many of the texts hold each term
-        for text, weight in zip(texts, weights if weights is not None else [1.0] * len(texts)):
-            for term, tf in Counter(stemmed_words(text)).items():
-                holders[term] += 1
-                if tf >= how.min_term_freq:
-                    counts[term] += weight * tf
+    def term_stats(self, terms: Sequence[str]) -> TermStats:
+        """Papers held and, of each term, how many hold it (in the "text" field)."""
         searcher = self._searcher
-        docs = max(searcher.num_docs, 1)
-        max_df = max(how.min_doc_freq, how.max_doc_share * docs)
-        scored = []
-        for term, tf in counts.items():
-            df = searcher.doc_freq("text", term)
-            others = df - holders[term] if indexed else df
-            if how.min_doc_freq <= others and df <= max_df:
-                scored.append((tf * math.log(1.0 + (docs - df + 0.5) / (df + 0.5)), term))
-        scored.sort(reverse=True)
-        scored = scored[: how.max_terms]
-        if not scored:
-            return []
-        best = scored[0][0]
-        return [(term, (score / best) ** how.boost_power if how.boost_power else 1.0) for score, term in scored]
+        return TermStats(searcher.num_docs, {term: searcher.doc_freq("text", term) for term in dict.fromkeys(terms)})
+
+    def with_collection_idf(self, terms: Terms, stats: TermStats | None) -> Terms:
+        """``terms`` with each weight times idf(collection) / idf(here): a shard's BM25 scores as if
+        it held the whole collection's document frequencies (shards.py). Its average length stays
+        its own, which differs little between shards of a hashed split."""
+        if stats is None or not terms:
+            return terms
+        here = self.term_stats([term for term, _ in terms])
+        out = []
+        for term, weight in terms:
+            local = here.doc_freq.get(term, 0)
+            factor = bm25_idf(stats.doc_freq.get(term, local), stats.docs) / bm25_idf(local, here.docs) if local else 1.0
+            out.append((term, weight * factor))
+        return out
 
     def _within(self, query: tantivy.Query, pks: Iterable[int]) -> tantivy.Query:
         """``query`` restricted to ``pks``, its scores unchanged (the filter scores 0)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,21 @@ class CollectionRow:
 
 class UserStore(TableGroup):
     """The SQL of users and their data."""
+
+    # What is a user's, in the order foreign keys need.
+    TABLES = ("users", "interactions", "interests", "collections", "collection_papers", "feed_secrets")
+
+    def copy_from(self, path: Path) -> None:
+        """Every user's rows of another store file into this (new, empty) one: a sharded collection
+        keeps its users in a store of their own (shards.py)."""
+        self.conn.execute("ATTACH DATABASE ? AS source", (str(path),))
+        try:
+            with self.transaction():
+                for table in self.TABLES:
+                    columns = ", ".join(row[1] for row in self.conn.execute(f"PRAGMA main.table_info({table})"))
+                    self.conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM source.{table}")
+        finally:
+            self.conn.execute("DETACH DATABASE source")
 
     def add_user(self, name: str) -> UserRow:
         user_id = self.conn.execute("INSERT INTO users(name, created_at) VALUES (?, ?)", (name, now())).lastrowid
