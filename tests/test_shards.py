@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import topic_papers
 from paperlens.api import create_app
@@ -106,6 +107,10 @@ def test_sharded_answers_match_one_index(clients):
     plain, sharded = clients
     assert sharded.get("/health").json()["papers"] == plain.get("/health").json()["papers"]
     assert "shards" not in plain.get("/health").json()
+    assert sharded.get("/health").json()["generation"] > 0
+    metrics = {sample.name: sample.value for family in text_string_to_metric_families(sharded.get("/metrics").text)
+               for sample in family.samples}
+    assert metrics["paperlens_papers"] == plain.get("/health").json()["papers"] and metrics["paperlens_index_generation"] > 0
     for query in QUERIES:
         assert ids(sharded.get("/search", params={"q": query, "mode": "dense"})) == ids(plain.get("/search", params={"q": query, "mode": "dense"}))
         for mode in ("hybrid", "bm25"):
@@ -196,7 +201,9 @@ def test_writes_go_to_the_owner_shard(tmp_path, settings):
             stored = library.store.get(paper.id)
             assert stored is not None and stored.pk % 2 == owner(paper.id, 2)
             assert library.clients[owner(paper.id, 2)].shard.library.store.get(paper.id) is not None
+        before = library.generation
         assert library.delete(["2403.00005", "nope"]) == ["2403.00005"]
+        assert library.generation > before
         assert library.store.get("2403.00005") is None and len(library.store.pks_for_ids(["2403.00006"])) == 1
         assert (tmp_path / "S" / SHARD_MAP).exists()
     finally:

@@ -41,8 +41,8 @@ class LibraryCollector(Collector):
         if library is None:  # scraped before start-up finished
             return
         yield GaugeMetricFamily("paperlens_papers", "papers this server searches", value=len(library))
-        yield GaugeMetricFamily("paperlens_index_generation", "writes committed to the index's store (each ingest, delete, repair)",
-                                value=library.store.generation())
+        yield GaugeMetricFamily("paperlens_index_generation", "writes to the index's store this server has caught up with "
+                                "(each ingest, delete, repair)", value=library.generation)
         labels = ["source", "set", "prefix"]
         runs = CounterMetricFamily("paperlens_harvest_runs", "OAI-PMH harvest runs recorded in this index", labels=[*labels, "outcome"])
         records = CounterMetricFamily("paperlens_harvest_records", "records of OAI-PMH harvests by what they did to the index",
