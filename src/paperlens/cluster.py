@@ -6,8 +6,10 @@ module level, so a plain install never pays for it."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import InvalidInput, PaperlensError
 
@@ -47,21 +49,37 @@ def connect(address: str) -> ClusterInfo:
                 log_to_driver=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise PaperlensError(f"could not join the Ray cluster at {address!r}: {exc}") from exc
+            raise PaperlensError(f"could not join the Ray cluster at {address!r}: {exc}{_token_hint()}") from exc
     resources = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     return ClusterInfo(address=address, nodes=nodes, cpus=float(resources.get("CPU", 0)), gpus=float(resources.get("GPU", 0)))
 
 
 def _check_reachable(address: str, timeout: float = 3.0) -> None:
-    """A HOST:PORT that nothing listens on is one line now: Ray itself retries for minutes."""
-    if address in ("auto", "local") or "://" in address or ":" not in address:
+    """A HOST:PORT (given, or in RAY_ADDRESS for 'auto') where nothing listens fails here in seconds;
+    ray.init would retry it for minutes. 'local', ray:// and a bare 'auto' are left to Ray."""
+    address = address.strip()
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "").strip() or address
+    if address in ("", "auto", "local") or "://" in address:
         return
     host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"--ray: {address!r} is not 'auto', 'local', HOST:PORT or ray://HOST:PORT")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except ValueError:
-        raise InvalidInput(f"--ray {address!r}: the port is not a number") from None
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise PaperlensError(f"could not join the Ray cluster at {address!r}: nothing answers there ({exc.strerror or exc})") from None
+        raise PaperlensError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); "
+                             "start one with 'ray start --head' or check the address") from None
+
+
+def _token_hint() -> str:
+    """Ray 2.60's 'ray start' turns token authentication on where a token exists (~/.ray/auth_token,
+    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining it sends the token only with
+    RAY_AUTH_MODE=token, and its failed join never mentions the token. Setting that here instead
+    would break joining a cluster without authentication (its workers could not reach the driver)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return ""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
+        return " (if the cluster uses token authentication, as 'ray start' does where a Ray token exists, set RAY_AUTH_MODE=token)"
+    return ""

@@ -21,9 +21,7 @@ Ray is imported inside the functions here, so a plain install never imports it.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 
 from .cluster import ClusterInfo, connect
 from .embed import EncoderSpec, load_encoder, model_identity
-from .errors import InvalidInput, PaperlensError
+from .errors import PaperlensError
 from .papers import BYTES_FORMATS, ReadResult, Skipped, beir_corpus, read_bytes, read_papers, source_format
 
 # Encoder batches per call of an actor: enough that a call's overhead (~ms) is small against the
@@ -142,13 +140,7 @@ class RayEncoder:
 def join(address: str) -> ClusterInfo:
     """Join the cluster (cluster.connect) and set Ray Data up for ingest: results in input order, and
     no progress bars or start-up lines of its own (paperlens draws one bar, as in a plain ingest)."""
-    _check_reachable(address)
-    try:
-        info = connect(address)
-    except PaperlensError as exc:
-        if not str(exc).startswith("could not join"):  # no Ray, no address: nothing to do with tokens
-            raise
-        raise PaperlensError(f"{exc}{_token_hint()}") from None
+    info = connect(address)
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -160,34 +152,6 @@ def join(address: str) -> ClusterInfo:
     return info
 
 
-def _token_hint() -> str:
-    """Ray 2.60's 'ray start' turns token authentication on where a token exists (~/.ray/auth_token,
-    RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining it sends the token only with
-    RAY_AUTH_MODE=token, and its failed join never mentions the token. Setting that here instead
-    would break joining a cluster without authentication (its workers could not reach the driver)."""
-    if "RAY_AUTH_MODE" in os.environ:
-        return ""
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
-        return " (if the cluster uses token authentication, as 'ray start' does where a Ray token exists, set RAY_AUTH_MODE=token)"
-    return ""
-
-
-def _check_reachable(address: str, timeout: float = 3.0) -> None:
-    """A HOST:PORT (given, or in RAY_ADDRESS for 'auto') where nothing listens fails here in seconds;
-    ray.init would retry it for minutes. 'local', ray:// and a bare 'auto' are left to Ray."""
-    address = address.strip()
-    if address == "auto":
-        address = os.environ.get("RAY_ADDRESS", "").strip() or address
-    if address in ("", "auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidInput(f"--ray: {address!r} is not 'auto', 'local', HOST:PORT or ray://HOST:PORT")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise PaperlensError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); "
-                             "start one with 'ray start --head' or check the address") from None
 
 
 def read_on_cluster(paths: list[Path], fmt: str | None = None) -> list[ReadResult]:
