@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .api_deps import (
+    AUTHOR_DOC,
     BIBTEX_DOC,
     MAX_K,
     FiltersDep,
@@ -144,9 +145,10 @@ class FilterFields(BaseModel):
     until: str | None = Field(None, description="latest date, YYYY-MM-DD")
     category: list[str] = Field([], description="categories; 'cs' matches 'cs.CL'")
     min_popularity: float | None = Field(None, allow_inf_nan=False)
+    author: list[str] = Field([], description=AUTHOR_DOC)
 
     def filters(self) -> Filters:
-        return make_filters(self.since, self.until, self.category, self.min_popularity)
+        return make_filters(self.since, self.until, self.category, self.min_popularity, self.author)
 
 
 class SimilarRequest(FilterFields):

@@ -18,6 +18,10 @@ from .limits import check_paper_id
 from .search import Filters, Mode, make_filters
 from .security import require_api_key
 
+AUTHOR_DOC = ("repeatable; a paper matches when ANY of these is among its authors. Names compare by family name "
+              "and first initial, ignoring case, accents and punctuation: 'Yann LeCun', 'LeCun, Y.', 'Y. LeCun' and "
+              "'lecun' find the same papers. Papers whose source gives only an author count never match")
+
 # The schema's bound; the running server's Settings.max_k is enforced by search.check_k (a 422 either way).
 MAX_K = Settings.model_fields["max_k"].default
 
@@ -32,8 +36,9 @@ async def query_filters(
     until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
     category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],  # noqa: B006 (FastAPI copies defaults)
     min_popularity: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    author: Annotated[list[str], Query(description=AUTHOR_DOC)] = [],  # noqa: B006
 ) -> Filters:
-    return make_filters(since, until, category, min_popularity)
+    return make_filters(since, until, category, min_popularity, author)
 
 
 async def valid_paper_id(paper_id: str) -> str:

@@ -95,6 +95,8 @@ def filter_options(k: int = 10, what: str = "results") -> Callable[[Callable], C
             click.option("--until", help="latest date, YYYY-MM-DD"),
             click.option("--category", "categories", multiple=True, help="repeatable; 'cs' matches 'cs.CL'"),
             click.option("--min-popularity", type=float, help="minimum upvotes/citations"),
+            click.option("--author", "authors", multiple=True,
+                         help="repeatable; papers with ANY of these authors ('LeCun', 'Y. LeCun', 'LeCun, Y.')"),
         ]):
             func = option(func)
         return func
@@ -191,10 +193,10 @@ mode_option = click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
 @filter_options()
 @index_options
 @handle_errors
-def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, index, as_json) -> None:
+def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Free-text search."""
     with _open(index) as library:
-        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity), mode=mode), as_json)
+        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity, authors), mode=mode), as_json)
 
 
 @main.command("eval")
@@ -236,11 +238,11 @@ def eval_command(folder: Path, task: str, by: str, mode: str | None, relevant_gr
 @filter_options()
 @index_options
 @handle_errors
-def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
+def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Papers similar to PAPER_ID, or to a pasted --text."""
     if bool(paper_id) == bool(text):
         raise InvalidInput("give either a PAPER_ID or --text")
-    filters = make_filters(since, until, categories, min_popularity)
+    filters = make_filters(since, until, categories, min_popularity, authors)
     with _open(index) as library:
         if paper_id:
             hits = similar_to_paper(library, paper_id, k, filters, mode)
@@ -257,10 +259,10 @@ def similar_command(paper_id, text, mode, k, since, until, categories, min_popul
 @filter_options()
 @index_options
 @handle_errors
-def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
+def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Papers like the ones you like, unlike the ones you dislike."""
     with _open(index) as library:
-        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity), strategy,
+        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity, authors), strategy,
                          mode=mode)
         print_hits(hits, as_json)
 
@@ -606,10 +608,10 @@ def user_interests_command(user: str, texts: tuple[str, ...], clear: bool, index
 @output_option
 @index_options
 @handle_errors
-def user_feed_command(user: str, k: int, since, until, categories, min_popularity, mode: str | None, fmt: str | None,
+def user_feed_command(user: str, k: int, since, until, categories, min_popularity, authors, mode: str | None, fmt: str | None,
                       output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed, each paper with the reason it is there."""
-    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, output=output, as_json=as_json)
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity, authors), mode, output=output, as_json=as_json)
 
 
 @user_group.command("export")
@@ -619,10 +621,10 @@ def user_feed_command(user: str, k: int, since, until, categories, min_popularit
 @output_option
 @_index_option
 @handle_errors
-def user_export_command(user: str, fmt: str, k: int, since, until, categories, min_popularity, mode: str | None,
+def user_export_command(user: str, fmt: str, k: int, since, until, categories, min_popularity, authors, mode: str | None,
                         output: Path | None, index: str | None) -> None:
     """USER's feed as an Atom feed or a BibTeX file (as GET /users/USER/feed.atom or feed.bib)."""
-    emit_feed(index, user, k, fmt, (since, until, categories, min_popularity), mode, output=output)
+    emit_feed(index, user, k, fmt, (since, until, categories, min_popularity, authors), mode, output=output)
 
 
 @user_group.command("feed-url")
@@ -775,10 +777,10 @@ def collection_delete_command(user: str, name: str, index: str | None, as_json: 
 @output_option
 @index_options
 @handle_errors
-def collection_feed_command(user: str, name: str, k: int, since, until, categories, min_popularity, mode: str | None,
+def collection_feed_command(user: str, name: str, k: int, since, until, categories, min_popularity, authors, mode: str | None,
                             fmt: str | None, output: Path | None, index: str | None, as_json: bool) -> None:
     """More like USER's collection NAME; USER's dislikes and the papers they have seen stay out."""
-    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, name, output, as_json)
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity, authors), mode, name, output, as_json)
 
 
 @main.command("digest")
@@ -788,7 +790,7 @@ def collection_feed_command(user: str, name: str, k: int, since, until, categori
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
 @index_options
 @handle_errors
-def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, mode: str | None,
+def digest_command(user: str, to: str | None, k: int, since, until, categories, min_popularity, authors, mode: str | None,
                    output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file."""
     import datetime as dt
@@ -798,7 +800,7 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
 
     with _open(index) as library:
         user_id = _user_id(user)
-        document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
+        document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity, authors), mode=mode)
         settings = library.settings
     if not settings.public_url:
         click.echo(f"warning: PAPERLENS_PUBLIC_URL is not set, so the digest links to {link_base(settings)}; "

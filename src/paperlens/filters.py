@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .names import author_key
+
 
 @dataclass
 class Filters:
@@ -20,9 +22,10 @@ class Filters:
     until: str | None = None
     categories: tuple[str, ...] = ()
     min_popularity: float | None = None
+    authors: tuple[str, ...] = ()  # names as asked for; a paper passes when ANY of them is among its authors
 
     def active(self) -> bool:
-        return bool(self.since or self.until or self.categories or self.min_popularity is not None)
+        return bool(self.since or self.until or self.categories or self.min_popularity is not None or self.authors)
 
 
 def category_matches(name: str, wanted: str) -> bool:
@@ -35,12 +38,18 @@ class FilterColumns:
     this way, against far longer for SQL that returns a large share of the pks (measured with
     benchmarks/scale.py's store). A paper without a date fails any date filter; a category 'cs'
     matches 'cs' itself and, case-insensitively, 'cs.*' (tests/test_filters.py checks this against
-    the SQL it replaced)."""
+    the SQL it replaced). Authors are compared as names.author_key makes them: paper i's authors
+    are entries author_offsets[i]:author_offsets[i + 1] of author_family (a hash of the family
+    name) and author_initial (a code point, 0 for none), read from bytes the store keeps with each
+    paper, so loading them parses nothing (benchmarks/scale.py times the load)."""
 
     pks: np.ndarray  # sorted int64
     dates: np.ndarray  # 'S10' ISO dates, b"" where there is none
     popularity: np.ndarray  # float64, NaN where there is none
     categories: dict[str, np.ndarray]  # category → sorted pks
+    author_offsets: np.ndarray  # int64, len(pks) + 1
+    author_family: np.ndarray  # int64, one per (paper, distinct author key)
+    author_initial: np.ndarray  # uint32, beside author_family
 
     def allowed(self, filters: Filters) -> np.ndarray:
         keep = np.ones(len(self.pks), dtype=bool)
@@ -58,7 +67,22 @@ class FilterColumns:
                 if any(category_matches(name, c) for c in filters.categories):
                     in_category[np.searchsorted(self.pks, members)] = True  # members are a subset of pks
             keep &= in_category
+        if filters.authors:
+            keep &= self.by_authors(filters.authors)
         return self.pks[keep]
+
+    def by_authors(self, names: Iterable[str]) -> np.ndarray:
+        """Which papers have any of ``names`` among their authors (a mask over pks): the family
+        name must agree, and the initial too when both the name asked for and the stored one have one."""
+        entries = np.zeros(len(self.author_family), dtype=bool)
+        for key in {key for key in map(author_key, names) if key is not None}:
+            match = self.author_family == key.family_hash
+            if key.initial:
+                match &= (self.author_initial == ord(key.initial)) | (self.author_initial == 0)
+            entries |= match
+        papers = np.zeros(len(self.pks), dtype=bool)
+        papers[np.searchsorted(self.author_offsets, np.flatnonzero(entries), side="right") - 1] = True
+        return papers
 
     def unknown_categories(self, wanted: Iterable[str]) -> list[str]:
         """The categories asked for that no paper here has (a typo, or another field's scheme)."""
@@ -82,8 +106,21 @@ class FilterColumns:
                 members = np.insert(members, np.searchsorted(members, added), added)
             if len(members):
                 categories[name] = members
+        # Authors: drop the entries of the papers dropped, then insert the fresh papers' entries
+        # where their papers go (np.insert keeps the order of values given one position).
+        counts = np.diff(self.author_offsets)
+        kept = np.ones(len(self.pks), dtype=bool)
+        kept[drop] = False
+        entries = np.repeat(kept, counts)
+        counts = counts[kept]
+        starts = np.concatenate([[0], np.cumsum(counts)])[at]
+        fresh_counts = np.diff(fresh.author_offsets)
+        where = np.repeat(starts, fresh_counts)
+        family = np.insert(self.author_family[entries], where, fresh.author_family)
+        initial = np.insert(self.author_initial[entries], where, fresh.author_initial)
+        offsets = np.concatenate([[0], np.cumsum(np.insert(counts, at, fresh_counts))]).astype(np.int64)
         return FilterColumns(np.insert(pks, at, fresh.pks), np.insert(dates, at, fresh.dates),
-                             np.insert(popularity, at, fresh.popularity), categories)
+                             np.insert(popularity, at, fresh.popularity), categories, offsets, family, initial)
 
 
 def _positions(sorted_values: np.ndarray, wanted: np.ndarray) -> np.ndarray:

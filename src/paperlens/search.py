@@ -27,6 +27,7 @@ from .duplicates import copies_of, distinct_top
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library, resolve_id
+from .names import author_key
 from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
 from .store import Filters
 
@@ -81,8 +82,12 @@ def make_filters(
     until: str | None = None,
     categories: list[str] | tuple[str, ...] | None = None,
     min_popularity: float | None = None,
+    authors: list[str] | tuple[str, ...] | None = None,
 ) -> Filters:
-    """Validated filters: dates as YYYY-MM-DD (or YYYY-MM, YYYY), shared by the API and the CLI."""
+    """Validated filters: dates as YYYY-MM-DD (or YYYY-MM, YYYY), shared by the API and the CLI.
+
+    ``authors``: a paper passes when any of them is among its authors (names.author_key); an
+    empty name, or one without letters, is an error, not a filter that matches everything."""
     try:
         since_day = parse_date(since) if since else None
         until_day = parse_date(until) if until else None
@@ -94,7 +99,12 @@ def make_filters(
     if since_day and until_day and since_day > until_day:
         raise InvalidInput(f"since ({since_day}) is after until ({until_day})")
     cats = tuple(clean_text(c).strip() for c in (categories or ()) if c and c.strip())
-    return Filters(since=since_day, until=until_day, categories=cats, min_popularity=min_popularity)
+    names = tuple(" ".join(clean_text(name).split()) for name in (authors or ()))
+    for name in names:
+        if author_key(name) is None:
+            raise InvalidInput(f"author {name!r} has no letters: give a name such as 'LeCun' or 'Y. LeCun'" if name
+                               else "author is empty: give a name such as 'LeCun' or 'Y. LeCun'")
+    return Filters(since=since_day, until=until_day, categories=cats, min_popularity=min_popularity, authors=names)
 
 
 def check_k(library: Library, k: int) -> int:
