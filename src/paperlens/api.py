@@ -26,6 +26,7 @@ from .api_deps import (
     LibraryDep,
     ModeQuery,
     PaperId,
+    SortQuery,
     WriteAccess,
 )
 from .api_feed_urls import add_feed_url_routes
@@ -47,9 +48,11 @@ from .limits import BodyLimit, check_paper_count
 from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
+    SORT_DOC,
     Filters,
     Hit,
     Mode,
+    Sort,
     make_filters,
     search_text,
     similar_to_paper,
@@ -155,6 +158,7 @@ class SimilarRequest(FilterFields):
     text: str = Field(..., min_length=1, description="an abstract (or any text) that is not in the index")
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
+    sort: Sort = Field("relevance", description=SORT_DOC)
 
 
 class WeightedId(BaseModel):
@@ -175,12 +179,13 @@ class RecommendRequest(FilterFields):
 
 # A route and its .bib twin take their parameters from one dependency, so they cannot drift apart.
 def search_hits(library: LibraryDep, filters: FiltersDep, q: Annotated[str, Query(min_length=1, description="free text")],
-                k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
-    return search_text(library, q, k, filters, mode=mode)
+                k: KQuery = 10, mode: ModeQuery = None, sort: SortQuery = "relevance") -> list[Hit]:
+    return search_text(library, q, k, filters, mode=mode, sort=sort)
 
 
-def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
-    return similar_to_paper(library, paper_id, k, filters, mode)
+def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None,
+                 sort: SortQuery = "relevance") -> list[Hit]:
+    return similar_to_paper(library, paper_id, k, filters, mode, sort)
 
 
 SearchHits = Annotated[list[Hit], Depends(search_hits)]
@@ -282,7 +287,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.post("/similar", response_model=Results)
     def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
-        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode))
+        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode, body.sort))
 
     @app.post("/recommend", response_model=Results)
     def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Response:

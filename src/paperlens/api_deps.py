@@ -15,7 +15,7 @@ from .config import Settings
 from .exports import link_base
 from .library import Library
 from .limits import check_paper_id
-from .search import Filters, Mode, make_filters
+from .search import SORT_DOC, Filters, Mode, Sort, make_filters
 from .security import require_api_key
 
 AUTHOR_DOC = ("repeatable; a paper matches when ANY of these is among its authors. Names compare by family name "
@@ -56,6 +56,7 @@ FiltersDep = Annotated[Filters, Depends(query_filters)]
 PaperId = Annotated[str, Depends(valid_paper_id)]
 KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 ModeQuery = Annotated[Mode | None, Query(description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")]
+SortQuery = Annotated[Sort, Query(description=SORT_DOC)]
 WriteAccess = [Depends(require_api_key)]
 
 # Routes that answer in a format of exports.py document it so (the JSON routes have response models).

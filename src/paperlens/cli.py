@@ -38,6 +38,7 @@ from .papers import FORMATS, author_line, read_papers
 from .recommend import STRATEGIES, recommend
 from .search import (
     MODES,
+    SORTS,
     Hit,
     make_filters,
     search_text,
@@ -185,18 +186,23 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
 
 MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid, or PAPERLENS_SEARCH_MODE]"
 mode_option = click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
+sort_option = click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True,
+                           help="date (newest first) or popularity reorder the relevant papers: the top max(k, PAPERLENS_SORT_POOL)")
 
 
 @main.command("search")
 @click.argument("query")
 @mode_option
+@sort_option
 @filter_options()
 @index_options
 @handle_errors
-def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, authors, index, as_json) -> None:
+def search_command(query: str, mode: str | None, sort: str, k: int, since, until, categories, min_popularity, authors, index,
+                   as_json) -> None:
     """Free-text search."""
     with _open(index) as library:
-        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity, authors), mode=mode), as_json)
+        filters = make_filters(since, until, categories, min_popularity, authors)
+        print_hits(search_text(library, query, k, filters, mode=mode, sort=sort), as_json)
 
 
 @main.command("eval")
@@ -235,19 +241,20 @@ def eval_command(folder: Path, task: str, by: str, mode: str | None, relevant_gr
 @click.argument("paper_id", required=False)
 @click.option("--text", help="an abstract (or any text) that is not in the index; '-' reads stdin")
 @mode_option
+@sort_option
 @filter_options()
 @index_options
 @handle_errors
-def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
+def similar_command(paper_id, text, mode, sort, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Papers similar to PAPER_ID, or to a pasted --text."""
     if bool(paper_id) == bool(text):
         raise InvalidInput("give either a PAPER_ID or --text")
     filters = make_filters(since, until, categories, min_popularity, authors)
     with _open(index) as library:
         if paper_id:
-            hits = similar_to_paper(library, paper_id, k, filters, mode)
+            hits = similar_to_paper(library, paper_id, k, filters, mode, sort)
         else:
-            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters, mode)
+            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters, mode, sort)
         print_hits(hits, as_json)
 
 

@@ -33,12 +33,14 @@ from .store import Filters
 
 __all__ = [
     "MODES",
+    "SORTS",
     "DenseSide",
     "Filters",
     "Hit",
     "KeywordQuery",
     "Mode",
     "NearVector",
+    "Sort",
     "fuse",
     "make_filters",
     "rank",
@@ -53,6 +55,11 @@ __all__ = [
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
+Sort = Literal["relevance", "date", "popularity"]
+SORTS: tuple[str, ...] = ("relevance", "date", "popularity")
+SORT_DOC = ("relevance (default); date: newest first, undated papers last; popularity: most upvoted/cited first. "
+            "date and popularity reorder the relevant papers only: the top max(k, PAPERLENS_SORT_POOL = 100) by "
+            "relevance, ties kept in relevance order")
 Ranked = list[tuple[int, float]]
 
 
@@ -391,6 +398,36 @@ def _split_scores(library: Library, terms: Terms, pks: list[int]) -> list[Future
             for chunk in np.array_split(np.asarray(pks, dtype=np.int64), parts) if len(chunk)]
 
 
+def check_sort(sort: str | None) -> str:
+    sort = sort or "relevance"
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    return sort
+
+
+def sort_depth(library: Library, k: int, sort: str) -> int:
+    """How many papers to rank by relevance: k, or the pool that ``sort_ranked`` reorders."""
+    return k if sort == "relevance" else max(k, library.settings.sort_pool)
+
+
+def sort_ranked(library: Library, ranked: Ranked, sort: str, k: int) -> Ranked:
+    """The first k of ``ranked`` (best first) in ``sort`` order: by date, newest first and undated
+    last, or by popularity, most first; equal keys keep their relevance order (stable sorts).
+    The scores stay relevance scores. Dates and popularity come from the filter columns."""
+    if sort == "relevance" or not ranked:
+        return ranked[:k]
+    columns = library.filter_columns()
+    pks = np.array([pk for pk, _ in ranked], dtype=np.int64)
+    at = np.minimum(np.searchsorted(columns.pks, pks), max(len(columns.pks) - 1, 0))
+    known = columns.pks[at] == pks if len(columns.pks) else np.zeros(len(pks), dtype=bool)
+    if sort == "date":
+        keys = [columns.dates[i] if ok else b"" for i, ok in zip(at, known)]  # b"" sorts below every date
+    else:
+        keys = [float(columns.popularity[i]) if ok else 0.0 for i, ok in zip(at, known)]
+    order = sorted(range(len(ranked)), key=keys.__getitem__, reverse=True)  # reverse keeps ties in order
+    return [ranked[i] for i in order[:k]]
+
+
 def rank_text(library: Library, query: str, k: int, filters: Filters | None = None, mode: str | None = None) -> Ranked:
     """(pk, score) of the top k papers for free text in one mode; the engine behind search_text."""
     mode = check_mode(library, mode)
@@ -408,18 +445,23 @@ def more_like_this(library: Library, texts: list[str], weights: list[float] | No
     return library.keywords.more_like_this(texts, weights, how, indexed)
 
 
-def search_text(library: Library, query: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
-    """Free text → the k best papers; ``mode`` is "dense", "bm25" or "hybrid" (None: settings.search_mode)."""
+def search_text(library: Library, query: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                sort: str | None = None) -> list[Hit]:
+    """Free text → the k best papers; ``mode`` is "dense", "bm25" or "hybrid" (None: settings.search_mode);
+    ``sort`` "date" or "popularity" reorders the relevant ones (``sort_ranked``)."""
     query = check_text(library, query)
     check_k(library, k)
-    return to_hits(library, rank_text(library, query, k, filters, mode))
+    sort = check_sort(sort)
+    return to_hits(library, sort_ranked(library, rank_text(library, query, sort_depth(library, k, sort), filters, mode), sort, k))
 
 
-def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
+def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                     sort: str | None = None) -> list[Hit]:
     """Neighbours of a stored paper, from its stored vector and its keyword query; the paper and
     any other record of it left out, and each neighbour listed once (duplicates.py)."""
     check_k(library, k)
     mode = check_mode(library, mode)
+    sort = check_sort(sort)
     found = library.store.pks_for_ids([resolve_id(library, paper_id)])
     if not found:
         raise PaperNotFound(paper_id)
@@ -432,15 +474,20 @@ def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filt
         return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [])
 
     weight = library.settings.similar_dense_weight
-    return to_hits(library, distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight), k))
+    ranked = distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight),
+                          sort_depth(library, k, sort))
+    return to_hits(library, sort_ranked(library, ranked, sort, k))
 
 
-def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
+def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                    sort: str | None = None) -> list[Hit]:
     """Neighbours of a pasted abstract that is not in the index."""
     text = check_text(library, text, "text")
     check_k(library, k)
     mode = check_mode(library, mode)
+    sort = check_sort(sort)
     allowed = allowed_pks(library, filters)
     dense = NearVector(library, allowed, text=text)
     keyword = lambda: KeywordQuery(more_like_this(library, [text], indexed=False))  # noqa: E731
-    return to_hits(library, rank(library, mode, dense, keyword, k, allowed, dense_weight=library.settings.similar_dense_weight))
+    ranked = rank(library, mode, dense, keyword, sort_depth(library, k, sort), allowed, dense_weight=library.settings.similar_dense_weight)
+    return to_hits(library, sort_ranked(library, ranked, sort, k))
