@@ -58,6 +58,7 @@ from .search import (
     similar_to_paper,
     similar_to_text,
 )
+from .trending import MAX_DAYS, trending
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,21 @@ class RecommendRequest(FilterFields):
     k: int = Field(10, ge=1, le=MAX_K)
     strategy: Literal[STRATEGIES] = "grouped"  # type: ignore[valid-type]
     mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
+
+
+class CategoryTrendOut(BaseModel):
+    category: str
+    papers: list[Hit]
+
+
+class TrendingOut(BaseModel):
+    since: str | None = Field(description="first day of the window, inclusive")
+    until: str | None = Field(description="last day of the window: as_of, else the newest paper date not after today")
+    days: int
+    category: str | None
+    papers: list[Hit] = Field(description="most popular first; score is the popularity")
+    by_category: list[CategoryTrendOut] = Field(description="with by_category=true: each category's most popular, busiest first")
+    note: str | None = Field(description="why papers is empty: no paper in the window carries popularity")
 
 
 # --- app ---------------------------------------------------------------------------------------
@@ -294,6 +310,21 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy,
                          mode=body.mode)
         return _results(hits)
+
+    @app.get("/trending", response_model=TrendingOut)
+    def trending_papers(
+        library: LibraryDep,
+        days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="length of the window in days")] = 7,
+        k: KQuery = 10,
+        category: Annotated[str | None, Query(description="only this category; 'cs' takes 'cs.LG'")] = None,
+        as_of: Annotated[str | None, Query(description="last day of the window, YYYY-MM-DD [default: the newest "
+                                                        "paper date in the index that is not after today]")] = None,
+        by_category: Annotated[bool, Query(description="also the k most popular of each category")] = False,
+    ) -> Response:
+        """The most popular papers dated in the last ``days`` days (upvotes, citations: what the records
+        carry). Only papers with popularity above 0 count; a window without any answers no papers and a
+        ``note`` that says so."""
+        return Response(orjson.dumps(trending(library, days, k, category, as_of, by_category)), media_type="application/json")
 
     # Secret feed URLs for feed readers (api_feed_urls.py): before the feed routes, whose last
     # collection route takes any path under /users/{id}/collections/ to refuse a name with '/'.

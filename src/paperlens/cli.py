@@ -826,5 +826,38 @@ def digest_command(user: str, to: str | None, k: int, since, until, categories, 
     click.echo(json.dumps({"wrote": str(path), "papers": document.count, "sent": None}) if as_json else f"wrote {path}{reason}")
 
 
+@main.command("trending")
+@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="length of the window in days")
+@click.option("--category", help="only this category; 'cs' takes 'cs.LG'")
+@click.option("--as-of", "as_of", help="last day of the window, YYYY-MM-DD [default: the newest paper date not after today]")
+@click.option("--by-category", is_flag=True, help="also the most popular of each category")
+@click.option("-k", "k", default=10, show_default=True, help="number of papers (per category with --by-category)")
+@index_options
+@handle_errors
+def trending_command(days: int, category: str | None, as_of: str | None, by_category: bool, k: int, index: str | None,
+                     as_json: bool) -> None:
+    """The most popular papers of the last DAYS days (upvotes, citations: what the records carry)."""
+    from .trending import trending
+
+    with _open(index) as library:
+        result = trending(library, days, k, category, as_of, by_category)
+    if as_json:
+        click.echo(json.dumps(asdict(result), ensure_ascii=False))
+        return
+    if result.note:
+        click.echo(result.note)
+        return
+    click.echo(f"most popular{' in ' + category if category else ''}, {result.since} to {result.until}:")
+    print_trend(result.papers)
+    for group in result.by_category:
+        click.echo(f"\n{group.category}:")
+        print_trend(group.papers)
+
+
+def print_trend(hits: list[Hit]) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(f"{rank:>3}. {hit.popularity:>6g}  {hit.date}  {hit.title} [{hit.id}]")
+
+
 if __name__ == "__main__":
     main()
