@@ -196,3 +196,24 @@ def test_the_author_columns_follow_writes(tmp_path: Path, settings):
         for names in (["LeCun"], ["Y. LeCun"], ["muller"], ["J. Müller", "Hinton"], ["Maaten, L."], ["Wei"], ["Nobody"]):
             got = {pk_to_id[pk] for pk in columns.allowed(make_filters(authors=names))}
             assert got == reference(stored, names), names
+
+
+def test_an_older_file_learns_the_author_keys_of_its_papers(tmp_path: Path):
+    """Migration 13: the packed author keys, filled for the papers already stored."""
+    import sqlite3
+
+    from paperlens.store import Store
+    from test_store import _store_at_version
+
+    path = tmp_path / "papers.sqlite"
+    _store_at_version(path, 12)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO papers(id, title, abstract, authors, extra, text_hash, added_at, updated_at) VALUES "
+                 "('p1', 't', 'a', '[\"Yann LeCun\", \"Bottou, L.\"]', '{}', 'x', '', ''), "
+                 "('p2', 't', 'b', '[]', '{}', 'y', '', ''), ('p3', 't', 'c', '[\"Müller, K.\"]', '{}', 'z', '', '')")
+    conn.commit()
+    conn.close()
+    columns = Store(path).filter_columns()
+    assert columns.allowed(make_filters(authors=["LeCun, Y."])).tolist() == [1]
+    assert columns.allowed(make_filters(authors=["L. Bottou", "K. Muller"])).tolist() == [1, 3]
+    assert columns.author_offsets.tolist() == [0, 2, 2, 3]

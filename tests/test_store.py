@@ -111,7 +111,9 @@ def test_an_older_file_learns_the_normalised_titles_of_its_papers(tmp_path):
     conn.commit()
     conn.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 12
+    from paperlens.store.db import MIGRATIONS
+
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert store.duplicate_candidates() == [[1, 2]]
     assert store.same_titles(["deep learning"]) == {"deep learning": [(1, "x"), (2, "y")]}
 
