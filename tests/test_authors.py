@@ -217,3 +217,21 @@ def test_an_older_file_learns_the_author_keys_of_its_papers(tmp_path: Path):
     assert columns.allowed(make_filters(authors=["LeCun, Y."])).tolist() == [1]
     assert columns.allowed(make_filters(authors=["L. Bottou", "K. Muller"])).tolist() == [1, 3]
     assert columns.author_offsets.tolist() == [0, 2, 2, 3]
+
+
+def test_a_narrow_filter_is_scored_exactly_on_an_approximate_layout(tmp_path: Path):
+    """search.EXACT_FILTER_MAX: an HNSW index answers an author filter from the papers' stored vectors."""
+    from paperlens.config import Settings
+    from paperlens.search import rank_by_vector
+
+    with open_library(Settings(show_progress=False, layout="hnsw"), tmp_path / "hnsw", create=True) as library:
+        ingest(library, AUTHOR_PAPERS)
+        assert library.index.layout == "hnsw"
+        query = library.encoder.encode_query("convolutional networks for images")
+        allowed = library.filter_columns().allowed(make_filters(authors=["LeCun"]))
+        ranked = rank_by_vector(library, query, 5, allowed=allowed)
+        pks, vectors = library.store.candidate_vectors(allowed.tolist(), library.manifest.dim)
+        exact = sorted(zip(pks, (vectors @ query).tolist()), key=lambda item: -item[1])
+        assert [pk for pk, _ in ranked] == [pk for pk, _ in exact] and len(ranked) == 2
+        assert [s for _, s in ranked] == pytest.approx([s for _, s in exact], abs=1e-5)
+        assert found(library, "LeCun, Y.") == {"p1"}

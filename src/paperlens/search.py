@@ -148,6 +148,11 @@ def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
 # with the float32 vectors kept in the store: quantised distances misorder near neighbours
 # (benchmarks/speed.py gives recall@10 before and after the re-ranking).
 RERANK_DEPTH = 40
+# A filter that keeps at most this many papers (an author, a narrow date range) is searched
+# exactly over their stored vectors: an approximate layout's filtered search walks much of its
+# graph or lists to find so few, and reading this many vectors costs less
+# (benchmarks/scale.py's author= rows).
+EXACT_FILTER_MAX = 1000
 
 
 def rank_by_vector(
@@ -166,6 +171,8 @@ def rank_by_vector(
     # No lock: writers swap in a changed copy, so this search keeps a whole index to itself.
     index = library.index
     query = np.atleast_2d(vectors)
+    if allowed is not None and len(allowed) <= EXACT_FILTER_MAX and index.layout != "flat":
+        return _exact_among(library, query[0], allowed, k, exclude)
     rerank = exact and index.layout != "flat"
     wanted = k + len(exclude)
     scores, ids = index.search(query, max(wanted, RERANK_DEPTH) if rerank else wanted, allowed)
@@ -176,6 +183,13 @@ def rank_by_vector(
         exact_scores = stored @ query[0]
         ranked = [(pks[i], float(exact_scores[i])) for i in np.argsort(-exact_scores, kind="stable")]
     return ranked[:k]
+
+
+def _exact_among(library: Library, query: np.ndarray, allowed: np.ndarray, k: int, exclude: set[int]) -> Ranked:
+    """The top k of a narrow filter's papers, scored exactly with their stored vectors."""
+    pks, stored = library.store.candidate_vectors([int(pk) for pk in allowed if int(pk) not in exclude], library.manifest.dim)
+    scores = stored @ query
+    return [(pks[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 def to_hits(library: Library, ranked: list[tuple[int, float]]) -> list[Hit]:

@@ -50,7 +50,14 @@ def window_end(columns: FilterColumns, as_of: str | None, today: dt.date) -> str
     if as_of:
         return as_of
     dated = columns.dates[(columns.dates != b"") & (columns.dates <= today.isoformat().encode())]
-    return np.sort(dated)[-1].decode() if len(dated) else None
+    if not len(dated):
+        return None
+    # The largest 'YYYY-MM-DD' without sorting strings (a sort of 1M takes ~0.1 s): the first eight
+    # bytes as one big-endian integer, then the day among the dates that share the largest.
+    raw = np.ascontiguousarray(dated).view(np.uint8).reshape(-1, 10)
+    head = raw[:, :8].copy().view(">u8").ravel()
+    newest = raw[head == head.max()]
+    return newest[np.argmax(newest[:, 8:].copy().view(">u2").ravel())].tobytes().decode()
 
 
 def check_days(days: int) -> int:
