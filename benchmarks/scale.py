@@ -252,7 +252,7 @@ def main() -> None:
 
     print(header(f"paperlens HTTP API at {args.papers:,} papers ({manifest['layout']}, {manifest['index_params']})"))
     for step, value in build_seconds.items():
-        print(f"# build: {step}: {value:.0f} s")
+        print(f"# build: {step}: {value:.1f} s")
     print("\n| request | p50 ms | p99 ms | n |\n|---|---|---|---|")
     for name, values in latencies.items():
         print(f"| {name} | {percentile(values, 50):.2f} | {percentile(values, 99):.2f} | {len(values)} |")
