@@ -235,3 +235,30 @@ def test_a_narrow_filter_is_scored_exactly_on_an_approximate_layout(tmp_path: Pa
         assert [pk for pk, _ in ranked] == [pk for pk, _ in exact] and len(ranked) == 2
         assert [s for _, s in ranked] == pytest.approx([s for _, s in exact], abs=1e-5)
         assert found(library, "LeCun, Y.") == {"p1"}
+
+
+def columns_of(papers: dict[int, list[tuple[int, int]]]):
+    """FilterColumns of pk → [(family hash, initial)], the other fields empty."""
+    from paperlens.filters import FilterColumns
+
+    pks = sorted(papers)
+    entries = [entry for pk in pks for entry in papers[pk]]
+    return FilterColumns(np.array(pks, dtype=np.int64), np.array([b""] * len(pks), dtype="S10"), np.zeros(len(pks)), {},
+                         np.concatenate([[0], np.cumsum([len(papers[pk]) for pk in pks])]).astype(np.int64),
+                         np.array([f for f, _ in entries], dtype=np.int64), np.array([i for _, i in entries], dtype=np.uint32))
+
+
+def test_patching_splices_the_author_entries_of_many_papers_at_once():
+    rng = random.Random(5)
+    def entries() -> list[tuple[int, int]]:
+        return [(rng.randrange(-50, 50), rng.randrange(0, 3)) for _ in range(rng.randrange(0, 5))]
+
+    for _ in range(200):
+        held = {pk: entries() for pk in rng.sample(range(1, 60), rng.randrange(0, 30))}
+        fresh = {pk: entries() for pk in rng.sample(range(1, 70), rng.randrange(0, 8))}  # new papers and new versions
+        removed = rng.sample(sorted(held), min(len(held), rng.randrange(0, 5)))
+        expected = {pk: e for pk, e in held.items() if pk not in removed} | fresh
+        patched = columns_of(held).patched(columns_of(fresh), removed)
+        want = columns_of(expected)
+        for field in ("pks", "author_offsets", "author_family", "author_initial"):
+            assert np.array_equal(getattr(patched, field), getattr(want, field)), (field, held, fresh, removed)
