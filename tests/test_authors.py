@@ -96,6 +96,10 @@ def test_an_empty_or_letterless_author_is_refused():
     for bad in ("", "   ", "...", "42"):
         with pytest.raises(InvalidInput, match="author"):
             make_filters(authors=[bad])
+    with pytest.raises(InvalidInput, match="the limit is 50"):
+        make_filters(authors=[f"Author{i}" for i in range(51)])
+    with pytest.raises(InvalidInput, match="the limit is 200"):
+        make_filters(authors=["x" * 201])
 
 
 def test_a_listing_record_with_only_an_author_count_never_matches(library_of, tmp_path: Path):

@@ -84,6 +84,11 @@ def snippet(text: str, limit: int) -> str:
     return cut.rstrip(",;:.") + "…"
 
 
+# Each name asked for is one pass over every stored author (a few ms at 1M papers).
+MAX_AUTHORS = 50
+MAX_AUTHOR_CHARS = 200
+
+
 def make_filters(
     since: str | None = None,
     until: str | None = None,
@@ -107,7 +112,11 @@ def make_filters(
         raise InvalidInput(f"since ({since_day}) is after until ({until_day})")
     cats = tuple(clean_text(c).strip() for c in (categories or ()) if c and c.strip())
     names = tuple(" ".join(clean_text(name).split()) for name in (authors or ()))
+    if len(names) > MAX_AUTHORS:
+        raise InvalidInput(f"{len(names)} authors asked for; the limit is {MAX_AUTHORS}")
     for name in names:
+        if len(name) > MAX_AUTHOR_CHARS:
+            raise InvalidInput(f"author {name[:40]!r}… is {len(name)} characters; the limit is {MAX_AUTHOR_CHARS}")
         if author_key(name) is None:
             raise InvalidInput(f"author {name!r} has no letters: give a name such as 'LeCun' or 'Y. LeCun'" if name
                                else "author is empty: give a name such as 'LeCun' or 'Y. LeCun'")
