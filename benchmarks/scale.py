@@ -10,12 +10,19 @@ papers and vectors go into the store, then ``open_library`` builds keywords/ and
 from the store as it would after any crash: the real rebuild path, timed. The server is the real
 ``paperlens serve``; queries are scifact's claims and three-word cuts of them, encoded live.
 The folder is kept (--index) so a second run measures without rebuilding.
+
+Authors are synthetic: family names from ``AuthorPool`` drawn with a Zipf-like law (weight
+1 / (rank + 20), 100k names, so the commonest is ~0.6 % of author slots, like the most frequent
+surnames of a large bibliography), 1 to 8 authors a paper, written "First Last", "Last, F." or
+"F. Last". The author-filtered searches ask for the commonest name and for one of rank 1,000.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import http.client
+import itertools
 import json
 import random
 import subprocess
@@ -40,20 +47,52 @@ from paperlens.config import Settings
 from paperlens.embed import model_identity, text_hash
 from paperlens.library import INDEX_FILE, KEYWORD_DIR, open_library
 from paperlens.papers import Paper, read_papers
+from paperlens.search import make_filters
 from paperlens.store import Store
 from speed import real_embeddings
 
 CATEGORIES = ["q-bio.GN", "q-bio.NC", "q-bio.CB", "physics.med-ph", "cs.LG", "stat.ML"]
 
 
-def make_papers(parents: list[Paper], start: int, count: int, rng: random.Random) -> tuple[list[Paper], list[int]]:
+class AuthorPool:
+    """Synthetic people: family names made of syllables, drawn by a Zipf-like law; given names likewise."""
+
+    SYLLABLES = ("ka", "lo", "ve", "min", "tar", "su", "ri", "hen", "do", "gal", "mo", "zu", "per", "an", "li", "wen",
+                 "ko", "sa", "bel", "ni", "tro", "ma", "fei", "ra")
+    FAMILIES = 100_000
+    GIVEN = 2_000
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        words = ("".join(parts) for n in (2, 3, 4) for parts in itertools.product(self.SYLLABLES, repeat=n))
+        names = [w.capitalize() for w in itertools.islice(words, self.FAMILIES + self.GIVEN)]
+        self.given, self.families = names[:self.GIVEN], names[self.GIVEN:]
+        self.family_weights = list(itertools.accumulate(1 / (rank + 20) for rank in range(len(self.families))))
+        self.given_weights = list(itertools.accumulate(1 / (rank + 5) for rank in range(len(self.given))))
+
+    def share(self, rank: int) -> float:
+        """The share of author slots that the family name of this rank takes."""
+        return (1 / (rank + 20)) / self.family_weights[-1]
+
+    def authors(self) -> list[str]:
+        rng, people = self.rng, []
+        for _ in range(rng.randint(1, 8)):
+            family = self.families[bisect.bisect(self.family_weights, rng.random() * self.family_weights[-1])]
+            given = self.given[bisect.bisect(self.given_weights, rng.random() * self.given_weights[-1])]
+            style = rng.random()
+            people.append(f"{given} {family}" if style < 0.6 else f"{family}, {given[0]}." if style < 0.85 else f"{given[0]}. {family}")
+        return people
+
+
+def make_papers(parents: list[Paper], start: int, count: int, rng: random.Random,
+                pool: AuthorPool | None = None) -> tuple[list[Paper], list[int]]:
     """Papers start..start+count and the parent abstract each one's text comes from."""
     papers, sources = [], []
     for i in range(start, start + count):
         source = rng.randrange(len(parents))
         words = [w for w in parents[source].abstract.split() if rng.random() >= 0.2]
         papers.append(Paper(
-            f"syn-{i}", parents[source].title, " ".join(words), authors=["A. Author"],
+            f"syn-{i}", parents[source].title, " ".join(words), authors=pool.authors() if pool else ["A. Author"],
             date=f"{2000 + rng.randrange(26)}-{1 + rng.randrange(12):02d}-01", categories=[rng.choice(CATEGORIES)],
             popularity=float(rng.randrange(100)),
         ))
@@ -67,8 +106,9 @@ def fill_store(folder: Path, n: int, base: np.ndarray, parents: list[Paper], bat
     folder.mkdir(parents=True, exist_ok=True)
     store = Store(folder / "papers.sqlite")
     rng, vector_rng = random.Random(seed), np.random.default_rng(seed)
+    pool = AuthorPool(random.Random(seed + 1))  # its own stream: the other fields stay as before
     for start in range(0, n, batch):
-        papers, sources = make_papers(parents, start, min(batch, n - start), rng)
+        papers, sources = make_papers(parents, start, min(batch, n - start), rng, pool)
         share = vector_rng.uniform(0.5, 1.0, size=(len(papers), 1)).astype(np.float32)
         vectors = share * base[sources] + (1 - share) * base[vector_rng.integers(len(base), size=len(papers))]
         vectors += vector_rng.normal(0, 0.03, size=vectors.shape).astype(np.float32)
@@ -98,7 +138,27 @@ def build(folder: Path, n: int) -> dict[str, float]:
     for note in library.recovered:
         print(f"  {note}", file=sys.stderr)
     library.close()
+    store = Store(folder / "papers.sqlite")
+    started = time.perf_counter()
+    store.filter_columns()
+    seconds["filter columns: load whole (server start)"] = time.perf_counter() - started
+    store.close()
     return seconds
+
+
+def author_queries(folder: Path, n: int) -> list[tuple[str, str]]:
+    """(label, name) of the author filters measured: the commonest family name and one of rank 1,000,
+    each with the share of papers it keeps (from the filter columns)."""
+    pool = AuthorPool(random.Random(0))
+    store = Store(folder / "papers.sqlite")
+    columns = store.filter_columns()
+    store.close()
+    queries = []
+    for rank, initial in ((0, ""), (1000, "")):
+        name = f"{initial}{pool.families[rank]}"
+        kept = len(columns.allowed(make_filters(authors=[name]))) / n
+        queries.append((f"author={name} (family rank {rank + 1}): {kept:.2%}", name))
+    return queries
 
 
 def rss_mb(pid: int) -> float:
@@ -162,6 +222,9 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
             "GET /papers/{id}/similar (bm25)": timed_requests(port, [path + "&mode=bm25" for path in similar]),
             "GET /search (claims, hybrid, since=2020: 23 %)": timed_requests(port, [p + "&since=2020" for p in search(claims, "hybrid")]),
             "GET /search (claims, hybrid, category cs.LG: 17 %)": timed_requests(port, [p + "&category=cs.LG" for p in search(claims, "hybrid")]),
+            **{f"GET /search (claims, hybrid, {label})": timed_requests(port, [p + "&" + urlencode({"author": name})
+                                                                               for p in search(claims, "hybrid")])
+               for label, name in author_queries(folder, n)},
             "GET /health": timed_requests(port, ["/health"] * requests),
         }
         qps = concurrent_rate(port, similar, clients, seconds)
@@ -189,7 +252,7 @@ def main() -> None:
 
     print(header(f"paperlens HTTP API at {args.papers:,} papers ({manifest['layout']}, {manifest['index_params']})"))
     for step, value in build_seconds.items():
-        print(f"# build: {step}: {value:.0f} s")
+        print(f"# build: {step}: {value:.1f} s")
     print("\n| request | p50 ms | p99 ms | n |\n|---|---|---|---|")
     for name, values in latencies.items():
         print(f"| {name} | {percentile(values, 50):.2f} | {percentile(values, 99):.2f} | {len(values)} |")

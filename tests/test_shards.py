@@ -18,6 +18,7 @@ from conftest import topic_papers
 from paperlens.api import create_app
 from paperlens.cli import main
 from paperlens.config import Settings
+from paperlens.filters import Filters
 from paperlens.keyword import query_terms
 from paperlens.library import ingest, open_library
 from paperlens.shards import (
@@ -222,3 +223,26 @@ def test_plain_serve_opens_a_sharded_folder_in_one_process(tmp_path, sharded_dem
         assert len(ids(httpx.get(server.url + "/search", params={"q": "transformers", "mode": "dense"}))) == 10
     finally:
         server.kill()
+
+
+def test_author_filter_across_shards_keeps_each_papers_authors(tmp_path, settings):
+    """The ingress's merged filter columns move each paper's authors with it into the global order."""
+    authors = [["Marie Curie"], ["Curie, P.", "Henri Becquerel"], ["Lise Meitner"], ["Otto Hahn", "L. Meitner"], ["E. Noether"], []]
+    papers = [paper for paper in topic_papers()]
+    for paper, names in zip(papers, authors):
+        paper.authors = names
+    with open_library(settings, tmp_path / "B", create=True) as library:
+        ingest(library, papers)
+    shard_collection(settings, tmp_path / "B", 2, tmp_path / "S")
+    sharded = open_local_shards(settings, tmp_path / "S")
+    try:
+        with open_library(settings, tmp_path / "B") as plain:
+            for names in (("curie",), ("Meitner, L.",), ("Hahn", "Noether"), ("Nobody",)):
+                filters = Filters(authors=names)
+                expected = {p.paper.id for p in plain.store.get_many(plain.filter_columns().allowed(filters).tolist()).values()}
+                found = {p.paper.id for p in sharded.store.get_many(sharded.filter_columns().allowed(filters).tolist()).values()}
+                assert found == expected
+            assert len(expected) == 0 and len({p.paper.id for p in plain.store.get_many(
+                plain.filter_columns().allowed(Filters(authors=("curie",))).tolist()).values()}) == 2
+    finally:
+        sharded.close()

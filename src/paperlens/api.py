@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
 from .api_deps import (
+    AUTHOR_DOC,
     BIBTEX_DOC,
     MAX_K,
     FiltersDep,
@@ -26,6 +27,7 @@ from .api_deps import (
     LibraryDep,
     ModeQuery,
     PaperId,
+    SortQuery,
     WriteAccess,
 )
 from .api_feed_urls import add_feed_url_routes
@@ -48,15 +50,18 @@ from .metrics import add_metrics
 from .papers import Paper, author_count, clean_text, papers_from_records
 from .recommend import STRATEGIES, Example, recommend
 from .search import (
+    SORT_DOC,
     Filters,
     Hit,
     Mode,
+    Sort,
     make_filters,
     search_text,
     similar_to_paper,
     similar_to_text,
 )
 from .shards import ShardedLibrary, missing_shards
+from .trending import MAX_DAYS, trending
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +166,17 @@ class FilterFields(BaseModel):
     until: str | None = Field(None, description="latest date, YYYY-MM-DD")
     category: list[str] = Field([], description="categories; 'cs' matches 'cs.CL'")
     min_popularity: float | None = Field(None, allow_inf_nan=False)
+    author: list[str] = Field([], description=AUTHOR_DOC)
 
     def filters(self) -> Filters:
-        return make_filters(self.since, self.until, self.category, self.min_popularity)
+        return make_filters(self.since, self.until, self.category, self.min_popularity, self.author)
 
 
 class SimilarRequest(FilterFields):
     text: str = Field(..., min_length=1, description="an abstract (or any text) that is not in the index")
     k: int = Field(10, ge=1, le=MAX_K)
     mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
+    sort: Sort = Field("relevance", description=SORT_DOC)
 
 
 class WeightedId(BaseModel):
@@ -185,17 +192,33 @@ class RecommendRequest(FilterFields):
     mode: Mode | None = Field(None, description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")
 
 
+class CategoryTrendOut(BaseModel):
+    category: str
+    papers: list[Hit]
+
+
+class TrendingOut(BaseModel):
+    since: str | None = Field(description="first day of the window, inclusive")
+    until: str | None = Field(description="last day of the window: as_of, else the newest paper date not after today")
+    days: int
+    category: str | None
+    papers: list[Hit] = Field(description="most popular first; score is the popularity")
+    by_category: list[CategoryTrendOut] = Field(description="with by_category=true: each category's most popular, busiest first")
+    note: str | None = Field(description="why papers is empty: no paper in the window carries popularity")
+
+
 # --- app ---------------------------------------------------------------------------------------
 
 
 # A route and its .bib twin take their parameters from one dependency, so they cannot drift apart.
 def search_hits(library: LibraryDep, filters: FiltersDep, q: Annotated[str, Query(min_length=1, description="free text")],
-                k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
-    return search_text(library, q, k, filters, mode=mode)
+                k: KQuery = 10, mode: ModeQuery = None, sort: SortQuery = "relevance") -> list[Hit]:
+    return search_text(library, q, k, filters, mode=mode, sort=sort)
 
 
-def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None) -> list[Hit]:
-    return similar_to_paper(library, paper_id, k, filters, mode)
+def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None,
+                 sort: SortQuery = "relevance") -> list[Hit]:
+    return similar_to_paper(library, paper_id, k, filters, mode, sort)
 
 
 SearchHits = Annotated[list[Hit], Depends(search_hits)]
@@ -310,13 +333,28 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.post("/similar", response_model=Results)
     def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
-        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode))
+        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode, body.sort))
 
     @app.post("/recommend", response_model=Results)
     def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Response:
         hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy,
                          mode=body.mode)
         return _results(hits)
+
+    @app.get("/trending", response_model=TrendingOut)
+    def trending_papers(
+        library: LibraryDep,
+        days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="length of the window in days")] = 7,
+        k: KQuery = 10,
+        category: Annotated[str | None, Query(description="only this category; 'cs' takes 'cs.LG'")] = None,
+        as_of: Annotated[str | None, Query(description="last day of the window, YYYY-MM-DD [default: the newest "
+                                                        "paper date in the index that is not after today]")] = None,
+        by_category: Annotated[bool, Query(description="also the k most popular of each category")] = False,
+    ) -> Response:
+        """The most popular papers dated in the last ``days`` days (upvotes, citations: what the records
+        carry). Only papers with popularity above 0 count; a window without any answers no papers and a
+        ``note`` that says so."""
+        return Response(orjson.dumps(trending(library, days, k, category, as_of, by_category)), media_type="application/json")
 
     # Secret feed URLs for feed readers (api_feed_urls.py): before the feed routes, whose last
     # collection route takes any path under /users/{id}/collections/ to refuse a name with '/'.

@@ -15,8 +15,12 @@ from .config import Settings
 from .exports import link_base
 from .library import Library
 from .limits import check_paper_id
-from .search import Filters, Mode, make_filters
+from .search import SORT_DOC, Filters, Mode, Sort, make_filters
 from .security import require_api_key
+
+AUTHOR_DOC = ("repeatable; a paper matches when ANY of these is among its authors. Names compare by family name "
+              "and first initial, ignoring case, accents and punctuation: 'Yann LeCun', 'LeCun, Y.', 'Y. LeCun' and "
+              "'lecun' find the same papers. Papers whose source gives only an author count never match")
 
 # The schema's bound; the running server's Settings.max_k is enforced by search.check_k (a 422 either way).
 MAX_K = Settings.model_fields["max_k"].default
@@ -32,8 +36,9 @@ async def query_filters(
     until: Annotated[str | None, Query(description="latest date, YYYY-MM-DD")] = None,
     category: Annotated[list[str], Query(description="repeatable; 'cs' matches 'cs.CL'")] = [],  # noqa: B006 (FastAPI copies defaults)
     min_popularity: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    author: Annotated[list[str], Query(description=AUTHOR_DOC)] = [],  # noqa: B006
 ) -> Filters:
-    return make_filters(since, until, category, min_popularity)
+    return make_filters(since, until, category, min_popularity, author)
 
 
 async def valid_paper_id(paper_id: str) -> str:
@@ -51,6 +56,7 @@ FiltersDep = Annotated[Filters, Depends(query_filters)]
 PaperId = Annotated[str, Depends(valid_paper_id)]
 KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
 ModeQuery = Annotated[Mode | None, Query(description="hybrid, dense or bm25 [default: hybrid, or PAPERLENS_SEARCH_MODE]")]
+SortQuery = Annotated[Sort, Query(description=SORT_DOC)]
 WriteAccess = [Depends(require_api_key)]
 
 # Routes that answer in a format of exports.py document it so (the JSON routes have response models).

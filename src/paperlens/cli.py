@@ -39,6 +39,7 @@ from .papers import FORMATS, author_line, read_papers
 from .recommend import STRATEGIES, recommend
 from .search import (
     MODES,
+    SORTS,
     Hit,
     make_filters,
     search_text,
@@ -99,6 +100,8 @@ def filter_options(k: int = 10, what: str = "results") -> Callable[[Callable], C
             click.option("--until", help="latest date, YYYY-MM-DD"),
             click.option("--category", "categories", multiple=True, help="repeatable; 'cs' matches 'cs.CL'"),
             click.option("--min-popularity", type=float, help="minimum upvotes/citations"),
+            click.option("--author", "authors", multiple=True,
+                         help="repeatable; papers with ANY of these authors ('LeCun', 'Y. LeCun', 'LeCun, Y.')"),
         ]):
             func = option(func)
         return func
@@ -207,18 +210,23 @@ def ingest_command(files: tuple[Path, ...], demo: bool, fmt: str | None, model: 
 
 MODE_HELP = "dense (embeddings), bm25 (keywords) or hybrid (both, fused) [default: hybrid, or PAPERLENS_SEARCH_MODE]"
 mode_option = click.option("--mode", type=click.Choice(MODES), help=MODE_HELP)
+sort_option = click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True,
+                           help="date (newest first) or popularity reorder the relevant papers: the top max(k, PAPERLENS_SORT_POOL)")
 
 
 @main.command("search")
 @click.argument("query")
 @mode_option
+@sort_option
 @filter_options()
 @index_options
 @handle_errors
-def search_command(query: str, mode: str | None, k: int, since, until, categories, min_popularity, index, as_json) -> None:
+def search_command(query: str, mode: str | None, sort: str, k: int, since, until, categories, min_popularity, authors, index,
+                   as_json) -> None:
     """Free-text search."""
     with _open(index) as library:
-        print_hits(search_text(library, query, k, make_filters(since, until, categories, min_popularity), mode=mode), as_json)
+        filters = make_filters(since, until, categories, min_popularity, authors)
+        print_hits(search_text(library, query, k, filters, mode=mode, sort=sort), as_json)
 
 
 @main.command("eval")
@@ -257,19 +265,20 @@ def eval_command(folder: Path, task: str, by: str, mode: str | None, relevant_gr
 @click.argument("paper_id", required=False)
 @click.option("--text", help="an abstract (or any text) that is not in the index; '-' reads stdin")
 @mode_option
+@sort_option
 @filter_options()
 @index_options
 @handle_errors
-def similar_command(paper_id, text, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
+def similar_command(paper_id, text, mode, sort, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Papers similar to PAPER_ID, or to a pasted --text."""
     if bool(paper_id) == bool(text):
         raise InvalidInput("give either a PAPER_ID or --text")
-    filters = make_filters(since, until, categories, min_popularity)
+    filters = make_filters(since, until, categories, min_popularity, authors)
     with _open(index) as library:
         if paper_id:
-            hits = similar_to_paper(library, paper_id, k, filters, mode)
+            hits = similar_to_paper(library, paper_id, k, filters, mode, sort)
         else:
-            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters, mode)
+            hits = similar_to_text(library, sys.stdin.read() if text == "-" else text, k, filters, mode, sort)
         print_hits(hits, as_json)
 
 
@@ -281,10 +290,10 @@ def similar_command(paper_id, text, mode, k, since, until, categories, min_popul
 @filter_options()
 @index_options
 @handle_errors
-def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, index, as_json) -> None:
+def recommend_command(likes, dislikes, strategy, mode, k, since, until, categories, min_popularity, authors, index, as_json) -> None:
     """Papers like the ones you like, unlike the ones you dislike."""
     with _open(index) as library:
-        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity), strategy,
+        hits = recommend(library, list(likes), list(dislikes), k, make_filters(since, until, categories, min_popularity, authors), strategy,
                          mode=mode)
         print_hits(hits, as_json)
 
@@ -648,10 +657,10 @@ def user_interests_command(user: str, texts: tuple[str, ...], clear: bool, index
 @output_option
 @index_options
 @handle_errors
-def user_feed_command(user: str, k: int, since, until, categories, min_popularity, mode: str | None, fmt: str | None,
+def user_feed_command(user: str, k: int, since, until, categories, min_popularity, authors, mode: str | None, fmt: str | None,
                       output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed, each paper with the reason it is there."""
-    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, output=output, as_json=as_json)
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity, authors), mode, output=output, as_json=as_json)
 
 
 @user_group.command("export")
@@ -661,10 +670,10 @@ def user_feed_command(user: str, k: int, since, until, categories, min_popularit
 @output_option
 @_index_option
 @handle_errors
-def user_export_command(user: str, fmt: str, k: int, since, until, categories, min_popularity, mode: str | None,
+def user_export_command(user: str, fmt: str, k: int, since, until, categories, min_popularity, authors, mode: str | None,
                         output: Path | None, index: str | None) -> None:
     """USER's feed as an Atom feed or a BibTeX file (as GET /users/USER/feed.atom or feed.bib)."""
-    emit_feed(index, user, k, fmt, (since, until, categories, min_popularity), mode, output=output)
+    emit_feed(index, user, k, fmt, (since, until, categories, min_popularity, authors), mode, output=output)
 
 
 @user_group.command("feed-url")
@@ -817,10 +826,10 @@ def collection_delete_command(user: str, name: str, index: str | None, as_json: 
 @output_option
 @index_options
 @handle_errors
-def collection_feed_command(user: str, name: str, k: int, since, until, categories, min_popularity, mode: str | None,
+def collection_feed_command(user: str, name: str, k: int, since, until, categories, min_popularity, authors, mode: str | None,
                             fmt: str | None, output: Path | None, index: str | None, as_json: bool) -> None:
     """More like USER's collection NAME; USER's dislikes and the papers they have seen stay out."""
-    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity), mode, name, output, as_json)
+    emit_feed(index, user, k, fmt or "json", (since, until, categories, min_popularity, authors), mode, name, output, as_json)
 
 
 @main.command("digest")
@@ -831,7 +840,7 @@ def collection_feed_command(user: str, name: str, k: int, since, until, categori
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="HTML file when not sending [default: digest-USER-DATE.html]")
 @index_options
 @handle_errors
-def digest_command(user: str | None, all_users: bool, to: str | None, k: int, since, until, categories, min_popularity,
+def digest_command(user: str | None, all_users: bool, to: str | None, k: int, since, until, categories, min_popularity, authors,
                    mode: str | None, output: Path | None, index: str | None, as_json: bool) -> None:
     """USER's feed as an HTML e-mail: sent over SMTP when configured, else written to a file.
     With --all, every user's new papers to their own address ('paperlens user set-email')."""
@@ -841,7 +850,7 @@ def digest_command(user: str | None, all_users: bool, to: str | None, k: int, si
     from .exports import feed_document, link_base, send_email
 
     if all_users:
-        if user or to or output or since or until or categories or min_popularity is not None:
+        if user or to or output or since or until or categories or authors or min_popularity is not None:
             raise InvalidInput("--all sends each user their new papers to their own address: give no USER, --to, -o or filters")
         digest_all(index, k, mode, as_json)
         return
@@ -849,7 +858,7 @@ def digest_command(user: str | None, all_users: bool, to: str | None, k: int, si
         raise InvalidInput("give a USER (a numeric id), or --all for every user with an e-mail address")
     with _open(index) as library:
         user_id = _user_id(user)
-        document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity), mode=mode)
+        document = feed_document(library, user_id, k, "html", make_filters(since, until, categories, min_popularity, authors), mode=mode)
         settings = library.settings
     if not settings.public_url:
         click.echo(f"warning: PAPERLENS_PUBLIC_URL is not set, so the digest links to {link_base(settings)}; "
@@ -1099,6 +1108,37 @@ def shard_command(index: str, shards: int, out: Path, as_json: bool) -> None:
         click.echo(json.dumps(asdict(shard_map)))
     else:
         click.echo(f"{shard_map.papers} papers in {shard_map.shards} shards under {out} (map: {out / 'shards.json'})")
+@main.command("trending")
+@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="length of the window in days")
+@click.option("--category", help="only this category; 'cs' takes 'cs.LG'")
+@click.option("--as-of", "as_of", help="last day of the window, YYYY-MM-DD [default: the newest paper date not after today]")
+@click.option("--by-category", is_flag=True, help="also the most popular of each category")
+@click.option("-k", "k", default=10, show_default=True, help="number of papers (per category with --by-category)")
+@index_options
+@handle_errors
+def trending_command(days: int, category: str | None, as_of: str | None, by_category: bool, k: int, index: str | None,
+                     as_json: bool) -> None:
+    """The most popular papers of the last DAYS days (upvotes, citations: what the records carry)."""
+    from .trending import trending
+
+    with _open(index) as library:
+        result = trending(library, days, k, category, as_of, by_category)
+    if as_json:
+        click.echo(json.dumps(asdict(result), ensure_ascii=False))
+        return
+    if result.note:
+        click.echo(result.note)
+        return
+    click.echo(f"most popular{' in ' + category if category else ''}, {result.since} to {result.until}:")
+    print_trend(result.papers)
+    for group in result.by_category:
+        click.echo(f"\n{group.category}:")
+        print_trend(group.papers)
+
+
+def print_trend(hits: list[Hit]) -> None:
+    for rank, hit in enumerate(hits, start=1):
+        click.echo(f"{rank:>3}. {hit.popularity:>6g}  {hit.date}  {hit.title} [{hit.id}]")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     mlt_max_doc_share: float = Field(0.5, gt=0.0, le=1.0, description="a term in a larger share of papers is left out")
     mlt_boost_power: float = Field(1.0, ge=0.0, le=2.0, description="each term's BM25 times (its tf x idf / the best) ** this")
 
+    # sort=date / sort=popularity order the relevant papers, not the whole collection: the top
+    # max(k, sort_pool) of the relevance ranking (search.sort_ranked).
+    sort_pool: int = Field(100, ge=1, le=10_000, description="papers that sort=date or sort=popularity reorder")
+
     # Recommendation: how hard negatives push away (see recommend.py for the measurement).
     negative_weight: float = Field(0.5, ge=0.0)
 

@@ -273,7 +273,7 @@ def feed_link(settings: Settings, user_id: int, format: str = "json", filters: F
     """Where the API serves this feed, under ``link_base``: the link of a feed written outside a request."""
     path = f"/users/{user_id}" + (f"/collections/{quote(collection, safe='')}" if collection else "")
     query = [("since", filters.since), ("until", filters.until), *(("category", c) for c in filters.categories),
-             ("min_popularity", filters.min_popularity)] if filters else []
+             ("min_popularity", filters.min_popularity), *(("author", a) for a in filters.authors)] if filters else []
     query = [(key, value) for key, value in [*query, ("mode", mode)] if value is not None]
     return f"{base or link_base(settings)}{path}/feed{FEED_SUFFIX.get(format, '')}" + (f"?{urlencode(query)}" if query else "")
 

@@ -27,17 +27,20 @@ from .duplicates import copies_of, distinct_top
 from .errors import InvalidInput, PaperNotFound
 from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library, resolve_id
+from .names import author_key
 from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
 from .store import Filters
 
 __all__ = [
     "MODES",
+    "SORTS",
     "DenseSide",
     "Filters",
     "Hit",
     "KeywordQuery",
     "Mode",
     "NearVector",
+    "Sort",
     "fuse",
     "make_filters",
     "rank",
@@ -52,6 +55,11 @@ __all__ = [
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
+Sort = Literal["relevance", "date", "popularity"]
+SORTS: tuple[str, ...] = ("relevance", "date", "popularity")
+SORT_DOC = ("relevance (default); date: newest first, undated papers last; popularity: most upvoted/cited first. "
+            "date and popularity reorder the relevant papers only: the top max(k, PAPERLENS_SORT_POOL = 100) by "
+            "relevance, ties kept in relevance order")
 Ranked = list[tuple[int, float]]
 
 
@@ -76,13 +84,22 @@ def snippet(text: str, limit: int) -> str:
     return cut.rstrip(",;:.") + "…"
 
 
+# Each name asked for is one pass over every stored author (a few ms at 1M papers).
+MAX_AUTHORS = 50
+MAX_AUTHOR_CHARS = 200
+
+
 def make_filters(
     since: str | None = None,
     until: str | None = None,
     categories: list[str] | tuple[str, ...] | None = None,
     min_popularity: float | None = None,
+    authors: list[str] | tuple[str, ...] | None = None,
 ) -> Filters:
-    """Validated filters: dates as YYYY-MM-DD (or YYYY-MM, YYYY), shared by the API and the CLI."""
+    """Validated filters: dates as YYYY-MM-DD (or YYYY-MM, YYYY), shared by the API and the CLI.
+
+    ``authors``: a paper passes when any of them is among its authors (names.author_key); an
+    empty name, or one without letters, is an error, not a filter that matches everything."""
     try:
         since_day = parse_date(since) if since else None
         until_day = parse_date(until) if until else None
@@ -94,7 +111,16 @@ def make_filters(
     if since_day and until_day and since_day > until_day:
         raise InvalidInput(f"since ({since_day}) is after until ({until_day})")
     cats = tuple(clean_text(c).strip() for c in (categories or ()) if c and c.strip())
-    return Filters(since=since_day, until=until_day, categories=cats, min_popularity=min_popularity)
+    names = tuple(" ".join(clean_text(name).split()) for name in (authors or ()))
+    if len(names) > MAX_AUTHORS:
+        raise InvalidInput(f"{len(names)} authors asked for; the limit is {MAX_AUTHORS}")
+    for name in names:
+        if len(name) > MAX_AUTHOR_CHARS:
+            raise InvalidInput(f"author {name[:40]!r}… is {len(name)} characters; the limit is {MAX_AUTHOR_CHARS}")
+        if author_key(name) is None:
+            raise InvalidInput(f"author {name!r} has no letters: give a name such as 'LeCun' or 'Y. LeCun'" if name
+                               else "author is empty: give a name such as 'LeCun' or 'Y. LeCun'")
+    return Filters(since=since_day, until=until_day, categories=cats, min_popularity=min_popularity, authors=names)
 
 
 def check_k(library: Library, k: int) -> int:
@@ -131,6 +157,11 @@ def allowed_pks(library: Library, filters: Filters | None) -> np.ndarray | None:
 # with the float32 vectors kept in the store: quantised distances misorder near neighbours
 # (benchmarks/speed.py gives recall@10 before and after the re-ranking).
 RERANK_DEPTH = 40
+# A filter that keeps at most this many papers (an author, a narrow date range) is searched
+# exactly over their stored vectors: an approximate layout's filtered search walks much of its
+# graph or lists to find so few, and reading this many vectors costs less
+# (benchmarks/scale.py's author= rows).
+EXACT_FILTER_MAX = 1000
 
 
 def rank_by_vector(
@@ -149,6 +180,8 @@ def rank_by_vector(
     # No lock: writers swap in a changed copy, so this search keeps a whole index to itself.
     index = library.index
     query = np.atleast_2d(vectors)
+    if allowed is not None and len(allowed) <= EXACT_FILTER_MAX and index.layout != "flat":
+        return _exact_among(library, query[0], allowed, k, exclude)
     rerank = exact and index.layout != "flat"
     wanted = k + len(exclude)
     scores, ids = index.search(query, max(wanted, RERANK_DEPTH) if rerank else wanted, allowed)
@@ -159,6 +192,13 @@ def rank_by_vector(
         exact_scores = stored @ query[0]
         ranked = [(pks[i], float(exact_scores[i])) for i in np.argsort(-exact_scores, kind="stable")]
     return ranked[:k]
+
+
+def _exact_among(library: Library, query: np.ndarray, allowed: np.ndarray, k: int, exclude: set[int]) -> Ranked:
+    """The top k of a narrow filter's papers, scored exactly with their stored vectors."""
+    pks, stored = library.store.candidate_vectors([int(pk) for pk in allowed if int(pk) not in exclude], library.manifest.dim)
+    scores = stored @ query
+    return [(pks[i], float(scores[i])) for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 def to_hits(library: Library, ranked: list[tuple[int, float]]) -> list[Hit]:
@@ -381,6 +421,36 @@ def _split_scores(library: Library, terms: Terms, pks: list[int]) -> list[Future
             for chunk in np.array_split(np.asarray(pks, dtype=np.int64), parts) if len(chunk)]
 
 
+def check_sort(sort: str | None) -> str:
+    sort = sort or "relevance"
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+    return sort
+
+
+def sort_depth(library: Library, k: int, sort: str) -> int:
+    """How many papers to rank by relevance: k, or the pool that ``sort_ranked`` reorders."""
+    return k if sort == "relevance" else max(k, library.settings.sort_pool)
+
+
+def sort_ranked(library: Library, ranked: Ranked, sort: str, k: int) -> Ranked:
+    """The first k of ``ranked`` (best first) in ``sort`` order: by date, newest first and undated
+    last, or by popularity, most first; equal keys keep their relevance order (stable sorts).
+    The scores stay relevance scores. Dates and popularity come from the filter columns."""
+    if sort == "relevance" or not ranked:
+        return ranked[:k]
+    columns = library.filter_columns()
+    pks = np.array([pk for pk, _ in ranked], dtype=np.int64)
+    at = np.minimum(np.searchsorted(columns.pks, pks), max(len(columns.pks) - 1, 0))
+    known = columns.pks[at] == pks if len(columns.pks) else np.zeros(len(pks), dtype=bool)
+    if sort == "date":
+        keys = [columns.dates[i] if ok else b"" for i, ok in zip(at, known)]  # b"" sorts below every date
+    else:
+        keys = [float(columns.popularity[i]) if ok else 0.0 for i, ok in zip(at, known)]
+    order = sorted(range(len(ranked)), key=keys.__getitem__, reverse=True)  # reverse keeps ties in order
+    return [ranked[i] for i in order[:k]]
+
+
 def rank_text(library: Library, query: str, k: int, filters: Filters | None = None, mode: str | None = None) -> Ranked:
     """(pk, score) of the top k papers for free text in one mode; the engine behind search_text."""
     mode = check_mode(library, mode)
@@ -398,18 +468,23 @@ def more_like_this(library: Library, texts: list[str], weights: list[float] | No
     return library.keywords.more_like_this(texts, weights, how, indexed)
 
 
-def search_text(library: Library, query: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
-    """Free text → the k best papers; ``mode`` is "dense", "bm25" or "hybrid" (None: settings.search_mode)."""
+def search_text(library: Library, query: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                sort: str | None = None) -> list[Hit]:
+    """Free text → the k best papers; ``mode`` is "dense", "bm25" or "hybrid" (None: settings.search_mode);
+    ``sort`` "date" or "popularity" reorders the relevant ones (``sort_ranked``)."""
     query = check_text(library, query)
     check_k(library, k)
-    return to_hits(library, rank_text(library, query, k, filters, mode))
+    sort = check_sort(sort)
+    return to_hits(library, sort_ranked(library, rank_text(library, query, sort_depth(library, k, sort), filters, mode), sort, k))
 
 
-def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
+def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                     sort: str | None = None) -> list[Hit]:
     """Neighbours of a stored paper, from its stored vector and its keyword query; the paper and
     any other record of it left out, and each neighbour listed once (duplicates.py)."""
     check_k(library, k)
     mode = check_mode(library, mode)
+    sort = check_sort(sort)
     found = library.store.pks_for_ids([resolve_id(library, paper_id)])
     if not found:
         raise PaperNotFound(paper_id)
@@ -422,15 +497,20 @@ def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filt
         return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [])
 
     weight = library.settings.similar_dense_weight
-    return to_hits(library, distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight), k))
+    ranked = distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight),
+                          sort_depth(library, k, sort))
+    return to_hits(library, sort_ranked(library, ranked, sort, k))
 
 
-def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None) -> list[Hit]:
+def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters | None = None, mode: str | None = None,
+                    sort: str | None = None) -> list[Hit]:
     """Neighbours of a pasted abstract that is not in the index."""
     text = check_text(library, text, "text")
     check_k(library, k)
     mode = check_mode(library, mode)
+    sort = check_sort(sort)
     allowed = allowed_pks(library, filters)
     dense = NearVector(library, allowed, text=text)
     keyword = lambda: KeywordQuery(more_like_this(library, [text], indexed=False))  # noqa: E731
-    return to_hits(library, rank(library, mode, dense, keyword, k, allowed, dense_weight=library.settings.similar_dense_weight))
+    ranked = rank(library, mode, dense, keyword, sort_depth(library, k, sort), allowed, dense_weight=library.settings.similar_dense_weight)
+    return to_hits(library, sort_ranked(library, ranked, sort, k))

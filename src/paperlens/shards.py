@@ -529,7 +529,8 @@ class ShardedLibrary(Library):
 def merge_columns(parts: dict[int, FilterColumns], count: int) -> FilterColumns:
     """One FilterColumns over the shards' columns, under global pks, sorted as FilterColumns needs."""
     if not parts:
-        return FilterColumns(np.zeros(0, np.int64), np.zeros(0, "S10"), np.zeros(0, np.float64), {})
+        return FilterColumns(np.zeros(0, np.int64), np.zeros(0, "S10"), np.zeros(0, np.float64), {},
+                             np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint32))
     pks = np.concatenate([part.pks * count + shard for shard, part in parts.items()])
     order = np.argsort(pks, kind="stable")
     dates = np.concatenate([part.dates.astype("S10") for part in parts.values()])[order]
@@ -538,7 +539,19 @@ def merge_columns(parts: dict[int, FilterColumns], count: int) -> FilterColumns:
     for shard, part in parts.items():
         for name, members in part.categories.items():
             categories.setdefault(name, []).append(members * count + shard)
-    return FilterColumns(pks[order], dates, popularity, {name: np.sort(np.concatenate(m)) for name, m in categories.items()})
+    # Each paper's run of author entries, moved with the paper to its place in the global order.
+    starts, lengths, base = [], [], 0
+    for part in parts.values():
+        starts.append(part.author_offsets[:-1] + base)
+        lengths.append(np.diff(part.author_offsets))
+        base += len(part.author_family)
+    starts, run = np.concatenate(starts)[order], np.concatenate(lengths)[order]
+    offsets = np.concatenate([[0], np.cumsum(run)]).astype(np.int64)
+    entries = np.repeat(starts - offsets[:-1], run) + np.arange(offsets[-1])
+    family = np.concatenate([part.author_family for part in parts.values()])[entries]
+    initial = np.concatenate([part.author_initial for part in parts.values()])[entries]
+    return FilterColumns(pks[order], dates, popularity, {name: np.sort(np.concatenate(m)) for name, m in categories.items()},
+                         offsets, family, initial)
 
 
 class ShardedIndex:

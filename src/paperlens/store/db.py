@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..names import author_entries
 from ..papers import Paper, clean_text, clean_value, external_id_keys, title_key
 
 MIGRATIONS: list[str] = [
@@ -233,6 +234,15 @@ MIGRATIONS: list[str] = [
         error TEXT
     );
     """,
+    # 15: each paper's authors as the author filter compares them (names.author_entries: a hash of
+    # the family name and the first initial, packed), so the filter columns load them without
+    # parsing a name (filters.FilterColumns); and a covering index of the columns they load, so
+    # that load scans small index rows instead of every paper's abstract (benchmarks/scale.py).
+    """
+    ALTER TABLE papers ADD COLUMN author_keys BLOB NOT NULL DEFAULT x'';
+    UPDATE papers SET author_keys = paperlens_author_entries(authors) WHERE authors != '[]';
+    CREATE INDEX papers_filter_columns ON papers(pk, date, popularity, author_keys);
+    """,
 ]
 
 
@@ -240,6 +250,10 @@ def _external_id_rows(paper_id: str, extra: str) -> str:
     """Migrations' view of papers.external_ids: [[scheme, value], ...] as JSON."""
     paper = Paper(id=paper_id, title="", abstract="", extra=json.loads(extra or "{}"))
     return json.dumps(external_id_keys(paper))
+
+
+def _author_entries_column(authors: str) -> bytes:
+    return author_entries(json.loads(authors or "[]"))
 
 
 def _clean_column(text: str | None) -> str | None:
@@ -258,7 +272,8 @@ def _clean_json_column(text: str | None, sort_keys: int) -> str | None:
 # Python functions the migrations call, registered on every connection: one definition of each
 # rule, shared by the writers and the migrations that apply it to older files.
 SQL_FUNCTIONS = {"paperlens_external_ids": (2, _external_id_rows), "paperlens_clean_text": (1, _clean_column),
-                 "paperlens_clean_json": (2, _clean_json_column), "paperlens_title_key": (1, title_key)}
+                 "paperlens_clean_json": (2, _clean_json_column), "paperlens_title_key": (1, title_key),
+                 "paperlens_author_entries": (1, _author_entries_column)}
 
 
 def _statements(script: str) -> Iterator[str]:

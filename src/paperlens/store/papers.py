@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..filters import FilterColumns
+from ..names import AUTHOR_DTYPE, author_entries
 from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys, title_key
 from .db import Database, now
 
@@ -71,8 +72,9 @@ class PaperTable(Database):
             if row is None:
                 pk = self.conn.execute(
                     "INSERT INTO papers (id, title, abstract, authors, date, categories, popularity, url, source, "
-                    "extra, text_hash, title_key, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (paper.id, *values, text_hash, title_key(paper.title), stamp, stamp),
+                    "extra, text_hash, title_key, author_keys, added_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (paper.id, *values, text_hash, title_key(paper.title), author_entries(paper.authors), stamp, stamp),
                 ).lastrowid
                 status = "added"
             else:
@@ -82,8 +84,8 @@ class PaperTable(Database):
                     continue
                 self.conn.execute(
                     "UPDATE papers SET title=?, abstract=?, authors=?, date=?, categories=?, popularity=?, url=?, "
-                    "source=?, extra=?, text_hash=?, title_key=?, updated_at=? WHERE pk=?",
-                    (*values, text_hash, title_key(paper.title), stamp, pk),
+                    "source=?, extra=?, text_hash=?, title_key=?, author_keys=?, updated_at=? WHERE pk=?",
+                    (*values, text_hash, title_key(paper.title), author_entries(paper.authors), stamp, pk),
                 )
                 self.conn.execute("DELETE FROM paper_categories WHERE pk = ?", (pk,))
                 status = "updated" if row["text_hash"] != text_hash else "refreshed"
@@ -224,7 +226,7 @@ class PaperTable(Database):
         cursor = self.conn.cursor()
         cursor.row_factory = None
         if pks is None:
-            rows = cursor.execute("SELECT pk, date, popularity FROM papers ORDER BY pk").fetchall()
+            rows = cursor.execute("SELECT pk, date, popularity, author_keys FROM papers ORDER BY pk").fetchall()
             pairs = cursor.execute("SELECT category, pk FROM paper_categories ORDER BY category, pk").fetchall()
         else:
             wanted = sorted({int(pk) for pk in pks})
@@ -232,18 +234,26 @@ class PaperTable(Database):
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows += cursor.execute(f"SELECT pk, date, popularity FROM papers WHERE pk IN ({marks}) ORDER BY pk", chunk).fetchall()
+                rows += cursor.execute(f"SELECT pk, date, popularity, author_keys FROM papers WHERE pk IN ({marks}) ORDER BY pk",
+                                       chunk).fetchall()
                 pairs += cursor.execute(f"SELECT category, pk FROM paper_categories WHERE pk IN ({marks})", chunk).fetchall()
             pairs.sort()
         # pairs come sorted by (category, pk): each category is one run of them
         members = np.fromiter((pk for _, pk in pairs), dtype=np.int64, count=len(pairs))
         starts = [i for i in range(len(pairs)) if i == 0 or pairs[i][0] != pairs[i - 1][0]]
         categories = {pairs[start][0]: members[start:end] for start, end in zip(starts, [*starts[1:], len(pairs)])}
+        blobs = [r[3] for r in rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // AUTHOR_DTYPE.itemsize, out=offsets[1:])
+        authors = np.frombuffer(b"".join(blobs), dtype=AUTHOR_DTYPE)
         return FilterColumns(
             pks=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             dates=np.array([r[1] or "" for r in rows], dtype="S10"),
             popularity=np.array([r[2] for r in rows], dtype=np.float64),  # None becomes NaN
             categories=categories,
+            author_offsets=offsets,
+            author_family=np.ascontiguousarray(authors["family"]),
+            author_initial=np.ascontiguousarray(authors["initial"]),
         )
 
     def iter_texts(self, batch: int = 5000) -> Iterator[tuple[int, str, str]]:

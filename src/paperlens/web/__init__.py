@@ -30,10 +30,12 @@ from ..limits import check_paper_id
 from ..search import search_text, similar_to_paper
 from ..security import session_proof
 from ..store import UserRow
+from ..trending import front_page
 from .session import Session, sign_in_with_token, signed_in_user
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_K = 20
+TRENDING_K = 5
 PAGE_KINDS = ("like", "dislike", "save")
 
 # Form fields default to "" so a missing one is the page's own message, not FastAPI's JSON 422.
@@ -66,13 +68,16 @@ def _render(library: Library, request: Request, name: str, status: int = 200, se
 
 
 def search_page(library: LibraryDep, request: Request, q: str = "") -> HTMLResponse:
-    error, hits = None, []
+    """Search results, or with no query the front page: what is trending (trending.front_page)."""
+    error, hits, trend = None, [], None
     if q.strip():
         try:
             hits = search_text(library, q, PAGE_K)
         except PaperlensError as exc:
             error = str(exc)
-    return _render(library, request, "search.html", status=422 if error else 200, q=q, hits=hits, error=error)
+    elif len(library):
+        trend = front_page(library, TRENDING_K)
+    return _render(library, request, "search.html", status=422 if error else 200, q=q, hits=hits, error=error, trend=trend)
 
 
 def paper_page(library: LibraryDep, request: Request, paper_id: str) -> HTMLResponse:
