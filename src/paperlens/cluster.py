@@ -40,6 +40,7 @@ def connect(address: str) -> ClusterInfo:
         raise PaperlensError("--ray needs Ray: pip install 'paperlens[ray]'") from exc
     if not ray.is_initialized():
         _check_reachable(address.strip())
+        _match_token_authentication(address.strip())
         try:
             ray.init(
                 address=address.strip(),
@@ -83,3 +84,30 @@ def _token_hint() -> str:
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
         return " (if the cluster uses token authentication, as 'ray start' does where a Ray token exists, set RAY_AUTH_MODE=token)"
     return ""
+
+
+def _match_token_authentication(address: str) -> None:
+    """Join a cluster that wants Ray's token as 'ray start' made it.
+
+    Ray 2.60's 'ray start' turns token authentication on where a token exists (~/.ray/auth_token,
+    made by the first local ray.init), but a driver joining it sends the token only under
+    RAY_AUTH_MODE=token; turning that on for every join would break clusters without it (their
+    workers could not reach the driver). So ask the cluster: a token-less call to its GCS is
+    refused at once when it wants one, and then this process joins in token mode, as
+    'ray start' would on this machine."""
+    if "RAY_AUTH_MODE" in os.environ or address == "local" or "://" in address:
+        return
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        from ray._raylet import Config, GcsClient
+        from ray.exceptions import AuthenticationError
+
+        gcs = canonicalize_bootstrap_address(address)
+        if gcs is None:
+            return
+        GcsClient(address=gcs)
+    except AuthenticationError:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")  # Ray caches its config: make this process see the mode
+    except Exception as exc:  # Ray's internals moved, or no cluster there: ray.init says what is wrong
+        log.debug("token probe of %s: %s", address, exc)
