@@ -132,6 +132,9 @@ def test_http_writes_that_arrive_together_are_all_acknowledged(tmp_path):
             liked = client.get(f"/users/{user['id']}/interactions", params={"kind": "like"}, headers=headers).json()["interactions"]
             assert {item["paper_id"] for item in liked} == {f"2502.{n:05d}" for n in range(3)}
             assert client.get("/health").json()["papers"] == 6 - 1 + 6 + 3
+            metrics = client.get("/metrics").text
+            assert f"paperlens_write_groups_total {float(library.commits.groups)}" in metrics
+            assert f"paperlens_grouped_writes_total {float(library.commits.writes)}" in metrics
 
 
 def concurrent_posts(server: ServerProcess, bodies: list[dict]) -> list[httpx.Response | Exception]:
