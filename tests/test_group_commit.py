@@ -17,6 +17,7 @@ from conftest import topic_papers
 from paperlens.api import create_app
 from paperlens.caches import ChangeSet
 from paperlens.config import Settings
+from paperlens.errors import WriterBusy
 from paperlens.faults import CRASH_ENV
 from paperlens.library import Library, check_library, delete, ingest, open_library
 from paperlens.papers import Paper
@@ -93,6 +94,31 @@ def test_concurrent_writes_share_one_commit_and_a_failing_one_fails_alone(small_
     # What a reopened library sees: the group's writes, nothing of the failed one.
     with open_library(Settings(index=library.folder)) as reopened:
         assert len(reopened.index) == len(reopened.keywords) == len(store_ids)
+
+
+def test_writes_behind_a_busy_writer_fail_and_write_nothing(tmp_path):
+    settings = Settings(index=tmp_path / "index", writer_wait_seconds=0.5)
+    with open_library(settings, create=True) as library:
+        ingest(library, topic_papers())
+        with open_library(settings) as other:  # another writer of the folder, as a CLI beside a server is
+            answers = [None] * 3
+
+            def write(n: int) -> None:
+                try:
+                    answers[n] = ingest(library, [new_paper(n)]) if n else delete(library, ["2401.00002"])
+                except Exception as exc:
+                    answers[n] = exc
+
+            with other.writing():
+                threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+        assert all(isinstance(answer, WriterBusy) for answer in answers), answers
+        assert library.commits.waiting == 0
+        assert library.store.count() == len(topic_papers())
+        assert ingest(library, [new_paper(9)]).added == ["2501.00009"]
 
 
 def test_http_writes_that_arrive_together_are_all_acknowledged(tmp_path):

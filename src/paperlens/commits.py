@@ -97,11 +97,10 @@ class GroupCommit:
                 with self._mutex:
                     group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
                 self._commit(group)
-        except BaseException as exc:  # the writer lock was not had (WriterBusy): this writer alone fails
-            if not group:
+        except BaseException as exc:  # the writer lock was not had (WriterBusy)
+            if not group:  # every write queued meanwhile fails with it, rather than wait as long again in turn
                 with self._mutex:
-                    self._queue.remove(pending)
-                group = [pending]
+                    group, self._queue = self._queue, []
             for member in group:
                 if member.error is None and not member.finished:
                     member.error = exc
