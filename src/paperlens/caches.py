@@ -65,6 +65,26 @@ class ChangeSet:
     def changed(self) -> np.ndarray:
         return np.array([pk for pk, _, _ in self.rows], dtype=np.int64)
 
+    @classmethod
+    def merged(cls, parts: list[ChangeSet], generation: int) -> ChangeSet:
+        """The writes of one group commit as one change, in their order: a later write of a paper
+        wins (added then deleted is deleted; deleted then added again is added)."""
+        state: dict[int, tuple[str, Row | None, np.ndarray | None]] = {}
+        for part in parts:
+            for n, row in enumerate(part.rows):
+                state[row[0]] = ("row", row, part.vectors[n])
+            for pk in part.refreshed:
+                if state.get(pk, ("",))[0] != "row":
+                    state[pk] = ("refreshed", None, None)
+            for pk in part.removed:
+                state[pk] = ("removed", None, None)
+        rows = [(row, vector) for kind, row, vector in state.values() if kind == "row"]
+        return cls(generation,
+                   rows=[row for row, _ in rows],
+                   vectors=np.stack([vector for _, vector in rows]) if rows else None,
+                   refreshed=[pk for pk, (kind, _, _) in state.items() if kind == "refreshed"],
+                   removed=[pk for pk, (kind, _, _) in state.items() if kind == "removed"])
+
 
 class Cache(ABC):
     """Something kept in step with the store: brought up to date by each write, rebuilt from the store.

@@ -16,6 +16,7 @@ CRASH_ENV = "PAPERLENS_CRASH_AT"
 # The points, in the order a write reaches them.
 POINTS = (
     "ingest:after-commit",       # store committed, no cache updated yet
+    "group:after-commit",        # a group commit's writes all in the store, no cache updated, none answered (commits.py)
     "cache-applied:keywords",    # keywords/ updated, FAISS not yet (Library.apply_write: one per cache)
     "index-save:before-rename",  # the new FAISS file is written aside (*.tmp), not yet in place
     "persist:before-manifest",   # the new FAISS file is in place, the manifest still describes the old one

@@ -9,6 +9,8 @@
 Every write (ingest, delete, check's repairs) takes the folder's writer lock (locking.py), commits
 to the store first, then goes through ``Library.apply_write``, which brings each cache (caches.py)
 up to it; open and check ask each cache whether it is behind and rebuild it from the store if so.
+Ingests and deletes that arrive together share one commit of the store and one ``apply_write``
+(commits.py: group commit); an ingest encodes before it queues.
 A library opened beside another process's writes (a server beside a CLI ingest) follows them with
 ``Library.catch_up``, which a server runs every Settings.follow_seconds.
 """
@@ -16,6 +18,7 @@ A library opened beside another process's writes (a server beside a CLI ingest) 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -38,6 +41,7 @@ from .caches import (
     FilterCache,
     KeywordCache,
 )
+from .commits import GroupCommit
 from .config import DEFAULT_MODEL, Settings
 from .duplicates import duplicate_groups, merge_papers, same_paper
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
@@ -145,6 +149,8 @@ class Library:
         self.filter_cache = FilterCache(self)
         self.keyword_cache = KeywordCache(self)
         self.faiss_cache = FaissCache(self)
+        # Writers queue here; writes that arrive together share one commit (commits.py).
+        self.commits = GroupCommit(self)
         # In the order every write updates them (see apply_write).
         self.caches: tuple[Cache, ...] = (self.filter_cache, self.keyword_cache, self.faiss_cache)
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
@@ -486,60 +492,77 @@ def ingest(library: Library, papers: list[Paper], show_progress: bool = False, e
     check_paper_sizes(library.settings, papers)
     # Last occurrence of an id wins, as if the records had been ingested one after another.
     papers = list({paper.id: paper for paper in papers}.values())
-    report = IngestReport()
     hashes = [text_hash(paper.text) for paper in papers]
     # Encode before taking the writer lock, the slow part: searches never wait for it and another
     # writer can commit meanwhile. A vector depends only on the text, so it stays valid; what to
     # store is decided again under the lock. A model failure leaves nothing half-written.
     encoded = _encode(library, papers, _changed(library, papers, hashes), {}, show_progress, encoder)
-    with library.writing():
-        to_encode = _changed(library, papers, hashes)
-        encoded = _encode(library, papers, to_encode, encoded, encoder=encoder)
-        new_manifest = library.manifest is None
-        if new_manifest:
-            enc = encoder or library.encoder
-            layout = choose_layout(len(papers), library.settings.layout)
-            library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
-        plan = _plan_merges(library, papers, hashes, encoded)
-        keep = [i for i in range(len(papers)) if i not in plan.into]
-        write = [plan.papers.get(i, papers[i]) for i in keep] + list(plan.entries.values())
-        write_hashes = [hashes[i] for i in keep] + list(plan.entry_hashes.values())
-        encode_at = [n for n, i in enumerate(keep) if i in set(to_encode)]
-        vectors = np.stack([encoded[keep[n]] for n in encode_at]) if encode_at else None
-        with library.store.transaction():
-            outcomes = library.store.upsert_papers(write, write_hashes)
-            pk_of = {i: outcomes[n].pk for n, i in enumerate(keep)} | dict(zip(plan.entries, (o.pk for o in outcomes[len(keep):])))
-            merged_into = {i: pk_of[plan.into[i]] if isinstance(plan.into[i], int) else plan.into[i][1] for i in plan.into}
-            # The merged record's id resolves to the entry as an old paperlens id, its DOI, arXiv id, ... as the entry's.
-            library.store.add_aliases([(papers[i].id, pk) for i, pk in merged_into.items()])
-            library.store.add_external_ids([(pk, papers[i]) for i, pk in merged_into.items()])
-            if encode_at:
-                library.store.put_vectors([outcomes[n].pk for n in encode_at], vectors)
-            # Every paper written is logged, new vector or not: other processes catch up from the log.
-            touched = [o.pk for o in outcomes if o.status != "unchanged"]
-            if touched:
-                library.store.bump_generation(touched)
-            if new_manifest:
-                # With the papers, so a kill before the manifest is written loses nothing (see open_library).
-                library.store.set_meta("model", library.manifest.model)
-                library.store.set_meta("dim", str(library.manifest.dim))
-            generation = library.store.generation()
-            entry_ids = {o.pk: o.id for o in outcomes}
-            if within is not None:
-                within()
-        crash_point("ingest:after-commit")
-        encoded_now = set(encode_at)  # exactly the papers whose title or abstract changed (or that are new)
-        library.apply_write(ChangeSet(
-            generation,
-            rows=[(outcomes[n].pk, write[n].title, write[n].abstract) for n in encode_at],
-            vectors=vectors,
-            refreshed=[o.pk for n, o in enumerate(outcomes) if o.status != "unchanged" and n not in encoded_now],
-        ))
+    while True:
+        try:
+            return library.commits.submit("ingest", functools.partial(_stage_ingest, library, papers, hashes, encoded, encoder, within))
+        except _Unencoded as missing:  # another writer changed these papers meanwhile: encode them, outside the group
+            encoded = _encode(library, papers, missing.positions, encoded, encoder=encoder)
+
+
+class _Unencoded(Exception):
+    """Papers of an ingest that need a vector it has not encoded (their stored text changed since)."""
+
+    def __init__(self, positions: list[int]):
+        super().__init__(f"{len(positions)} papers need encoding")
+        self.positions = positions
+
+
+def _stage_ingest(library: Library, papers: list[Paper], hashes: list[str], encoded: dict[int, np.ndarray],
+                  encoder: TextEncoder | None, within: Callable[[], None] | None) -> tuple[ChangeSet, IngestReport]:
+    """An ingest's part of a group commit (commits.py): under the writer lock, in the group's
+    transaction, decide again what to store, write it, and say what changed."""
+    to_encode = _changed(library, papers, hashes)
+    missing = [i for i in to_encode if i not in encoded]
+    if missing:
+        raise _Unencoded(missing)
+    report = IngestReport()
+    new_manifest = library.manifest is None
+    if new_manifest:
+        enc = encoder or library.encoder
+        layout = choose_layout(len(papers), library.settings.layout)
+        library.manifest = Manifest(model=enc.identity, dim=enc.dim, layout=layout, index_params=layout_params(layout, len(papers)))
+    plan = _plan_merges(library, papers, hashes, encoded)
+    keep = [i for i in range(len(papers)) if i not in plan.into]
+    write = [plan.papers.get(i, papers[i]) for i in keep] + list(plan.entries.values())
+    write_hashes = [hashes[i] for i in keep] + list(plan.entry_hashes.values())
+    encode_at = [n for n, i in enumerate(keep) if i in set(to_encode)]
+    vectors = np.stack([encoded[keep[n]] for n in encode_at]) if encode_at else None
+    outcomes = library.store.upsert_papers(write, write_hashes)
+    pk_of = {i: outcomes[n].pk for n, i in enumerate(keep)} | dict(zip(plan.entries, (o.pk for o in outcomes[len(keep):])))
+    merged_into = {i: pk_of[plan.into[i]] if isinstance(plan.into[i], int) else plan.into[i][1] for i in plan.into}
+    # The merged record's id resolves to the entry as an old paperlens id, its DOI, arXiv id, ... as the entry's.
+    library.store.add_aliases([(papers[i].id, pk) for i, pk in merged_into.items()])
+    library.store.add_external_ids([(pk, papers[i]) for i, pk in merged_into.items()])
+    if encode_at:
+        library.store.put_vectors([outcomes[n].pk for n in encode_at], vectors)
+    # Every paper written is logged, new vector or not: other processes catch up from the log.
+    touched = [o.pk for o in outcomes if o.status != "unchanged"]
+    if touched:
+        library.store.bump_generation(touched)
+    if new_manifest:
+        # With the papers, so a kill before the manifest is written loses nothing (see open_library).
+        library.store.set_meta("model", library.manifest.model)
+        library.store.set_meta("dim", str(library.manifest.dim))
+    entry_ids = {o.pk: o.id for o in outcomes}
+    if within is not None:
+        within()
+    encoded_now = set(encode_at)  # exactly the papers whose title or abstract changed (or that are new)
+    changes = ChangeSet(
+        0,
+        rows=[(outcomes[n].pk, write[n].title, write[n].abstract) for n in encode_at],
+        vectors=vectors,
+        refreshed=[o.pk for n, o in enumerate(outcomes) if o.status != "unchanged" and n not in encoded_now],
+    )
     report.encoded = len(encode_at)
     for outcome in outcomes[:len(keep)]:
         {"added": report.added, "unchanged": report.unchanged}.get(outcome.status, report.updated).append(outcome.id)
     report.merged = {papers[i].id: entry_ids[pk] for i, pk in merged_into.items()}
-    return report
+    return changes, report
 
 
 @dataclass
@@ -661,16 +684,16 @@ def resolve_id(library: Library, raw_id: str) -> str:
 def delete(library: Library, paper_ids: list[str]) -> list[str]:
     """Remove papers from the store and the index; returns the stored ids of those that existed."""
     paper_ids = list(dict.fromkeys(resolve_ids(library, paper_ids).values()))
-    with library.writing():
+
+    def stage() -> tuple[ChangeSet, list[str]]:
         found = library.store.pks_for_ids(paper_ids)
         if not found:
-            return []
-        with library.store.transaction():
-            library.store.delete(found)
-            generation = library.store.bump_generation(found.values())
-        crash_point("delete:after-commit")
-        library.apply_write(ChangeSet(generation, removed=list(found.values())))
-    return list(found)
+            return ChangeSet(0), []
+        library.store.delete(found)
+        library.store.bump_generation(found.values())
+        return ChangeSet(0, removed=list(found.values())), list(found)
+
+    return library.commits.submit("delete", stage)
 
 
 @dataclass

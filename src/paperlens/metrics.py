@@ -6,6 +6,7 @@ Each app has its own registry (tests and embedders make many apps in one process
 - ``paperlens_encode_seconds`` and ``paperlens_encoded_texts_total``: time in the encoder (queries
   and papers) in this process, told by the encoder (``Library.observe_encoding``);
 - read at scrape time from the library and its store: ``paperlens_papers``, ``paperlens_index_generation``,
+  ``paperlens_write_groups_total`` and ``paperlens_grouped_writes_total`` (group commits, commits.py),
   and the harvests recorded in the store by 'paperlens harvest', which runs in another process:
   ``paperlens_harvest_runs_total{outcome}``, ``paperlens_harvest_records_total{result}``,
   ``paperlens_harvest_last_success_timestamp_seconds``.
@@ -43,6 +44,11 @@ class LibraryCollector(Collector):
         yield GaugeMetricFamily("paperlens_papers", "papers this server searches", value=len(library))
         yield GaugeMetricFamily("paperlens_index_generation", "writes to the index's store this server has caught up with "
                                 "(each ingest, delete, repair)", value=library.generation)
+        commits = getattr(library, "commits", None)  # a sharded library's shards commit their own writes
+        if commits is not None:
+            yield CounterMetricFamily("paperlens_write_groups", "group commits of ingests and deletes in this process "
+                                      "(commits.py)", value=commits.groups)
+            yield CounterMetricFamily("paperlens_grouped_writes", "ingests and deletes those group commits held", value=commits.writes)
         labels = ["source", "set", "prefix"]
         runs = CounterMetricFamily("paperlens_harvest_runs", "OAI-PMH harvest runs recorded in this index", labels=[*labels, "outcome"])
         records = CounterMetricFamily("paperlens_harvest_records", "records of OAI-PMH harvests by what they did to the index",

@@ -1,0 +1,210 @@
+"""Group commit (commits.py): writes that arrive together share one store commit and one cache
+update, each keeps its own answer, and a kill around a group loses nothing acknowledged."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+from fastapi.testclient import TestClient
+
+from conftest import topic_papers
+from paperlens.api import create_app
+from paperlens.caches import ChangeSet
+from paperlens.config import Settings
+from paperlens.errors import WriterBusy
+from paperlens.faults import CRASH_ENV
+from paperlens.library import Library, check_library, delete, ingest, open_library
+from paperlens.papers import Paper
+from serverproc import ServerProcess
+from test_crash import Ledger, paper, verify
+
+
+def new_paper(n: int) -> Paper:
+    return Paper(id=f"2501.{n:05d}", title=f"Coral reef bleaching survey {n}", abstract=f"Reef number {n} bleached in the heatwave.")
+
+
+def queued_together(library: Library, writes: list[Callable[[], object]]) -> list[object]:
+    """Run ``writes`` in threads while this thread holds the writer lock, release it once all of
+    them are queued (an ingest encodes first), so they commit as one group; their answers or errors."""
+    answers: list[object] = [None] * len(writes)
+
+    def run(n: int) -> None:
+        try:
+            answers[n] = writes[n]()
+        except Exception as exc:
+            answers[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(writes))]
+    with library.writing():
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while library.commits.waiting < len(writes):
+            assert time.monotonic() < deadline, f"only {library.commits.waiting} of {len(writes)} writes queued"
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(120)
+    return answers
+
+
+def test_merged_change_keeps_the_last_write_of_each_paper():
+    vector = np.ones((1, 2), np.float32)
+    merged = ChangeSet.merged([
+        ChangeSet(0, rows=[(1, "a", "")], vectors=vector),
+        ChangeSet(0, removed=[1, 2]),
+        ChangeSet(0, rows=[(2, "b", "")], vectors=vector * 2, refreshed=[3]),
+        ChangeSet(0, refreshed=[2]),
+    ], 7)
+    assert merged.generation == 7
+    assert merged.rows == [(2, "b", "")] and merged.vectors.tolist() == [[2.0, 2.0]]
+    assert merged.removed == [1] and merged.refreshed == [3]
+
+
+def test_concurrent_writes_share_one_commit_and_a_failing_one_fails_alone(small_library):
+    library = small_library
+    groups = library.commits.groups
+
+    def refuse() -> None:
+        raise RuntimeError("refused by the caller")
+
+    answers = queued_together(library, [
+        lambda: ingest(library, [new_paper(1)]),
+        lambda: ingest(library, [new_paper(2)], within=refuse),
+        lambda: delete(library, ["2401.00001"]),
+        lambda: ingest(library, [new_paper(3), new_paper(4)]),
+        lambda: delete(library, ["2401.99999"]),
+    ])
+    assert library.commits.groups == groups + 1, "the five writes were not one group"
+    assert answers[0].added == ["2501.00001"]
+    assert isinstance(answers[1], RuntimeError) and "refused" in str(answers[1])
+    assert answers[2] == ["2401.00001"]
+    assert sorted(answers[3].added) == ["2501.00003", "2501.00004"]
+    assert answers[4] == []
+    store_ids = {stored.paper.id for stored in library.store.get_many(library.store.vector_pks().tolist()).values()}
+    assert store_ids == {p.id for p in topic_papers()} - {"2401.00001"} | {"2501.00001", "2501.00003", "2501.00004"}
+    assert len(library.index) == len(library.keywords) == len(store_ids) == library.store.count()
+    report = check_library(library, repair=False, quick=True)
+    assert report.ok, report.problems
+    # What a reopened library sees: the group's writes, nothing of the failed one.
+    with open_library(Settings(index=library.folder)) as reopened:
+        assert len(reopened.index) == len(reopened.keywords) == len(store_ids)
+
+
+def test_writes_behind_a_busy_writer_fail_and_write_nothing(tmp_path):
+    settings = Settings(index=tmp_path / "index", writer_wait_seconds=0.5)
+    with open_library(settings, create=True) as library:
+        ingest(library, topic_papers())
+        with open_library(settings) as other:  # another writer of the folder, as a CLI beside a server is
+            answers = [None] * 3
+
+            def write(n: int) -> None:
+                try:
+                    answers[n] = ingest(library, [new_paper(n)]) if n else delete(library, ["2401.00002"])
+                except Exception as exc:
+                    answers[n] = exc
+
+            with other.writing():
+                threads = [threading.Thread(target=write, args=(n,)) for n in range(3)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+        assert all(isinstance(answer, WriterBusy) for answer in answers), answers
+        assert library.commits.waiting == 0
+        assert library.store.count() == len(topic_papers())
+        assert ingest(library, [new_paper(9)]).added == ["2501.00009"]
+
+
+def test_http_writes_that_arrive_together_are_all_acknowledged(tmp_path):
+    with open_library(Settings(index=tmp_path / "index"), create=True) as library:
+        ingest(library, topic_papers())
+        with TestClient(create_app(library.settings, library=library)) as client:
+            user = client.post("/users", json={"name": "reader"}).json()
+            headers = {"X-User-Token": user["token"]} if user.get("token") else {}
+            groups = library.commits.groups
+            fresh = [{"id": f"2502.{n:05d}", "title": f"Volcanic ash forecast {n}", "abstract": f"Ash cloud number {n}."}
+                     for n in range(6)]
+            writes = [lambda body=body: client.post("/papers", json=[body]) for body in fresh]
+            writes += [lambda: client.delete("/papers/2402.00003"), lambda: client.delete("/papers/2402.99999")]
+            answers = queued_together(library, writes)
+            assert [a.status_code for a in answers] == [201] * 6 + [200, 404], [a.text for a in answers]
+            assert library.commits.groups == groups + 1
+            # A like and an invalid paper beside a burst of writes: the like is answered, the bad paper alone refused.
+            likes = [lambda n=n: client.post(f"/users/{user['id']}/interactions", json={"paper_id": f"2502.{n:05d}", "kind": "like"},
+                                             headers=headers) for n in range(3)]
+            bad = [lambda: client.post("/papers", json=[{"id": "bad id with spaces", "title": "x", "abstract": "y"}])]
+            more = [lambda n=n: client.post("/papers", json=[{"id": f"2503.{n:05d}", "title": f"Glacier melt {n}", "abstract": "Ice."}])
+                    for n in range(3)]
+            results: list[httpx.Response] = [None] * 7
+            threads = [threading.Thread(target=lambda i=i, call=call: results.__setitem__(i, call())) for i, call in enumerate(likes + bad + more)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(120)
+            assert [r.status_code for r in results[:3]] == [201] * 3
+            assert 400 <= results[3].status_code < 500 and "detail" in results[3].json()
+            assert [r.status_code for r in results[4:]] == [201] * 3
+            for body in fresh:
+                assert client.get(f"/papers/{body['id']}").status_code == 200
+                hits = client.get("/search", params={"q": body["title"], "k": 3, "mode": "bm25"}).json()["results"]
+                assert body["id"] in [hit["id"] for hit in hits]
+            assert client.get("/papers/2402.00003").status_code == 404
+            liked = client.get(f"/users/{user['id']}/interactions", params={"kind": "like"}, headers=headers).json()["interactions"]
+            assert {item["paper_id"] for item in liked} == {f"2502.{n:05d}" for n in range(3)}
+            assert client.get("/health").json()["papers"] == 6 - 1 + 6 + 3
+            metrics = client.get("/metrics").text
+            assert f"paperlens_write_groups_total {float(library.commits.groups)}" in metrics
+            assert f"paperlens_grouped_writes_total {float(library.commits.writes)}" in metrics
+
+
+def concurrent_posts(server: ServerProcess, bodies: list[dict]) -> list[httpx.Response | Exception]:
+    answers: list[httpx.Response | Exception] = [None] * len(bodies)
+
+    def send(n: int) -> None:
+        try:
+            answers[n] = httpx.post(server.url + "/papers", json=[bodies[n]], timeout=120)
+        except httpx.TransportError as exc:
+            answers[n] = exc
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    return answers
+
+
+def test_kill_inside_and_after_a_group_loses_nothing_acknowledged(tmp_path: Path):
+    index, log, ledger = tmp_path / "index", tmp_path / "server.log", Ledger()
+    # 1. concurrent writes acknowledged, then kill -9: every one of them is served after a restart
+    server = ServerProcess(index, log, create=True)
+    bodies = [paper(n) for n in range(8)]
+    answers = concurrent_posts(server, bodies)
+    assert all(isinstance(a, httpx.Response) and a.status_code == 201 for a in answers), answers
+    ledger.present.update({body["id"]: body["title"] for body in bodies})
+    assert server.kill() == -signal.SIGKILL
+
+    # 2. killed after a group's store commit, before any cache and any answer: each write of it is
+    # wholly there after a restart (stored, in both indexes) or wholly absent; the first group is there
+    server = ServerProcess(index, log, {CRASH_ENV: "group:after-commit"})
+    verify(server, ledger)
+    bodies = [paper(n) for n in range(8, 14)]
+    answers = concurrent_posts(server, bodies)
+    assert all(isinstance(a, httpx.TransportError) for a in answers), answers
+    assert server.wait_dead() == -signal.SIGKILL
+    ledger.in_flight.update({body["id"]: body["title"] for body in bodies})
+
+    server = ServerProcess(index, log)
+    try:
+        before = len(ledger.present)
+        verify(server, ledger)
+        assert len(ledger.present) > before, "the committed group was lost"
+    finally:
+        server.kill()
+
