@@ -185,3 +185,14 @@ def test_writes_and_deletes_reach_the_owner_shard(cluster, port, tmp_path, demo_
         client.close()
         ray_serve.stop()
 
+
+
+def test_replicas_ask_for_a_share_of_the_cluster_when_all_would_not_fit():
+    from paperlens.cluster import ClusterInfo
+    from paperlens.ray_serve import replica_cpus
+    from paperlens.shards import ShardMap
+
+    two_shards = ShardMap(shards=2, model="m", dim=3, folders=["shard-0", "shard-1"], papers=10)
+    assert replica_cpus(ClusterInfo("auto", 1, 2.0, 0.0), 1, two_shards) == pytest.approx(2 / 3)  # 'ray start --head' on 2 cores
+    assert replica_cpus(ClusterInfo("auto", 4, 64.0, 0.0), 2, two_shards) == 1.0
+    assert replica_cpus(ClusterInfo("auto", 1, 2.0, 0.0), 1, None) == 1.0

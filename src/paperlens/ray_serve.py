@@ -119,6 +119,17 @@ def build_application(settings: Settings, replicas: int = 1, cpus: float = 1.0) 
     return Ingress.bind(settings, shards)
 
 
+def replica_cpus(cluster: ClusterInfo, replicas: int, shard_map: ShardMap | None, wanted: float = 1.0) -> float:
+    """CPUs each replica asks for: ``wanted``, or an equal share of the cluster's when the ingress
+    replicas and the shards would not otherwise fit (Serve would wait for them forever: 2 shards and
+    an ingress on 'ray start --head' of a 2-core machine). A replica's work is mostly FAISS, tantivy
+    and ONNX Runtime threads, which a fractional CPU does not limit."""
+    deployments = replicas + (shard_map.shards if shard_map else 0)
+    if cluster.cpus <= 0:
+        raise PaperlensError(f"the Ray cluster at {cluster.address} has no CPUs for the {deployments} replica(s) to serve")
+    return min(wanted, cluster.cpus / deployments)
+
+
 def start(settings: Settings, address: str, replicas: int = 1, host: str = "127.0.0.1", port: int = 8000,
           cpus: float = 1.0) -> RayServing:
     """Join the cluster, deploy, and return once every replica answers."""
@@ -138,7 +149,7 @@ def start(settings: Settings, address: str, replicas: int = 1, host: str = "127.
         raise PaperlensError(f"Ray Serve on this cluster already listens on {running.host}:{running.port}; "
                              f"pass --host {running.host} --port {running.port}, or restart Serve")
     try:
-        serve.run(build_application(settings, replicas, cpus), name=APP_NAME, route_prefix="/")
+        serve.run(build_application(settings, replicas, replica_cpus(cluster, replicas, shard_map, cpus)), name=APP_NAME, route_prefix="/")
     except Exception as exc:
         raise PaperlensError(f"the deployment on the Ray cluster failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
     return RayServing(url=f"http://{host}:{port}", cluster=cluster, replicas=replicas, shards=shard_map.shards if shard_map else 0)
