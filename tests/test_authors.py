@@ -203,7 +203,7 @@ def test_the_author_columns_follow_writes(tmp_path: Path, settings):
 
 
 def test_an_older_file_learns_the_author_keys_of_its_papers(tmp_path: Path):
-    """Migration 13: the packed author keys, filled for the papers already stored."""
+    """Migration 15: the packed author keys, filled for the papers already stored."""
     import sqlite3
 
     from paperlens.store import Store
