@@ -125,7 +125,7 @@ def _export_int8(model, model_path: str, out: Path) -> None:
 def fuse(fp32: Path, dest: Path, heads: int, hidden: int) -> Path:
     """The float32 graph with attention, LayerNorm and GELU fused into ONNX Runtime's contrib ops.
 
-    Fused, the int8 graph ran ~25 % more abstracts per CPU-second (benchmarks/ingest_stages.py);
+    Fused, the int8 graph encoded ~25 % more abstracts per CPU-second (README, "Ingest speed");
     a graph the optimizer does not recognise is saved as it was."""
     from onnxruntime.transformers.optimizer import optimize_model
 
