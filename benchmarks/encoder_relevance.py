@@ -1,9 +1,10 @@
 """The int8 CPU encoder against float32: dense nDCG on every development set, agreement, speed.
 
-    PYTHONPATH=src python benchmarks/encoder_relevance.py [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
+    PYTHONPATH=src python benchmarks/encoder_relevance.py [--unfused] [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
 
 Backends (rows): ``torch`` float32, the reference; ``onnx-int8`` as shipped (paperlens.onnx_encoder,
-through its export cache); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
+through its export cache, fused); with ``--unfused`` the export-format-3 recipe (MatMuls int8, no
+fusion); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
 default op list (the embedding tables int8 too); with ``--onnx-fp32`` the exported graph before
 quantisation; with ``--keep-float PATTERN`` the shipped recipe with the MatMuls whose node name
 contains PATTERN left float32 (repeatable, one row each).
@@ -136,8 +137,10 @@ def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def build_backends(args, tmp: Path) -> list[Backend]:
     torch_encoder = Encoder(EncoderSpec("default", backend="torch", device="cpu", max_seq_length=args.max_seq_length))
     shipped = Encoder(EncoderSpec("default", backend="onnx-int8", max_seq_length=args.max_seq_length))
-    backends = [Backend("torch float32", torch_encoder.encode), Backend("onnx-int8 (MatMul only, shipped)", shipped.encode)]
+    backends = [Backend("torch float32", torch_encoder.encode), Backend("onnx-int8 (fused, MatMul + Attention, shipped)", shipped.encode)]
     variants: list[tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = []
+    if args.unfused:
+        variants.append(("onnx-int8 unfused (MatMul only, format 3)", ("MatMul",), ()))
     if args.old_recipe:
         variants.append(("onnx-int8 old recipe (default op list: embeddings int8)", None, ()))
     if args.keep_float or args.onnx_fp32 or variants:
@@ -164,6 +167,7 @@ def build_backends(args, tmp: Path) -> list[Backend]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--unfused", action="store_true", help="add the unfused graph with MatMuls int8 (export format 3)")
     parser.add_argument("--old-recipe", action="store_true", help="add quantize_dynamic's default op list (embedding tables int8)")
     parser.add_argument("--onnx-fp32", action="store_true", help="add the exported float32 graph")
     parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",

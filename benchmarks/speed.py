@@ -1,11 +1,13 @@
 """Speed and scale of paperlens on this machine: prints tables of medians over repeated runs.
 
-    PYTHONPATH=src python benchmarks/speed.py [--sizes 10000,100000] [--full] [--sweep N] [--http]
+    PYTHONPATH=src python benchmarks/speed.py [--sizes 10000,100000] [--full] [--sweep N] [--http] [--command]
 
 1. Ingest rate and free-text query latency in process: real abstracts and claims
    (scifact-subset) through ``library.ingest`` and ``search_text`` per encoder backend, and
    txtai (same model, texts and queries) as the column to beat, when it is installed.
    With --http, the whole ``paperlens ingest`` command and the HTTP API (api_latency.py).
+   With --command, the whole ``paperlens ingest`` command against txtai indexing the same texts,
+   each in fresh processes taking turns (ingest_stages.py, which also has the per-stage table).
 2. Index layouts at 10k, 100k (and 1M with --full): RAM per paper, recall@10 against exact
    search, single-query latency p50/p99 inside FAISS.
 
@@ -323,12 +325,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sweep-layouts", default="hnsw,ivfpq", help="layouts whose search knob --sweep varies")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--http", action="store_true", help="also time the whole ingest command and the HTTP API on scifact-subset")
+    parser.add_argument("--command", action="store_true",
+                        help="also the whole ingest command against txtai in fresh processes (scifact-subset)")
     parser.add_argument("--parents", type=int, default=600, help="real abstracts the synthetic vectors are mixed from")
     args = parser.parse_args(argv[1:])
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     print(machine_header(argv))
     if not args.skip_ingest:
         print_ingest(ingest_table(args.backends.split(","), args.ingest_papers, args.repeats))
+    if args.command:
+        from ingest_stages import command_rows
+
+        print(f"\n## The whole `paperlens ingest` command against txtai, fresh processes ({args.repeats} runs each)\n")
+        print("\n".join(command_rows(DATA, args.repeats)))
     if args.http:
         from api_latency import measure, print_figures
 

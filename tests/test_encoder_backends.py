@@ -18,7 +18,7 @@ from paperlens.embed import (
     pick_device,
     resolve_model,
 )
-from paperlens.onnx_encoder import MODEL_FILE, UnsupportedModel, ensure_exported
+from paperlens.onnx_encoder import MODEL_FILE, UnsupportedModel, encoder_batches, ensure_exported
 from paperlens.papers import read_papers
 
 TEXTS = [
@@ -43,21 +43,23 @@ def test_onnx_int8_matches_torch():
     assert float(single @ torch_vectors[0]) > 0.95
 
 
-def test_int8_graph_keeps_embedding_tables_float():
-    """Only MatMul weights are int8: the word, position and token-type lookup tables stay float32."""
+def test_int8_graph_is_fused_and_keeps_embedding_tables_float():
+    """Attention, LayerNorm and GELU fused; only MatMul and Attention weights int8: the word,
+    position and token-type lookup tables stay float32."""
     import onnx
 
     load_encoder(EncoderSpec("default", backend="onnx-int8"))  # exported (once) into the cache
     folder = ensure_exported(resolve_model("default"), lambda path: load_sentence_transformer(path, "cpu"))
     graph = onnx.load(str(folder / MODEL_FILE)).graph
     tables = {init.name: init for init in graph.initializer}
-    gathered = [tables[node.input[0]] for node in graph.node if node.op_type == "Gather" and node.input[0] in tables]
-    lookups = [table for table in gathered if len(table.dims) == 2]
-    assert len(lookups) == 3, [t.name for t in lookups]  # word, position, token type
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QAttention") == 6 and ops.count("SkipLayerNormalization") == 12 and ops.count("BiasGelu") == 6
+    assert ops.count("MatMulInteger") == 18  # attention output, intermediate and output dense of 6 layers
+    embed = next(node for node in graph.node if node.op_type == "EmbedLayerNormalization")
+    assert embed.input[0].startswith("input_ids")
+    lookups = [tables[name] for name in embed.input[2:5]]  # word, position, token type
+    assert lookups[0].dims[0] > 30000
     assert all(table.data_type == onnx.TensorProto.FLOAT for table in lookups), [(t.name, t.data_type) for t in lookups]
-    word = next(node for node in graph.node if node.op_type == "Gather" and node.input[1] == "input_ids")
-    assert tables[word.input[0]].dims[0] > 30000 and tables[word.input[0]].data_type == onnx.TensorProto.FLOAT
-    assert sum(node.op_type == "MatMulInteger" for node in graph.node) == 36  # the 6 weight MatMuls of 6 layers
 
 
 def test_int8_abstract_vectors_stay_close_to_float32():
@@ -100,3 +102,49 @@ def test_model_the_int8_path_cannot_run_falls_back_to_torch(tmp_path, monkeypatc
     assert auto.backend == "torch"
     assert np.allclose(np.linalg.norm(auto.encode(TEXTS), axis=1), 1, atol=1e-5)
     assert (tmp_path / "cache" / "paperlens" / "onnx").is_dir()  # the verdict is kept, not redone at every start
+
+
+def test_pipelined_encode_gives_each_batch_its_own_vectors_in_input_order():
+    """The tokeniser runs a batch ahead: every row must still get the vector of its own text, as
+    its batch encoded alone gives it, and a permuted input gives the same vectors permuted."""
+    texts = [paper.text for paper in read_papers(DEMO_CORPUS).papers[:23]]
+    onnx = load_encoder(EncoderSpec("default", backend="onnx-int8")).onnx
+    vectors = onnx.encode(texts, batch_size=4)
+    batches = encoder_batches(texts, 4)
+    assert len(batches) == 6 and sorted(np.concatenate(batches).tolist()) == list(range(len(texts)))
+    for rows in batches:
+        alone = onnx.encode([texts[i] for i in rows], batch_size=4)
+        np.testing.assert_allclose(vectors[rows], alone, atol=1e-6)
+    order = np.random.default_rng(1).permutation(len(texts))
+    if len({len(t) for t in texts}) == len(texts):  # distinct lengths: the same batches whatever the order
+        np.testing.assert_allclose(onnx.encode([texts[i] for i in order], batch_size=4), vectors[order], atol=1e-6)
+
+
+def test_a_failure_mid_pipeline_leaves_nothing_written(tmp_path, monkeypatch):
+    """The model failing on the third batch of an ingest: the error reaches the caller, the
+    tokeniser thread is gone, and the new index holds no paper; the next ingest works."""
+    import threading
+
+    from paperlens.config import Settings
+    from paperlens.library import ingest, open_library
+    from paperlens.onnx_encoder import OnnxInt8Encoder
+
+    papers = read_papers(DEMO_CORPUS).papers[:40]
+    run = OnnxInt8Encoder._run
+    calls = []
+
+    def failing(self, arrays):
+        calls.append(len(arrays["input_ids"]))
+        if len(calls) == 3:
+            raise RuntimeError("model failed on batch 3")
+        return run(self, arrays)
+
+    settings = Settings(index=tmp_path / "index", show_progress=False, batch_size=8, backend="onnx-int8")
+    with open_library(settings, create=True) as library:
+        monkeypatch.setattr(OnnxInt8Encoder, "_run", failing)
+        with pytest.raises(RuntimeError, match="batch 3"):
+            ingest(library, papers)
+        assert not [t for t in threading.enumerate() if t.name.startswith("paperlens-tokenise")]
+        assert len(library) == 0 and library.store.text_hashes([p.id for p in papers]) == {}
+        monkeypatch.setattr(OnnxInt8Encoder, "_run", run)
+        assert len(ingest(library, papers).added) == 40 and len(library) == 40

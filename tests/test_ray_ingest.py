@@ -26,7 +26,7 @@ from paperlens.search import search_text
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'paperlens[ray]')")
 
-from paperlens import ray_ingest  # noqa: E402  (after the skip: it is only usable with Ray)
+from paperlens import onnx_encoder, ray_ingest  # noqa: E402  (after the skip: it is only usable with Ray)
 
 QUERIES = ["diffusion models for image generation", "reinforcement learning from human feedback",
            "sentiment analysis of financial text", "speech recognition", "protein structure", "efficient attention"]
@@ -175,6 +175,7 @@ def test_pool_plan_takes_gpus_where_there_are_some():
 def test_actors_get_the_batches_a_plain_encoder_makes():
     texts = ["bb", "a", "dddd", "ccc", "e"]
     assert [rows.tolist() for rows in ray_ingest.encoder_batches(texts, 2)] == [[2, 3], [0, 1], [4]]
+    assert ray_ingest.encoder_batches is onnx_encoder.encoder_batches  # one function: the same batches, the same vectors
 
 
 @pytest.mark.parametrize("address, message", [

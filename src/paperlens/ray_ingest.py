@@ -32,6 +32,7 @@ import numpy as np
 from .cluster import ClusterInfo, connect
 from .embed import EncoderSpec, load_encoder, model_identity
 from .errors import PaperlensError
+from .onnx_encoder import encoder_batches
 from .papers import BYTES_FORMATS, ReadResult, Skipped, beir_corpus, read_bytes, read_papers, source_format
 
 # Encoder batches per call of an actor: enough that a call's overhead (~ms) is small against the
@@ -59,15 +60,6 @@ def plan_pool(cluster: ClusterInfo, spec: EncoderSpec, batches: int) -> PoolPlan
         return PoolPlan(max_size=max(1, min(int(cluster.gpus), calls)), num_cpus=1, num_gpus=1, threads=spec.threads or 1)
     threads = spec.threads or 1
     return PoolPlan(max_size=max(1, min(int(cluster.cpus // threads), calls)), num_cpus=threads, num_gpus=None, threads=threads)
-
-
-def encoder_batches(texts: list[str], batch_size: int) -> list[np.ndarray]:
-    """The positions of ``texts`` in the batches ``Encoder.encode`` makes of them (longest first,
-    ``batch_size`` at a time). The int8 encoder quantises each batch's activations with one scale,
-    so a vector depends a little on its batch: the actors encode exactly these batches, and give the
-    vectors a plain ingest would."""
-    order = np.argsort([-len(text) for text in texts], kind="stable")
-    return [order[start:start + batch_size] for start in range(0, len(texts), batch_size)]
 
 
 class _EncodeBatch:
