@@ -110,7 +110,10 @@ class RayEncoder:
             fn_constructor_args=(spec,),
             batch_size=BATCHES_PER_CALL,
             batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool.max_size),
+            # A fixed pool of the planned size: one that starts at one actor and grows can finish a
+            # small ingest before it grows, leaving the other nodes idle (seen on a fresh clone's
+            # first run). The plan never has more actors than calls, so none of them waits idle.
+            compute=ray.data.ActorPoolStrategy(min_size=pool.max_size, max_size=pool.max_size),
             num_cpus=pool.num_cpus,
             num_gpus=pool.num_gpus,
         )
