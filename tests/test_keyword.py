@@ -148,15 +148,45 @@ def test_api_search_mode(library: Library, settings: Settings):
         assert client.get("/search", params={"q": QUERY, "mode": "sparse"}).status_code == 422
 
 
-def test_wide_filters_over_fetch_and_agree_with_narrow_ones(library: Library, monkeypatch):
-    """A wide filter is applied to a grown top list instead of inside tantivy: same results."""
-    ingest(library, [Paper(f"heart-{i}", f"Heart study {i}", "Cardiac output " * (1 + i % 4), date=f"20{10 + i}-01-01") for i in range(8)])
-    filters = make_filters(since="2015-01-01")
-    narrow = [(h.id, h.score) for h in search_text(library, "cardiac heart", k=3, mode="bm25", filters=filters)]
-    monkeypatch.setattr(keyword, "FILTER_SET_FACTOR", 0)
-    wide = [(h.id, h.score) for h in search_text(library, "cardiac heart", k=3, mode="bm25", filters=filters)]
-    assert wide == narrow and len(wide) == 3
-    assert {paper_id for paper_id, _ in wide} <= {"heart-5", "heart-6", "heart-7", "zebrafish"}
+def test_filters_inside_the_index_agree_with_pk_sets(library: Library, monkeypatch):
+    """Dates, categories and popularity are filtered inside tantivy; a set of pks (authors) is applied
+    as a term set, or to a grown top list when it is wide: the three give the same answer."""
+    ingest(library, [Paper(f"heart-{i}", f"Heart study {i}", "Cardiac output " * (1 + i % 4), date=f"20{10 + i}-01-01",
+                           categories=["q-bio.TO" if i % 2 else "physics.med-ph"], popularity=float(i)) for i in range(8)])
+    heart = query_terms("cardiac heart")
+    for filters in (make_filters(since="2015-01-01"), make_filters(categories=["q-bio"]), make_filters(categories=["Q-BIO"]),
+                    make_filters(until="2014", min_popularity=2.0), make_filters(categories=["physics.med-ph", "q-bio.TO"])):
+        allowed = library.filter_columns().allowed(filters)
+        inside = library.keywords.top(heart, 3, where=filters)
+        as_set = library.keywords.top(heart, 3, allowed=allowed)
+        with monkeypatch.context() as patch:
+            patch.setattr(keyword, "FILTER_SET_FACTOR", 0)
+            grown = library.keywords.top(heart, 3, allowed=allowed)
+        assert [pk for pk, _ in inside] == [pk for pk, _ in as_set] == [pk for pk, _ in grown], filters
+        assert np.allclose([s for _, s in inside], [s for _, s in as_set]), filters
+        assert set(pk for pk, _ in inside) <= set(allowed.tolist()) and inside, filters
+    by_pk = {library.store.get(f"heart-{i}").pk: i for i in range(8)}
+    assert {by_pk.get(pk) for pk, _ in library.keywords.top(heart, 10, where=make_filters(categories=["q-bio"]))} == {1, 3, 5, 7, None}
+
+
+def test_keyword_folder_of_an_older_schema_is_rebuilt(library: Library, settings: Settings):
+    """keywords/ written before the filter fields existed is rebuilt on open, so filters work inside it."""
+    import tantivy
+
+    folder = library.folder
+    library.close()
+    import shutil
+    shutil.rmtree(folder / KEYWORD_DIR)
+    builder = tantivy.SchemaBuilder()
+    builder.add_integer_field("pk", stored=True, indexed=True, fast=True)
+    builder.add_text_field("text", index_option="freq")
+    builder.add_text_field("title", index_option="freq")
+    (folder / KEYWORD_DIR).mkdir()
+    tantivy.Index(builder.build(), str(folder / KEYWORD_DIR))
+    with open_library(settings, folder) as reopened:
+        assert any(KEYWORD_DIR in note for note in reopened.recovered)
+        assert ids(search_text(reopened, "dark matter", k=3, mode="bm25", filters=make_filters(categories=["astro-ph"]))) == ["galaxies"]
+        assert search_text(reopened, "dark matter", k=3, mode="bm25", filters=make_filters(since="2021")) == []
 
 
 def test_stale_keyword_index_is_rebuilt_from_the_store(library: Library, settings: Settings):

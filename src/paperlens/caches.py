@@ -232,9 +232,12 @@ class KeywordCache(Cache):
         return None
 
     def apply(self, changes: ChangeSet) -> None:
-        if changes.rows or changes.removed:
-            self.index.write(changes.rows, [*changes.changed.tolist(), *changes.removed], changes.generation)
-        else:  # other fields only: the text the index holds is still right
+        if changes.rows or changes.removed or changes.refreshed:
+            # Re-read from the store: the index holds the filter fields too, which a metadata-only
+            # change (refreshed) moves.
+            changed = [*changes.changed.tolist(), *changes.refreshed]
+            self.index.write(self.library.store.keyword_rows(changed), [*changed, *changes.removed], changes.generation)
+        else:
             self.index.generation = changes.generation
         if self.library.manifest is not None:  # written with the FAISS fields (FaissCache), or by rebuild
             self.library.manifest.keyword_generation = self.index.generation
@@ -242,7 +245,7 @@ class KeywordCache(Cache):
     def rebuild(self) -> None:
         store, manifest = self.library.store, self.library.manifest
         generation = store.generation()
-        self.index = KeywordIndex.recreate(self.path, store.iter_texts(), generation)
+        self.index = KeywordIndex.recreate(self.path, store.iter_keyword_rows(), generation)
         self.folder_id = self._current_folder()
         if manifest is not None:
             manifest.keyword_generation = generation

@@ -219,7 +219,7 @@ def rank_profile(library: Library, profile: Profile, k: int, filters: Filters | 
     if mode != "dense":  # one keyword query per interest, searched on the workers meanwhile
         negative = more_like_this(library, profile.negative_texts) if profile.negative_texts else []
         keyword_queries = {c: KeywordQuery(more_like_this(library, [profile.texts[i] for i in members[c]], profile.weights[members[c]].tolist()),
-                                   negative, settings.negative_weight) for c in active}
+                                   negative, settings.negative_weight, filters) for c in active}
         keyword_sides = {c: library.workers.submit(keyword_top, library, q, 3 * int(slots[c]) + 10, allowed, exclude)
                          for c, q in keyword_queries.items()}
     cand: list[int] = []

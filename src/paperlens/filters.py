@@ -6,12 +6,16 @@ with its writes (a cache like the FAISS file), and searches apply them to a quer
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .names import author_key
+
+# Filter answers each set of columns keeps (FilterColumns.allowed).
+REMEMBERED_FILTERS = 32
 
 
 @dataclass
@@ -26,6 +30,9 @@ class Filters:
 
     def active(self) -> bool:
         return bool(self.since or self.until or self.categories or self.min_popularity is not None or self.authors)
+
+    def key(self) -> tuple:
+        return self.since, self.until, self.categories, self.min_popularity, self.authors
 
 
 def category_matches(name: str, wanted: str) -> bool:
@@ -50,8 +57,24 @@ class FilterColumns:
     author_offsets: np.ndarray  # int64, len(pks) + 1
     author_family: np.ndarray  # int64, one per (paper, distinct author key)
     author_initial: np.ndarray  # uint32, beside author_family
+    # Filters asked for recently → their pks. The columns never change (writers patch a copy), so
+    # an answer stays right for as long as these columns are the library's; a filter that repeats
+    # (a category, "since 2020") then costs a dict lookup, not a pass over every paper.
+    _answers: OrderedDict = field(default_factory=OrderedDict, compare=False, repr=False)
 
     def allowed(self, filters: Filters) -> np.ndarray:
+        """The sorted pks that pass ``filters`` (read-only: the same array may answer again)."""
+        key = filters.key()
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._allowed(filters)
+            answer.flags.writeable = False
+            self._answers[key] = answer
+            while len(self._answers) > REMEMBERED_FILTERS:
+                self._answers.popitem(last=False)
+        return answer
+
+    def _allowed(self, filters: Filters) -> np.ndarray:
         keep = np.ones(len(self.pks), dtype=bool)
         if filters.since or filters.until:
             keep &= self.dates != b""

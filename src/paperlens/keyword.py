@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import tantivy
 
+from .filters import Filters
 from .papers import paper_text
 
 # Lucene's default English stop set, the one bm25s and Elasticsearch use.
@@ -54,7 +55,9 @@ FILTER_SET_FACTOR = 2
 WRITE_HEAP = 20_000_000  # bytes; one small batch per ingest
 REBUILD_HEAP = 256_000_000
 
-Row = tuple[int, str, str]  # (pk, title, abstract)
+# (pk, title, abstract), then optionally (date, categories, popularity): the fields filters read
+# inside the index (``filter_query``); a row without them passes no date, category or popularity filter.
+Row = tuple[int, str, str] | tuple[int, str, str, str | None, Sequence[str], float]
 # A keyword query: stemmed terms, each with the weight its BM25 score is multiplied by.
 Terms = list[tuple[str, float]]
 
@@ -164,7 +167,41 @@ def _schema() -> tantivy.Schema:
     # shape block-max WAND skips best (two fields per term cost 25 % more at 1M papers).
     builder.add_text_field("text", tokenizer_name=TOKENIZER, index_option="freq")
     builder.add_text_field("title", tokenizer_name=TOKENIZER, index_option="freq")
+    # Filters, applied inside the search (``filter_query``): the date as the number YYYYMMDD and
+    # the popularity as fast fields (column scans), categories as whole-name terms plus their
+    # lowercased dotted prefixes ("cs.LG" also under "cs"), which is filters.category_matches.
+    builder.add_integer_field("day", fast=True)
+    builder.add_float_field("popularity", fast=True)
+    builder.add_text_field("category", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("category_prefix", tokenizer_name="raw", index_option="basic")
     return builder.build()
+
+
+def day_number(date: str | None) -> int:
+    """An ISO date (or its year / year-month) as YYYYMMDD, missing parts 0: ordered as the strings
+    are, so "2020" < "2020-01-01" here as in FilterColumns. 0 for no date."""
+    digits = (date or "").replace("-", "")[:8]
+    return int(digits.ljust(8, "0")) if digits.isdigit() else 0
+
+
+def category_prefixes(name: str) -> list[str]:
+    """The lowercased dotted prefixes a category filter can name: "q-bio.GN" → ["q-bio"]."""
+    parts = name.lower().split(".")
+    return [".".join(parts[:n]) for n in range(1, len(parts))]
+
+
+def _document(row: Row) -> tantivy.Document:
+    pk, title, abstract = row[0], row[1], row[2]
+    doc = tantivy.Document(pk=int(pk), text=paper_text(title, abstract), title=title or "")
+    if len(row) > 3:
+        date, categories, popularity = row[3], row[4], row[5]
+        doc.add_integer("day", day_number(date))
+        doc.add_float("popularity", float(popularity) if popularity is not None and popularity == popularity else float("-inf"))
+        for name in categories:
+            doc.add_text("category", name)
+            for prefix in category_prefixes(name):
+                doc.add_text("category_prefix", prefix)
+    return doc
 
 
 class KeywordIndex:
@@ -186,8 +223,10 @@ class KeywordIndex:
         schema = _schema()
         index = tantivy.Index(schema, str(path), reuse=True)
         index.register_tokenizer(TOKENIZER, _ANALYZER)
-        for field in ("text", "title"):  # a folder written with another schema: the caller rebuilds it
+        for field in ("text", "title", "category", "category_prefix"):  # another schema: the caller rebuilds it
             tantivy.Query.term_query(index.schema, field, "")
+        tantivy.Query.range_query(index.schema, "day", tantivy.FieldType.Integer, 0, None)
+        tantivy.Query.range_query(index.schema, "popularity", tantivy.FieldType.Float, 0.0, None)
         return cls(path, index, index.schema)
 
     @classmethod
@@ -227,8 +266,8 @@ class KeywordIndex:
             try:
                 for pk in removed:
                     writer.delete_documents_by_term("pk", int(pk))
-                for pk, title, abstract in added:
-                    writer.add_document(tantivy.Document(pk=int(pk), text=paper_text(title, abstract), title=title or ""))
+                for row in added:
+                    writer.add_document(_document(row))
                 writer.commit()
                 writer.wait_merging_threads()
             except BaseException:
@@ -275,6 +314,23 @@ class KeywordIndex:
             out.append((term, weight * factor))
         return out
 
+    def filter_query(self, filters: Filters) -> tantivy.Query:
+        """The papers that pass the date, category and popularity filters, as one query that scores 0.
+        Authors are not in the index: the caller filters them by pks (FilterColumns)."""
+        schema, Occur = self._schema, tantivy.Occur
+        clauses = []
+        if filters.since or filters.until:  # no date (0) fails any date filter, as in FilterColumns
+            low, high = max(day_number(filters.since), 1), day_number(filters.until) if filters.until else None
+            clauses.append((Occur.Must, tantivy.Query.range_query(schema, "day", tantivy.FieldType.Integer, low, high)))
+        if filters.min_popularity is not None:
+            clauses.append((Occur.Must, tantivy.Query.range_query(schema, "popularity", tantivy.FieldType.Float,
+                                                                  float(filters.min_popularity), None)))
+        if filters.categories:
+            names = [(Occur.Should, tantivy.Query.term_query(schema, "category", name)) for name in filters.categories]
+            names += [(Occur.Should, tantivy.Query.term_query(schema, "category_prefix", name.lower())) for name in filters.categories]
+            clauses.append((Occur.Must, tantivy.Query.boolean_query(names)))
+        return tantivy.Query.const_score_query(tantivy.Query.boolean_query(clauses), 0.0)
+
     def _within(self, query: tantivy.Query, pks: Iterable[int]) -> tantivy.Query:
         """``query`` restricted to ``pks``, its scores unchanged (the filter scores 0)."""
         only = tantivy.Query.const_score_query(tantivy.Query.term_set_query(self._schema, "pk", [int(pk) for pk in pks]), 0.0)
@@ -287,12 +343,16 @@ class KeywordIndex:
         scores = np.fromiter((score for score, _ in hits), dtype=np.float32, count=len(hits))
         return pks, scores
 
-    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """(pk, BM25 score) of the k best papers with a query term, best first; ``allowed`` limits the pks."""
+    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None,
+            where: Filters | None = None) -> list[tuple[int, float]]:
+        """(pk, BM25 score) of the k best papers with a query term, best first; ``allowed`` limits the
+        pks, ``where`` (date, category and popularity filters only) is applied inside the index."""
         if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
         searcher = self._searcher
         query = self._text_query(terms, title_weight)
+        if where is not None and where.active():
+            query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, self.filter_query(where))])
         if allowed is None or len(allowed) ** 2 <= FILTER_SET_FACTOR * k * max(searcher.num_docs, 1):
             pks, scores = self._run(searcher, query if allowed is None else self._within(query, allowed), k)
         else:

@@ -342,7 +342,8 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def search_tuning(settings: Settings) -> SearchTuning:
-    return SearchTuning(ef_search=settings.ef_search, nprobe=settings.nprobe, device="cpu" if settings.device == "cpu" else "auto")
+    return SearchTuning(ef_search=settings.ef_search, nprobe=settings.nprobe, device="cpu" if settings.device == "cpu" else "auto",
+                        filter_widen_power=settings.filter_widen_power)
 
 
 def open_library(settings: Settings, folder: Path | None = None, create: bool = False, repair: bool = False) -> Library:

@@ -169,7 +169,7 @@ def recommend(
         groups = len(dense.anchors) if strategy == "grouped" else 1
         terms = more_like_this(library, [texts.get(pk, "") for pk in pos_pks], pos_w.tolist(), scale=groups)
         against = more_like_this(library, [texts.get(pk, "") for pk in neg_pks], neg_w.tolist()) if neg_pks else []
-        return KeywordQuery(terms, against, beta)
+        return KeywordQuery(terms, against, beta, where=filters)
 
     weight = library.settings.similar_dense_weight
     return to_hits(library, distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, exclude, weight), k))

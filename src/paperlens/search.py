@@ -261,6 +261,9 @@ class KeywordQuery:
     terms: Terms
     negative: Terms = ()
     negative_weight: float = 0.0
+    # The request's filters: date, category and popularity ones are applied inside the keyword
+    # index, which costs less than handing it every allowed pk (authors still go as pks).
+    where: Filters | None = None
 
 
 class DenseSide(Protocol):
@@ -299,8 +302,9 @@ def keyword_top(library: Library, query: KeywordQuery, depth: int, allowed: np.n
     """(pk, BM25 score) of the ``depth`` best papers for the keyword query, ``exclude`` left out;
     disliked papers' terms lower the scores of the papers found."""
     settings = library.settings
-    ranked = [(pk, s) for pk, s in library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, allowed)
-              if pk not in exclude][:depth]
+    where = query.where if query.where is not None and query.where.active() and not query.where.authors else None
+    found = library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, None if where else allowed, where)
+    ranked = [(pk, s) for pk, s in found if pk not in exclude][:depth]
     if query.negative and ranked:
         against = library.keywords.scores(list(query.negative), [pk for pk, _ in ranked], settings.title_weight)
         ranked = sorted(((pk, s - query.negative_weight * against.get(pk, 0.0)) for pk, s in ranked), key=lambda item: -item[1])
@@ -455,7 +459,7 @@ def rank_text(library: Library, query: str, k: int, filters: Filters | None = No
     """(pk, score) of the top k papers for free text in one mode; the engine behind search_text."""
     mode = check_mode(library, mode)
     allowed = allowed_pks(library, filters)
-    return rank(library, mode, NearVector(library, allowed, text=query), lambda: KeywordQuery(query_terms(query)), k, allowed)
+    return rank(library, mode, NearVector(library, allowed, text=query), lambda: KeywordQuery(query_terms(query), where=filters), k, allowed)
 
 
 def more_like_this(library: Library, texts: list[str], weights: list[float] | None = None, scale: int = 1,
@@ -494,7 +498,7 @@ def similar_to_paper(library: Library, paper_id: str, k: int = 10, filters: Filt
 
     def keyword() -> KeywordQuery:
         stored = library.store.get_many([pk]).get(pk)
-        return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [])
+        return KeywordQuery(more_like_this(library, [stored.paper.text]) if stored else [], where=filters)
 
     weight = library.settings.similar_dense_weight
     ranked = distinct_top(library, lambda depth: rank(library, mode, dense, keyword, depth, allowed, dense.exclude, weight),
@@ -511,6 +515,6 @@ def similar_to_text(library: Library, text: str, k: int = 10, filters: Filters |
     sort = check_sort(sort)
     allowed = allowed_pks(library, filters)
     dense = NearVector(library, allowed, text=text)
-    keyword = lambda: KeywordQuery(more_like_this(library, [text], indexed=False))  # noqa: E731
+    keyword = lambda: KeywordQuery(more_like_this(library, [text], indexed=False), where=filters)  # noqa: E731
     ranked = rank(library, mode, dense, keyword, sort_depth(library, k, sort), allowed, dense_weight=library.settings.similar_dense_weight)
     return to_hits(library, sort_ranked(library, ranked, sort, k))

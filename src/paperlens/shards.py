@@ -44,7 +44,7 @@ import numpy as np
 
 from .config import Settings
 from .errors import ConcurrentChange, IndexNotFound, InvalidInput, PaperlensError
-from .filters import FilterColumns
+from .filters import FilterColumns, Filters
 from .keyword import MoreLikeThis, Terms, TermStats, like_terms
 from .library import STORE_FILE, IngestReport, Library, Manifest, check_library, delete, ingest, open_library, resolve_ids
 from .limits import check_paper_sizes
@@ -246,9 +246,10 @@ class Shard:
         keywords = self.library.keywords
         return keywords.term_stats(terms) if keywords is not None else TermStats(0, {})
 
-    def keyword_top(self, terms: Terms, k: int, title_weight: float, allowed: np.ndarray | None, stats: TermStats) -> list[tuple[int, float]]:
+    def keyword_top(self, terms: Terms, k: int, title_weight: float, allowed: np.ndarray | None, stats: TermStats,
+                    where: Filters | None = None) -> list[tuple[int, float]]:
         keywords = self.library.keywords
-        return keywords.top(keywords.with_collection_idf(terms, stats), k, title_weight, allowed) if keywords is not None else []
+        return keywords.top(keywords.with_collection_idf(terms, stats), k, title_weight, allowed, where) if keywords is not None else []
 
     def keyword_scores(self, terms: Terms, pks: list[int], title_weight: float, stats: TermStats) -> dict[int, float]:
         keywords = self.library.keywords
@@ -621,13 +622,14 @@ class ShardedKeywords:
             docs, freq = self._docs, self._freq
             return TermStats(docs[1], {term: freq.get(term, found.doc_freq.get(term, 0)) for term in terms})
 
-    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None,
+            where: Filters | None = None) -> list[tuple[int, float]]:
         if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
         library = self.library
         stats = self.term_stats([term for term, _ in terms])
         split = library.split_allowed(allowed)
-        answers = library.fan_out("keyword_top", {s: (terms, k, title_weight, part, stats) for s, part in split.items()
+        answers = library.fan_out("keyword_top", {s: (terms, k, title_weight, part, stats, where) for s, part in split.items()
                                                   if part is None or len(part)})
         merged = [(pk * library.count + shard, score) for shard, found in answers.items() for pk, score in found]
         return sorted(merged, key=lambda item: -item[1])[:k]

@@ -7,9 +7,11 @@ Build-time parameters (HNSW's M, IVF's nlist, ...) live in the manifest; search-
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ class SearchTuning:
     ef_search: int | None = None  # None: chosen by the collection's size (hnsw.auto_ef_search)
     nprobe: int = 32
     device: str = "auto"  # 'auto' searches on a GPU when the installed faiss has one, 'cpu' never does
+    filter_widen_power: float = 0.5  # see Settings.filter_widen_power
 
 
 def gpu_available() -> bool:
@@ -89,6 +92,7 @@ class VectorIndex(ABC):
         self._gpu_index: faiss.Index | None = None
         self._gpu_resources: Any = None
         self._gpu_stale = True
+        self._bitmaps: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     @property
     def dim(self) -> int:
@@ -132,17 +136,31 @@ class VectorIndex(ABC):
         gpu = self._gpu_for_search() if allowed is None else None
         if gpu is not None:
             return gpu.search(queries, k)
-        bitmap = id_bitmap(allowed) if allowed is not None else None
+        bitmap = self._bitmap(allowed) if allowed is not None else None
         selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)) if bitmap is not None else None
-        widen = 1.0 if allowed is None else max(1.0, len(self) / max(len(allowed), 1))
+        widen = 1.0 if allowed is None else max(1.0, len(self) / max(len(allowed), 1)) ** self.tuning.filter_widen_power
         return self.faiss_index.search(queries, k, params=self.search_parameters(selector, widen))  # bitmap alive until here
+
+    def _bitmap(self, allowed: np.ndarray) -> np.ndarray:
+        """``id_bitmap(allowed)``, remembered for the last few arrays: a filter that repeats hands
+        the same read-only array (FilterColumns.allowed), and at 1M papers a bitmap costs ~2 ms."""
+        remembered = self._bitmaps.get(id(allowed))
+        if remembered is not None and remembered[0] is allowed:
+            return remembered[1]
+        bitmap = id_bitmap(allowed)
+        if not allowed.flags.writeable:  # a caller's own array may change after this search
+            self._bitmaps[id(allowed)] = (allowed, bitmap)
+            while len(self._bitmaps) > 8:
+                self._bitmaps.popitem(last=False)
+        return bitmap
 
     @abstractmethod
     def search_parameters(self, selector: faiss.IDSelector | None, widen: float = 1.0) -> faiss.SearchParameters | None:
         """The layout's search knobs plus an optional id filter.
 
-        ``widen`` is 1 / the share of papers a filter lets through: approximate layouts look at
-        that many times more candidates, else a narrow filter would leave result slots empty.
+        ``widen`` is (1 / the share of papers a filter lets through) ** filter_widen_power:
+        approximate layouts look at that many times more candidates, else a narrow filter would
+        leave result slots empty.
         """
 
     def supports_gpu(self) -> bool:
@@ -160,7 +178,7 @@ class VectorIndex(ABC):
                 self._configure_gpu(self._gpu_index)
             except RuntimeError as exc:  # e.g. a PQ size the GPU kernels do not support
                 log.warning("%s index cannot move to the GPU (%s); searching on the CPU", self.layout, exc)
-                self.tuning = SearchTuning(self.tuning.ef_search, self.tuning.nprobe, "cpu")
+                self.tuning = dataclasses.replace(self.tuning, device="cpu")
                 return None
             self._gpu_stale = False
         return self._gpu_index

@@ -14,6 +14,14 @@ from ..names import AUTHOR_DTYPE, author_entries
 from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys, title_key
 from .db import Database, now
 
+# (pk, title, abstract, date, categories, popularity): a paper as keyword.py indexes it.
+KeywordRow = tuple[int, str, str, str | None, list[str], float]
+_KEYWORD_COLUMNS = "pk, title, abstract, date, categories, popularity"
+
+
+def _keyword_row(row: tuple) -> KeywordRow:
+    return row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]
+
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
 
 
@@ -256,14 +264,19 @@ class PaperTable(Database):
             author_initial=np.ascontiguousarray(authors["initial"]),
         )
 
-    def iter_texts(self, batch: int = 5000) -> Iterator[tuple[int, str, str]]:
-        """(pk, title, abstract) of every paper in pk order: what the keyword index is rebuilt from."""
+    def iter_keyword_rows(self, batch: int = 5000) -> Iterator[KeywordRow]:
+        """Every paper as the keyword index holds it, in pk order: what keywords/ is rebuilt from."""
         cursor = self.conn.cursor()
         cursor.row_factory = None
         last = 0
-        while rows := cursor.execute("SELECT pk, title, abstract FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall():
-            yield from rows
+        while rows := cursor.execute(f"SELECT {_KEYWORD_COLUMNS} FROM papers WHERE pk > ? ORDER BY pk LIMIT ?", (last, batch)).fetchall():
+            yield from map(_keyword_row, rows)
             last = rows[-1][0]
+
+    def keyword_rows(self, pks: Iterable[int]) -> list[KeywordRow]:
+        """The given papers that exist as the keyword index holds them, in pk order."""
+        rows = self.select_in(f"SELECT {_KEYWORD_COLUMNS} FROM papers WHERE pk IN ({{marks}})", {int(pk) for pk in pks})
+        return sorted(map(_keyword_row, (tuple(row) for row in rows)))
 
     def texts(self, pks: Iterable[int]) -> list[tuple[int, str, str]]:
         """(pk, title, abstract) of the given papers that exist, in pk order."""
