@@ -23,7 +23,17 @@ def header(title: str) -> str:
         pass
     return (f"# {title}\n# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n"
             f"# date: {dt.datetime.now().isoformat(timespec='seconds')}  machine: {platform.node()}, "
-            f"{os.cpu_count()} cores, {cpu}")
+            f"{os.cpu_count()} cores, {cpu}, flags: {' '.join(cpu_flags()) or 'none of note'}, load {os.getloadavg()[0]:.1f}")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features int8 and vector speed follow (lscpu's flags): AVX2, AVX-512, VNNI, AMX."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next(line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if flag in flags]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -114,8 +115,8 @@ def measure(corpus: Path, requests: int = 300, clients: int = 4, seconds: float 
         added = json.loads(out.stdout.strip().splitlines()[-1])["added"]
 
         port = free_port()
-        server = subprocess.Popen([PAPERLENS, "serve", "--index", str(index), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen([PAPERLENS, "serve", "--index", str(index), "--port", str(port)],  # queries repeat: remember none
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
         try:
             wait_healthy(port, server)
             queries_file = corpus / "queries.jsonl"

@@ -148,3 +148,17 @@ def test_a_failure_mid_pipeline_leaves_nothing_written(tmp_path, monkeypatch):
         assert len(library) == 0 and library.store.text_hashes([p.id for p in papers]) == {}
         monkeypatch.setattr(OnnxInt8Encoder, "_run", run)
         assert len(ingest(library, papers).added) == 40 and len(library) == 40
+
+
+def test_query_vectors_are_remembered_read_only_and_equal_a_fresh_encode():
+    remembering = load_encoder(EncoderSpec(str(packaged_model_path()), device="cpu", query_cache=2))
+    fresh = load_encoder(EncoderSpec(str(packaged_model_path()), device="cpu", query_cache=0))
+    first = remembering.encode_query("cardiac regeneration in zebrafish")
+    assert remembering.encode_query("cardiac regeneration in zebrafish") is first
+    assert np.array_equal(first, fresh.encode_query("cardiac regeneration in zebrafish"))
+    with pytest.raises(ValueError):
+        first *= 2  # shared between requests: nobody may change it
+    remembering.encode_query("dark matter halos")
+    remembering.encode_query("protein folding")  # the cache holds 2: the first text is gone
+    assert remembering.encode_query("cardiac regeneration in zebrafish") is not first
+    assert fresh.encode_query("dark matter halos") is not fresh.encode_query("dark matter halos")

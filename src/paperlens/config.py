@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     # installed faiss has GPU support; 'cpu' forces both onto the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(16, ge=1, le=4096, description="encode batch; 16 beats 64 on 2 CPU cores")
+    query_cache: int = Field(1024, ge=0, le=1_000_000, description="query vectors a process remembers; 0: none")
     max_seq_length: int | None = Field(None, ge=16, description="override the model's token limit")
     layout: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
     # Search-time recall/speed knobs, read on every open (no rebuild needed). ef_search None grows

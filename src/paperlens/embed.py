@@ -17,7 +17,9 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,7 @@ class EncoderSpec:
     max_seq_length: int | None = None
     backend: str = "auto"
     threads: int | None = None
+    query_cache: int = 1024  # query vectors kept (Encoder.encode_query); 0 keeps none
 
 
 class Encoder:
@@ -114,6 +117,8 @@ class Encoder:
         # Called with (texts, seconds) after every encode: how a server times its encoder (metrics.py)
         # without this module knowing of it. The encoder is shared per process, so observers leave when done.
         self.observers: list[Callable[[int, float], None]] = []
+        self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queries_lock = threading.Lock()
         self.onnx: OnnxInt8Encoder | None = None
         self.backend = pick_backend(spec.backend, spec.device)
         if self.backend == "onnx-int8":
@@ -180,7 +185,22 @@ class Encoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
+        """One text's vector (read-only), remembered for the last ``query_cache`` texts: a search
+        refined by a filter, a sort or another mode, or a page reloaded, asks for the same text again
+        and its encoding is most of a search's time."""
+        with self._queries_lock:
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector
+        vector = self.encode([text])[0]
+        vector.flags.writeable = False
+        if self.spec.query_cache:
+            with self._queries_lock:
+                self._queries[text] = vector
+                while len(self._queries) > self.spec.query_cache:
+                    self._queries.popitem(last=False)
+        return vector
 
 
 @functools.lru_cache(maxsize=4)

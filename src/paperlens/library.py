@@ -190,6 +190,7 @@ class Library:
             max_seq_length=self.settings.max_seq_length,
             backend=self.settings.backend,
             threads=self.settings.threads,
+            query_cache=self.settings.query_cache,
         )
 
     @property

@@ -1,0 +1,140 @@
+"""Where a hybrid search spends its time: each stage of search.hybrid_rank timed on its own, the
+whole search in-process, and the same requests through HTTP, on an existing index folder.
+
+    PYTHONPATH=src python benchmarks/stages.py --index /tmp/paperlens-scale-1000000 [--queries 300]
+
+Build the folder first with benchmarks/scale.py (--papers 1000000 for the README's table). Queries
+are scifact's claims (free text, as scale.py sends them), and no query vector is remembered
+(PAPERLENS_QUERY_CACHE=0), so every search encodes its query. The stages run one after another here; the served search overlaps the keyword side
+(tantivy, on a worker thread) with encoding and FAISS, so the whole is less than the sum. The
+HTTP row is the served request's median less the in-process one: routing, validation, JSON.
+
+Filtered rows time the same claims with since=2020 and category=cs.LG (scale.py's filters): the
+filter's pks (FilterColumns, remembered per filter) and each side's filtered search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import SCIFACT, header, median, percentile
+from api_latency import PAPERLENS, free_port, timed_requests, wait_healthy
+from paperlens.config import Settings
+from paperlens.keyword import query_terms
+from paperlens.library import Library, open_library
+from paperlens.search import (
+    KeywordQuery,
+    NearVector,
+    allowed_pks,
+    fuse,
+    keyword_top,
+    make_filters,
+    rank_text,
+    search_text,
+    to_hits,
+)
+
+FILTERS = {"none": None, "since=2020": make_filters(since="2020"), "category cs.LG": make_filters(categories=["cs.LG"])}
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, list[float]] = defaultdict(list)
+
+    def __call__(self, name: str, work: Callable):
+        started = time.perf_counter()
+        result = work()
+        self.ms[name].append((time.perf_counter() - started) * 1000)
+        return result
+
+
+def stages(library: Library, query: str, filter_name: str, timer: Timer) -> None:
+    """hybrid_rank's stages for one query, in its order, each timed."""
+    settings = library.settings
+    depth = max(10, settings.fusion_depth)
+    filters = FILTERS[filter_name]
+    tag = "" if filters is None else f" [{filter_name}]"
+    allowed = timer(f"filter pks{tag}", lambda: allowed_pks(library, filters)) if filters else None
+    vector = timer("encode query", lambda: library.encoder.encode_query(query))
+    dense = NearVector(library, allowed, vector=vector)
+    dense_ranked = timer(f"FAISS top {depth}{tag}", lambda: dense.search(depth, exact=False))
+    dense_pks, dense_vectors = timer("stored vectors of FAISS's finds", lambda: library.store.candidate_vectors(
+        [pk for pk, _ in dense_ranked], library.manifest.dim))
+    keyword = KeywordQuery(query_terms(query), where=filters)
+    keyword_ranked = timer(f"BM25 top {depth}{tag}", lambda: keyword_top(library, keyword, depth, allowed))
+    bm25 = dict(keyword_ranked)
+    known = set(dense_pks)
+    keyword_pks, keyword_vectors = timer("stored vectors of BM25's finds", lambda: library.store.candidate_vectors(
+        [pk for pk, _ in keyword_ranked if pk not in known], library.manifest.dim))
+    pks = dense_pks + keyword_pks
+    dense_only = [pk for pk in dense_pks if pk not in bm25]
+    filled = timer("BM25 fill-in of FAISS-only finds (all of them)", lambda: library.keywords.scores(keyword.terms, dense_only))
+    bm25.update(filled)
+    dense_scores = np.concatenate([dense_vectors, keyword_vectors]) @ vector
+    ranked = timer("fusion", lambda: fuse(pks, dense_scores, np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32),
+                                          settings.fusion, settings.dense_weight)[:10])
+    timer("papers of the top 10 (to_hits)", lambda: to_hits(library, ranked))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, required=True, help="an index folder (benchmarks/scale.py builds one)")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--no-http", action="store_true", help="skip the served requests")
+    args = parser.parse_args()
+    claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][: args.queries]
+    timer = Timer()
+    # No query vector is remembered (Settings.query_cache): each search here encodes its query.
+    with open_library(Settings(index=args.index, show_progress=False, query_cache=0)) as library:
+        papers = len(library)
+        for query in claims[:20]:  # warm-up: model, pages of the files, the filters' pks
+            for filters in FILTERS.values():
+                search_text(library, query, filters=filters)
+        for query in claims:
+            for name, filters in FILTERS.items():
+                stages(library, query, name, timer)
+                tag = "" if filters is None else f" [{name}]"
+                timer(f"whole hybrid search, in-process{tag}",
+                      lambda q=query, f=filters: to_hits(library, rank_text(library, q, 10, f)))
+    served: dict[str, list[float]] = {}
+    if not args.no_http:
+        port = free_port()
+        server = subprocess.Popen([PAPERLENS, "serve", "--index", str(args.index), "--port", str(port)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
+        try:
+            wait_healthy(port, server, timeout=1800)
+            for name, filters in FILTERS.items():
+                extra = {} if filters is None else {"since": "2020"} if filters.since else {"category": "cs.LG"}
+                paths = ["/search?" + urlencode({"q": q, "k": 10, "mode": "hybrid", **extra}) for q in claims]
+                timed_requests(port, paths[:20])
+                served[name] = timed_requests(port, paths)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+    print(header(f"hybrid search stages at {papers:,} papers, {len(claims)} scifact claims"))
+    print("\n| stage | p50 ms | p99 ms |\n|---|---|---|")
+    for name, values in timer.ms.items():
+        print(f"| {name} | {median(values):.2f} | {percentile(values, 99):.2f} |")
+    for name, values in served.items():
+        tag = "" if name == "none" else f" [{name}]"
+        whole = median(timer.ms[f"whole hybrid search, in-process{tag}"])
+        print(f"| GET /search through HTTP{tag} | {median(values):.2f} | {percentile(values, 99):.2f} |")
+        print(f"| HTTP: the served median less the in-process one{tag} | {median(values) - whole:.2f} | |")
+
+
+if __name__ == "__main__":
+    main()
