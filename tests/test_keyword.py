@@ -226,3 +226,19 @@ def test_damaged_keyword_index_is_rebuilt(library: Library, settings: Settings):
     with open_library(settings, folder) as reopened:
         assert any("unreadable" in note for note in reopened.recovered)
         assert ids(search_text(reopened, "dark matter", k=3, mode="bm25")) == ["galaxies"]
+
+
+def test_a_deeper_keyword_list_changes_no_hybrid_answer(demo_index_dir, monkeypatch):
+    """The keyword list read past the candidates only replaces fill-in queries by scores tantivy
+    already had: every hybrid answer stays the same, score for score."""
+    from paperlens import search
+
+    settings = Settings(index=demo_index_dir, show_progress=False, fusion_depth=4)  # shallow: most finds need a fill-in
+    queries = ["graph neural networks", "protein structure prediction", "dark matter", "language models for code",
+               "reinforcement learning robots", "image segmentation medical"]
+    with open_library(settings, demo_index_dir) as library:
+        answers = {}
+        for factor in (1, 3, 50):
+            monkeypatch.setattr(search, "KEYWORD_LOOKUP_FACTOR", factor)
+            answers[factor] = [[(h.id, round(h.score, 5)) for h in search_text(library, q, k=5)] for q in queries]
+        assert answers[1] == answers[3] == answers[50]

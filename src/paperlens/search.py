@@ -328,10 +328,19 @@ def rank(library: Library, mode: str, dense: DenseSide, keyword: Callable[[], Ke
     return hybrid_rank(library, dense, keyword, k, allowed, exclude, dense_weight)
 
 
+# Hybrid reads the keyword side this many times deeper than its candidates: tantivy's top 300
+# costs about what its top 100 does (block-max WAND), and the extra scores are exact BM25 for the
+# dense side's finds among them and a lower bound for the rest, so fewer need a fill-in query
+# (benchmarks/stages.py).
+KEYWORD_LOOKUP_FACTOR = 3
+
+
 def _keyword_side(library: Library, keyword: Callable[[], KeywordQuery], depth: int, allowed: np.ndarray | None,
                   exclude: set[int]) -> tuple[KeywordQuery, Ranked]:
+    """The keyword query and its top list: KEYWORD_LOOKUP_FACTOR x ``depth`` deep, or ``depth`` when
+    disliked papers' terms count against (each listed paper then costs a scoring query)."""
     query = keyword()
-    return query, keyword_top(library, query, depth, allowed, exclude)
+    return query, keyword_top(library, query, depth if query.negative else KEYWORD_LOOKUP_FACTOR * depth, allowed, exclude)
 
 
 def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], KeywordQuery], k: int,
@@ -339,8 +348,9 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
     """Candidates from both sides, each scored exactly by both sides, then fused.
 
     The keyword side's top list (tantivy, which releases the GIL) is searched on a worker thread
-    while this one encodes the query, searches FAISS and reads the dense finds' vectors. A dense
-    find that the keyword side did not return then gets its own BM25 score from one more tantivy
+    while this one encodes the query, searches FAISS and reads the dense finds' vectors. Its first
+    ``depth`` papers are its candidates; the rest of the list (``_keyword_side``) only scores. A
+    dense find missing from the whole list then gets its own BM25 score from one more tantivy
     query, but only if it could still reach the top k (``_worth_filling``)."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
@@ -350,10 +360,11 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
         # Candidates deleted since the index snapshot found them drop out here.
         dense_pks, dense_vectors = library.store.candidate_vectors([pk for pk, _ in dense_ranked], library.manifest.dim)
     finally:
-        query, keyword_ranked = keyword_future.result()
+        query, keyword_listed = keyword_future.result()
+    keyword_ranked = keyword_listed[:depth]
     if settings.fusion == "rrf":
         return rrf([dense_ranked, keyword_ranked], settings.rrf_k)[:k]
-    bm25 = dict(keyword_ranked)
+    bm25 = dict(keyword_listed)
     known = set(dense_pks)
     keyword_pks, keyword_vectors = library.store.candidate_vectors([pk for pk, _ in keyword_ranked if pk not in known],
                                                                    library.manifest.dim)
@@ -366,7 +377,7 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score.
     dense_only = [pk for pk in dense_pks if pk not in bm25]
     if dense_only and not query.negative and settings.fusion == "max":
-        dense_only = _worth_filling(pks, dense_scores, bm25, keyword_ranked, dense_only, depth, k, weight)
+        dense_only = _worth_filling(pks, dense_scores, bm25, keyword_listed, dense_only, KEYWORD_LOOKUP_FACTOR * depth, k, weight)
     fill_ins = _split_scores(library, query.terms, dense_only)
     against = _split_scores(library, query.negative, dense_only) if query.negative else []
     for fill_in in fill_ins:
