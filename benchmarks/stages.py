@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SCIFACT, header, median, percentile
 from api_latency import PAPERLENS, free_port, timed_requests, wait_healthy
+from paperlens import search
 from paperlens.config import Settings
 from paperlens.keyword import query_terms
 from paperlens.library import Library, open_library
@@ -75,6 +76,8 @@ def stages(library: Library, query: str, filter_name: str, timer: Timer) -> None
         [pk for pk, _ in dense_ranked], library.manifest.dim))
     keyword = KeywordQuery(query_terms(query), where=filters)
     keyword_ranked = timer(f"BM25 top {depth}{tag}", lambda: keyword_top(library, keyword, depth, allowed))
+    if filters is not None:  # the filter as a set of pks (or a grown top list), as authors are applied
+        timer(f"BM25 top {depth}, filter as pks{tag}", lambda: keyword_top(library, KeywordQuery(keyword.terms), depth, allowed))
     bm25 = dict(keyword_ranked)
     known = set(dense_pks)
     keyword_pks, keyword_vectors = timer("stored vectors of BM25's finds", lambda: library.store.candidate_vectors(
@@ -97,6 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][: args.queries]
     timer = Timer()
+    lookup = search.KEYWORD_LOOKUP_FACTOR
     # No query vector is remembered (Settings.query_cache): each search here encodes its query.
     with open_library(Settings(index=args.index, show_progress=False, query_cache=0)) as library:
         papers = len(library)
@@ -109,6 +113,11 @@ def main() -> None:
                 tag = "" if filters is None else f" [{name}]"
                 timer(f"whole hybrid search, in-process{tag}",
                       lambda q=query, f=filters: to_hits(library, rank_text(library, q, 10, f)))
+                if filters is None:  # the keyword list only as deep as the candidates: a fill-in query for each dense find
+                    search.KEYWORD_LOOKUP_FACTOR = 1
+                    timer("whole hybrid search, in-process, keyword list not read deeper",
+                          lambda q=query: to_hits(library, rank_text(library, q, 10)))
+                    search.KEYWORD_LOOKUP_FACTOR = lookup
     served: dict[str, list[float]] = {}
     if not args.no_http:
         port = free_port()

@@ -261,8 +261,8 @@ class KeywordQuery:
     terms: Terms
     negative: Terms = ()
     negative_weight: float = 0.0
-    # The request's filters: date, category and popularity ones are applied inside the keyword
-    # index, which costs less than handing it every allowed pk (authors still go as pks).
+    # The request's filters: the keyword index may apply date, category and popularity ones inside
+    # itself rather than as the allowed pks (KeywordIndex.top); author filters always go as pks.
     where: Filters | None = None
 
 
@@ -303,7 +303,7 @@ def keyword_top(library: Library, query: KeywordQuery, depth: int, allowed: np.n
     disliked papers' terms lower the scores of the papers found."""
     settings = library.settings
     where = query.where if query.where is not None and query.where.active() and not query.where.authors else None
-    found = library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, None if where else allowed, where)
+    found = library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, allowed, where)
     ranked = [(pk, s) for pk, s in found if pk not in exclude][:depth]
     if query.negative and ranked:
         against = library.keywords.scores(list(query.negative), [pk for pk, _ in ranked], settings.title_weight)
