@@ -224,6 +224,7 @@ def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, w
             "GET /papers/{id}/similar (bm25)": timed_requests(port, [path + "&mode=bm25" for path in similar]),
             "GET /search (claims, hybrid, since=2020: 23 %)": timed_requests(port, [p + "&since=2020" for p in search(claims, "hybrid")]),
             "GET /search (claims, hybrid, category cs.LG: 17 %)": timed_requests(port, [p + "&category=cs.LG" for p in search(claims, "hybrid")]),
+            "GET /search (claims, hybrid, since=2025-10: 1 %)": timed_requests(port, [p + "&since=2025-10" for p in search(claims, "hybrid")]),
             **{f"GET /search (claims, hybrid, {label})": timed_requests(port, [p + "&" + urlencode({"author": name})
                                                                                for p in search(claims, "hybrid")])
                for label, name in author_queries(folder, n)},

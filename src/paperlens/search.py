@@ -25,7 +25,7 @@ import numpy as np
 
 from .duplicates import copies_of, distinct_top
 from .errors import InvalidInput, PaperNotFound
-from .keyword import MAX_TERMS, MoreLikeThis, Terms, query_terms
+from .keyword import INSIDE_FILTER_MAX_SHARE, MAX_TERMS, MoreLikeThis, Terms, query_terms
 from .library import Library, resolve_id
 from .names import author_key
 from .papers import InvalidRecord, Paper, author_count, clean_text, parse_date
@@ -336,11 +336,14 @@ KEYWORD_LOOKUP_FACTOR = 3
 
 
 def _keyword_side(library: Library, keyword: Callable[[], KeywordQuery], depth: int, allowed: np.ndarray | None,
-                  exclude: set[int]) -> tuple[KeywordQuery, Ranked]:
-    """The keyword query and its top list: KEYWORD_LOOKUP_FACTOR x ``depth`` deep, or ``depth`` when
-    disliked papers' terms count against (each listed paper then costs a scoring query)."""
+                  exclude: set[int]) -> tuple[KeywordQuery, Ranked, int]:
+    """The keyword query, its top list and the length asked of it: KEYWORD_LOOKUP_FACTOR x ``depth``, or ``depth`` when
+    disliked papers' terms count against (each listed paper then costs a scoring query) or when a
+    wide filter is applied to a grown top list (which grows with the depth: +2-3 ms at 1M papers)."""
     query = keyword()
-    return query, keyword_top(library, query, depth if query.negative else KEYWORD_LOOKUP_FACTOR * depth, allowed, exclude)
+    wide = allowed is not None and len(allowed) >= INSIDE_FILTER_MAX_SHARE * max(len(library.keywords), 1)
+    lookup = depth if query.negative or wide else KEYWORD_LOOKUP_FACTOR * depth
+    return query, keyword_top(library, query, lookup, allowed, exclude), lookup
 
 
 def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], KeywordQuery], k: int,
@@ -360,7 +363,7 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
         # Candidates deleted since the index snapshot found them drop out here.
         dense_pks, dense_vectors = library.store.candidate_vectors([pk for pk, _ in dense_ranked], library.manifest.dim)
     finally:
-        query, keyword_listed = keyword_future.result()
+        query, keyword_listed, lookup = keyword_future.result()
     keyword_ranked = keyword_listed[:depth]
     if settings.fusion == "rrf":
         return rrf([dense_ranked, keyword_ranked], settings.rrf_k)[:k]
@@ -377,7 +380,7 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
     # not how a paper is scored: a dense-only find still gets its (lower) BM25 score.
     dense_only = [pk for pk in dense_pks if pk not in bm25]
     if dense_only and not query.negative and settings.fusion == "max":
-        dense_only = _worth_filling(pks, dense_scores, bm25, keyword_listed, dense_only, KEYWORD_LOOKUP_FACTOR * depth, k, weight)
+        dense_only = _worth_filling(pks, dense_scores, bm25, keyword_listed, dense_only, lookup, k, weight)
     fill_ins = _split_scores(library, query.terms, dense_only)
     against = _split_scores(library, query.negative, dense_only) if query.negative else []
     for fill_in in fill_ins:
