@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
+from .admission import ReadAdmission, search_slots
 from .api_deps import (
     AUTHOR_DOC,
     BIBTEX_DOC,
@@ -278,6 +279,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         redoc_url=None,
     )
     app.state.settings = settings
+    # Innermost: a body over the limit is refused before it queues, and /metrics times the wait.
+    app.add_middleware(ReadAdmission, slots=search_slots(settings), wait=settings.search_queue_seconds)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     add_metrics(app)  # GET /metrics, and the middleware that counts every request (outermost: refusals too)
 

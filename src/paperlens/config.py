@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # One writer of an index folder at a time, across processes (library.Library.writing): a second
     # waits this long for the first, then fails with a message (HTTP 503). Readers never wait.
     writer_wait_seconds: float = Field(60.0, ge=0.0, description="how long a write waits for another process's write")
+    # Searches (every read route) a server runs at once; the others wait on the event loop, in
+    # order, while writes never wait for a slot (admission.py). None: one per core; 0: no bound.
+    search_concurrency: int | None = Field(None, ge=0, description="searches a server runs at once; None = cores, 0 = no bound")
+    search_queue_seconds: float = Field(30.0, gt=0, description="a read that waited this long for a slot is answered 503")
     # How often a running server looks for writes other processes committed (a CLI ingest, a
     # harvest, a delete) and brings its caches up to them; 0 turns following off.
     follow_seconds: float = Field(0.5, ge=0.0, description="seconds between a server's checks for other processes' writes")
