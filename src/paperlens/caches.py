@@ -271,8 +271,8 @@ class KeywordCache(Cache):
 
 class FaissCache(Cache):
     """vectors.faiss and the index loaded from it. Writers copy the index, change the copy and swap
-    it in, so a search keeps the snapshot it started with. The file is saved whole only every
-    Settings.index_save_share of the collection; until then the manifest keeps describing the older
+    it in, so a search keeps the snapshot it started with. The file is saved whole only once
+    Settings.index_save_share of the collection (and index_save_min_changes papers) changed; until then the manifest keeps describing the older
     file, and an open replays the store's log of changed vectors onto it."""
 
     name = INDEX_FILE
@@ -421,13 +421,13 @@ class FaissCache(Cache):
     def _writable(self) -> VectorIndex:
         """The index a write changes and then swaps in; searches keep the one they started with.
 
-        Small indexes are copied whole. A large HNSW index is layered (index/layered.py): the write
-        goes to a small exact part and the graph is shared, because copying it is slow at scale
-        (benchmarks/scale.py)."""
+        Flat and IVF-PQ indexes are copied whole. An HNSW index is layered (index/layered.py): the
+        write goes to a small exact part and the graph is shared, because copying it grows with the
+        collection (benchmarks/scale.py)."""
         index = self.index
         if isinstance(index, LayeredIndex):
             return index.copy()
-        if isinstance(index, HNSWIndex) and len(index) >= self.library.settings.index_save_every_write_below:
+        if isinstance(index, HNSWIndex):
             return LayeredIndex.over(index)
         return index.copy()
 
@@ -491,7 +491,8 @@ class FaissCache(Cache):
         settings = library.settings
         if len(self.index) >= settings.index_save_every_write_below and self.path.exists():
             changed = library.store.changed_since(library.manifest.generation)
-            if changed is not None and len(changed) < settings.index_save_share * len(self.index):
+            due = max(settings.index_save_share * len(self.index), settings.index_save_min_changes)
+            if changed is not None and len(changed) < due:
                 library.manifest.write(library.folder)
                 self.unsaved_generation = generation
                 return
