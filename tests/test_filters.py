@@ -60,13 +60,14 @@ def test_filter_columns_match_sql_through_writes(tmp_path: Path):
     rng = random.Random(7)
     with open_library(Settings(show_progress=False), tmp_path / "index", create=True) as library:
         ingest(library, random_papers(rng, 0, 120))
-        library.filter_columns()  # loaded now, so the writes below must patch it
+        loaded = library.filter_columns()  # loaded now, so the writes below must patch it
         ingest(library, random_papers(rng, 100, 40))  # 20 updated (new dates, categories), 20 new
         delete(library, [f"f{i}" for i in range(0, 120, 9)])
         changed = random_papers(rng, 55, 5)  # none of them deleted above
         for paper in changed:  # metadata only: nothing re-encoded, the filters must still follow
             paper.title, paper.abstract = f"Paper {paper.id[1:]}", f"Abstract of paper {paper.id[1:]} on topic {int(paper.id[1:]) % 5}."
         assert ingest(library, changed).encoded == 0
+        assert library.filter_cache.columns is loaded  # the writes noted their rows; the next read patches them in
         for _ in range(200):
             filters = random_filters(rng)
             assert np.array_equal(library.filter_columns().allowed(filters), sql_filter(library.store, filters)), filters
