@@ -256,6 +256,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             startup_check(lib)
         # Off the event loop: a sharded library (shards.py) waits here for its shards' answers.
         papers = await asyncio.to_thread(warm_up, lib)
+        warm_routes(app)
         app.state.library = lib
         lib.observe_encoding(app.state.metrics.observe_encode)
         log.info("paperlens: %d papers from %s", papers, lib.folder)
@@ -405,6 +406,15 @@ def warm_up(library: Library) -> int:
         library.encoder  # noqa: B018
         library.filter_columns()
     return len(library)
+
+
+def warm_routes(app: FastAPI) -> None:
+    """Have FastAPI build its routes now. It builds those of included routers (users, feeds, S2) when
+    the first request reaches them, on the event loop: every route after them (POST /papers, DELETE
+    /papers/{id}) paid 0.1-0.4 s on its first request (benchmarks/scale.py's first write)."""
+    scope = {"type": "http", "method": "GET", "path": "/", "root_path": "", "headers": [], "query_string": b""}
+    for route in app.router.routes:
+        route.matches(scope)
 
 
 def startup_check(library: Library) -> CheckReport:
