@@ -301,8 +301,9 @@ class KeywordCache(Cache):
 class FaissCache(Cache):
     """vectors.faiss and the index loaded from it. Writers copy the index, change the copy and swap
     it in, so a search keeps the snapshot it started with. The file is saved whole only once
-    Settings.index_save_share of the collection (and index_save_min_changes papers) changed; until then the manifest keeps describing the older
-    file, and an open replays the store's log of changed vectors onto it."""
+    Settings.index_save_share of the collection (and index_save_min_changes papers) changed; until
+    then the manifest keeps describing the older file, and an open replays the store's log of
+    changed vectors onto it."""
 
     name = INDEX_FILE
     key = "faiss"
