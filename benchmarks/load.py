@@ -4,7 +4,9 @@ check that every acknowledged paper is still there (and every acknowledged delet
     python benchmarks/load.py                      # starts a server on a copy of the demo corpus
     python benchmarks/load.py --url http://127.0.0.1:8000 --clients 32 --seconds 60
 
-Prints requests/s, p50/p99 latency per kind and errors. Bounded in time (--seconds) and count
+Prints requests/s, p50/p99 latency per kind and errors, as the clients saw it and as the server's
+own request histogram (/metrics) saw it: with the clients on the server's cores, the difference is
+the time a finished answer waited for a starved client process to read it. Bounded in time (--seconds) and count
 (--max-requests). Each client is a user of its own (POST /users) who likes papers of the demo
 corpus; at the end every acknowledged paper, delete and like is checked.
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from _common import percentile
 
@@ -47,6 +50,9 @@ def search_queries() -> list[str]:
 
 QUERIES = search_queries()
 MIX = (("search", 0.72), ("like", 0.08), ("ingest", 0.12), ("delete", 0.08))
+# Each kind's route in the server's request histogram (/metrics).
+ROUTES = {"search": ("GET", "/search"), "like": ("POST", "/users/{user_id}/interactions"),
+          "ingest": ("POST", "/papers"), "delete": ("DELETE", "/papers/{paper_id:path}")}
 
 
 @dataclass
@@ -133,16 +139,56 @@ async def verify(client: httpx.AsyncClient, tally: Tally, users: list[LoadUser])
     return problems
 
 
-def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate: float) -> None:
+async def server_histograms(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[tuple[str, str], dict[float, float]]:
+    """The server's own request-time histogram (cumulative counts by upper bound) of each route:
+    latency from the app's first byte to its last, without the client's or the sockets' waits."""
+    response = await client.get("/metrics", headers=headers)
+    response.raise_for_status()
+    found: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(response.text):
+        if family.name == "paperlens_http_request_duration_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    key = (sample.labels["method"], sample.labels["route"])
+                    found[key][float(sample.labels["le"])] = sample.value
+    return found
+
+
+def server_percentile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Percentile ``q`` of the requests between two scrapes, interpolated within its bucket (as
+    Prometheus' histogram_quantile does), in seconds."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank, lower, below = q / 100 * counts[-1], 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
+
+
+def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate: float,
+           server: tuple[dict, dict] | None = None) -> None:
     total = sum(len(v) for v in tally.latencies.values())
     offered = f"offered {clients} x {rate:g} = {clients * rate:g} requests/s" if rate > 0 else "closed loop (saturation)"
     print(f"# python benchmarks/load.py {' '.join(sys.argv[1:])}\n# {clients} clients, {offered}")
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.1f} requests/s")
-    print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server p50':>11} {'server p99':>11}")
     for kind, _ in MIX:
         values = tally.latencies.get(kind, [])
+        inside = ""
+        if server is not None:
+            before, after = (part.get(ROUTES[kind], {}) for part in server)
+            inside = " ".join(f"{server_percentile(before, after, q) * 1000:11.1f}" for q in (50, 99))
         print(f"{kind:8} {len(values):7d} {len(values) / elapsed:7.1f} {percentile(values, 50) * 1000:8.1f} "
-              f"{percentile(values, 99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d}")
+              f"{percentile(values, 99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d} {inside}")
+    if server is not None:
+        print("server p50/p99: the server's own time (its request histogram in /metrics, interpolated within "
+              "buckets); the client's figures add the waits in this process and the sockets")
     for kind, messages in tally.errors.items():
         for message in messages[:3]:
             print(f"  {kind} error: {message}")
@@ -162,12 +208,14 @@ async def run(url: str, clients: int, seconds: float, max_requests: int, api_key
         warm = await client.get("/search", params={"q": "language models", "k": 50})
         likeable = [hit["id"] for hit in warm.json()["results"]]  # papers of the corpus, never deleted here
         users = [await create_user(client, i, headers) for i in range(clients)]
+        before = await server_histograms(client, headers)
         start = time.monotonic()
         await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers,
                                            users[i], likeable, rate) for i in range(clients)))
         elapsed = time.monotonic() - start
+        after = await server_histograms(client, headers)
         problems = await verify(client, tally, users)
-    report(tally, elapsed, problems, clients, rate)
+    report(tally, elapsed, problems, clients, rate, (before, after))
     return 1 if problems or any(tally.errors.values()) else 0
 
 

@@ -198,13 +198,17 @@ def timed_writes(port: int, count: int) -> dict[str, list[float]]:
     return timings
 
 
-def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, writes: int) -> tuple[dict[str, list[float]], float, float]:
+def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, writes: int,
+            only_writes: bool = False) -> tuple[dict[str, list[float]], float | None, float]:
     port = free_port()
     # Queries cycle through scifact's claims: with query vectors remembered most would skip encoding.
     server = subprocess.Popen([PAPERLENS, "serve", "--index", str(folder), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
     try:
         wait_healthy(port, server, timeout=1800)
+        if only_writes:
+            timed_requests(port, ["/search?q=warm+up&k=10"] * 5)
+            return timed_writes(port, writes), None, rss_mb(server.pid)
         claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()]
         short = [" ".join(q.split()[:3]) for q in claims]
         rng = random.Random(1)
@@ -247,10 +251,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--writes", type=int, default=10, help="one-paper ingests (then deletes) timed at the end")
+    parser.add_argument("--only-writes", action="store_true", help="time the one-paper writes alone, no searches")
     args = parser.parse_args()
     folder = args.index or Path(f"/tmp/paperlens-scale-{args.papers}")
     build_seconds = build(folder, args.papers)
-    latencies, qps, rss = measure(folder, args.papers, args.requests, args.clients, args.seconds, args.writes)
+    latencies, qps, rss = measure(folder, args.papers, args.requests, args.clients, args.seconds, args.writes, args.only_writes)
     manifest = json.loads((folder / "manifest.json").read_text())
 
     print(header(f"paperlens HTTP API at {args.papers:,} papers ({manifest['layout']}, {manifest['index_params']})"))
@@ -259,7 +264,8 @@ def main() -> None:
     print("\n| request | p50 ms | p99 ms | n |\n|---|---|---|---|")
     for name, values in latencies.items():
         print(f"| {name} | {percentile(values, 50):.2f} | {percentile(values, 99):.2f} | {len(values)} |")
-    print(f"| by-id similar (hybrid), {args.clients} concurrent clients | {qps:.0f} requests/s | | |")
+    if qps is not None:
+        print(f"| by-id similar (hybrid), {args.clients} concurrent clients | {qps:.0f} requests/s | | |")
     sizes = {name: folder_mb(folder / name) for name in (INDEX_FILE, KEYWORD_DIR, "papers.sqlite")}
     print("\n| on disk / in memory | MB | bytes a paper |\n|---|---|---|")
     for name, mb in sizes.items():

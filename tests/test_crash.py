@@ -113,7 +113,8 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         if previous == "cache-applied:keywords":  # keywords/ held the paper, the manifest did not vouch for it yet
             assert any(note.startswith("rebuilt keywords/") for note in repaired["repaired"]), repaired
         previous = point
-        server = ServerProcess(index, log, {CRASH_ENV: point})
+        # vectors.faiss saved after every write, so that a one-paper ingest reaches the save's crash points
+        server = ServerProcess(index, log, {CRASH_ENV: point, "PAPERLENS_INDEX_SAVE_MIN_CHANGES": "0"})
         verify(server, ledger)
         new = paper(next(counter))
         ledger.in_flight[new["id"]] = new["title"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paperlens.caches import FilterCache
 from paperlens.config import Settings
 from paperlens.library import delete, ingest, open_library
 from paperlens.papers import Paper
@@ -60,13 +61,14 @@ def test_filter_columns_match_sql_through_writes(tmp_path: Path):
     rng = random.Random(7)
     with open_library(Settings(show_progress=False), tmp_path / "index", create=True) as library:
         ingest(library, random_papers(rng, 0, 120))
-        library.filter_columns()  # loaded now, so the writes below must patch it
+        loaded = library.filter_columns()  # loaded now, so the writes below must patch it
         ingest(library, random_papers(rng, 100, 40))  # 20 updated (new dates, categories), 20 new
         delete(library, [f"f{i}" for i in range(0, 120, 9)])
         changed = random_papers(rng, 55, 5)  # none of them deleted above
         for paper in changed:  # metadata only: nothing re-encoded, the filters must still follow
             paper.title, paper.abstract = f"Paper {paper.id[1:]}", f"Abstract of paper {paper.id[1:]} on topic {int(paper.id[1:]) % 5}."
         assert ingest(library, changed).encoded == 0
+        assert library.filter_cache.columns is loaded  # the writes noted their rows; the next read patches them in
         for _ in range(200):
             filters = random_filters(rng)
             expected = sql_filter(library.store, filters)
@@ -85,3 +87,18 @@ def test_filtered_search_sees_a_paper_ingested_after_the_columns_loaded(tmp_path
         delete(library, ["new"])
         assert search_text(library, "coral reefs", filters=make_filters(categories=["q-bio"]), k=5)[0].id == "old"
         assert [h.id for h in search_text(library, "coral reefs", filters=make_filters(since="2020"))] == []
+
+
+def test_a_write_past_the_pending_bound_patches_the_columns_itself(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(FilterCache, "MAX_PENDING", 2)
+    rng = random.Random(3)
+    with open_library(Settings(show_progress=False), tmp_path / "index", create=True) as library:
+        ingest(library, random_papers(rng, 0, 20))
+        loaded = library.filter_columns()
+        ingest(library, random_papers(rng, 20, 2))  # two pending rows: left to the next read
+        assert library.filter_cache.columns is loaded
+        ingest(library, random_papers(rng, 22, 1))  # three: patched in by this write
+        assert library.filter_cache.columns is not loaded and len(library.filter_cache.columns.pks) == 23
+        delete(library, ["f3"])
+        filters = make_filters(since="2000")
+        assert np.array_equal(library.filter_columns().allowed(filters), sql_filter(library.store, filters))

@@ -110,6 +110,28 @@ def test_hnsw_asks_for_a_rebuild_after_many_deletions():
     assert "hnsw slots" in index.needs_rebuild()
 
 
+def test_hnsw_delete_in_place_then_the_same_ids_again(tmp_path: Path):
+    """Deletes tombstone slots through a view of the id table: the ids are gone from searches and
+    ``ids()``, a copy keeps them as they were, and ids added again (as a layered index merges its
+    recent part into the graph) are found, before and after a save."""
+    vectors = unit_vectors(200)
+    index = create_index("hnsw", DIM, SMALL_PARAMS["hnsw"], vectors, SearchTuning(ef_search=64))
+    index.add(np.arange(1, 201), vectors)
+    before = index.copy()
+    assert index.remove(np.array([5, 6, 999])) == 2 and index.remove(np.array([5])) == 0
+    assert len(index) == 198 and not {5, 6} & set(index.ids().tolist())
+    assert len(before) == 200 and {5, 6} <= set(before.ids().tolist())
+    _, ids = index.search(vectors[[4, 5]], 5)
+    assert not {5, 6} & set(ids.ravel().tolist())
+    index.add(np.array([5, 6]), vectors[[4, 5]])
+    _, ids = index.search(vectors[[4, 5]], 1)
+    assert ids[:, 0].tolist() == [5, 6]
+    index.save(tmp_path / "vectors.faiss")
+    loaded = HNSWIndex.load(tmp_path / "vectors.faiss", SMALL_PARAMS["hnsw"], SearchTuning(ef_search=64))
+    assert np.array_equal(np.sort(loaded.ids()), np.arange(1, 201)) and loaded.tombstones == 2
+    assert loaded.search(vectors[[4, 5]], 1)[1][:, 0].tolist() == [5, 6]
+
+
 # --- through the library: manifest, rebuild on open, deletes persisted ------------------------
 
 TOPICS = ["protein folding", "graph neural networks", "malaria vaccines", "galaxy formation", "soil bacteria", "quantum error correction"]

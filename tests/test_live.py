@@ -85,7 +85,8 @@ def test_a_reader_catches_up_with_another_writers_ingest_update_and_delete(folde
 
 
 def test_a_reader_past_the_kept_log_reloads_the_saved_files(folder):
-    settings = Settings(show_progress=False, change_log_writes=0)  # each save forgets the whole log
+    # each write saves vectors.faiss, and each save forgets the whole log
+    settings = Settings(show_progress=False, change_log_writes=0, index_save_min_changes=0)
     with open_library(settings, folder) as reader, open_library(settings, folder) as writer:
         ingest(writer, [NEW])
         ingest(writer, [OTHER])
@@ -99,7 +100,7 @@ def test_a_reader_past_the_kept_log_reloads_the_saved_files(folder):
 def test_a_reader_catching_up_while_the_writer_saves_ends_in_step(folder):
     """With no log kept, every catch-up reloads vectors.faiss, which the writer keeps replacing:
     a file caught mid-save is refused (checksum) and the index built from the store instead."""
-    settings = Settings(show_progress=False, change_log_writes=0)
+    settings = Settings(show_progress=False, change_log_writes=0, index_save_min_changes=0)
     papers = [Paper(id=f"2406.{n:05d}", title=f"Note {n} on sea ice", abstract=f"Arctic sea ice extent, season {n}.")
               for n in range(12)]
     with open_library(settings, folder) as reader, open_library(settings, folder) as writer:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__
+from .admission import ReadAdmission, search_slots
 from .api_deps import (
     AUTHOR_DOC,
     BIBTEX_DOC,
@@ -255,6 +256,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             startup_check(lib)
         # Off the event loop: a sharded library (shards.py) waits here for its shards' answers.
         papers = await asyncio.to_thread(warm_up, lib)
+        warm_routes(app)
         app.state.library = lib
         lib.observe_encoding(app.state.metrics.observe_encode)
         log.info("paperlens: %d papers from %s", papers, lib.folder)
@@ -278,6 +280,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         redoc_url=None,
     )
     app.state.settings = settings
+    # Innermost: a body over the limit is refused before it queues, and /metrics times the wait.
+    app.add_middleware(ReadAdmission, slots=search_slots(settings), wait=settings.search_queue_seconds)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     add_metrics(app)  # GET /metrics, and the middleware that counts every request (outermost: refusals too)
 
@@ -402,6 +406,15 @@ def warm_up(library: Library) -> int:
         library.encoder  # noqa: B018
         library.filter_columns()
     return len(library)
+
+
+def warm_routes(app: FastAPI) -> None:
+    """Have FastAPI build its routes now. It builds those of included routers (users, feeds, S2) when
+    the first request reaches them, on the event loop: every route after them (POST /papers, DELETE
+    /papers/{id}) paid 0.1-0.4 s on its first request (benchmarks/scale.py's first write)."""
+    scope = {"type": "http", "method": "GET", "path": "/", "root_path": "", "headers": [], "query_string": b""}
+    for route in app.router.routes:
+        route.matches(scope)
 
 
 def startup_check(library: Library) -> CheckReport:

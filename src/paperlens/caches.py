@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,15 +138,25 @@ class Cache(ABC):
 
 
 class FilterCache(Cache):
-    """Loaded on the first filtered query, patched by every write, replaced whole (searches keep the
-    columns they started with)."""
+    """Loaded on the first filtered query, replaced whole (searches keep the columns they started with).
+
+    A write only notes its papers' fresh rows; the next read of the columns patches them in, all
+    writes since at once. Patching copies every column, O(collection): on the write path it was a
+    large share of a one-paper write at scale (benchmarks/scale.py), and under a burst of writes
+    one patch now serves many."""
 
     name = "filter columns"
     key = "filters"
+    # Pending rows past this are patched in by the write itself: merging them stays cheap.
+    MAX_PENDING = 4096
 
     def __init__(self, library: Library):
         super().__init__(library)
         self.columns: FilterColumns | None = None
+        # Writes not yet patched in: their papers' rows as now stored, and the papers removed.
+        self._fresh: FilterColumns | None = None
+        self._removed: set[int] = set()
+        self._patching = threading.Lock()
 
     def get(self) -> FilterColumns:
         columns = self.columns
@@ -154,25 +165,43 @@ class FilterCache(Cache):
                 if self.columns is None:
                     self.columns = self.library.store.filter_columns()
                 columns = self.columns
+        if self._fresh is not None:
+            with self._patching:
+                self._patch_pending()
+                columns = self.columns
         return columns
+
+    def _patch_pending(self) -> None:
+        """Under ``_patching``: patch the noted writes into the columns."""
+        if self._fresh is not None and self.columns is not None:
+            self.columns = self.columns.patched(self._fresh, self._removed)
+        self._fresh, self._removed = None, set()
 
     def open(self) -> str | None:
         return None  # nothing on disk: loaded when first needed
 
     def apply(self, changes: ChangeSet) -> None:
-        if self.columns is not None:
-            fresh = self.library.store.filter_columns([*changes.changed.tolist(), *changes.refreshed])
-            self.columns = self.columns.patched(fresh, changes.removed)
+        if self.columns is None:
+            return
+        fresh = self.library.store.filter_columns([*changes.changed.tolist(), *changes.refreshed])
+        with self._patching:
+            # Merged into the pending rows as into the columns: a later write of a paper wins.
+            self._fresh = fresh if self._fresh is None else self._fresh.patched(fresh, changes.removed)
+            self._removed.update(changes.removed)
+            if len(self._fresh.pks) > self.MAX_PENDING:
+                self._patch_pending()
 
     def problem(self) -> str | None:
         if self.columns is None:
             return None
-        held, stored = len(self.columns.pks), self.library.store.count()
+        held, stored = len(self.get().pks), self.library.store.count()
         return None if held == stored else f"the {self.name} hold {held} papers, the store {stored}"
 
     def rebuild(self) -> None:
         if self.columns is not None:
-            self.columns = self.library.store.filter_columns()
+            with self._patching:
+                self._fresh, self._removed = None, set()
+                self.columns = self.library.store.filter_columns()
 
     def catch_up(self, changes: ChangeSet | None, generation: int) -> int:
         if changes is None:
@@ -274,9 +303,10 @@ class KeywordCache(Cache):
 
 class FaissCache(Cache):
     """vectors.faiss and the index loaded from it. Writers copy the index, change the copy and swap
-    it in, so a search keeps the snapshot it started with. The file is saved whole only every
-    Settings.index_save_share of the collection; until then the manifest keeps describing the older
-    file, and an open replays the store's log of changed vectors onto it."""
+    it in, so a search keeps the snapshot it started with. The file is saved whole only once
+    Settings.index_save_share of the collection (and index_save_min_changes papers) changed; until
+    then the manifest keeps describing the older file, and an open replays the store's log of
+    changed vectors onto it."""
 
     name = INDEX_FILE
     key = "faiss"
@@ -424,13 +454,13 @@ class FaissCache(Cache):
     def _writable(self) -> VectorIndex:
         """The index a write changes and then swaps in; searches keep the one they started with.
 
-        Small indexes are copied whole. A large HNSW index is layered (index/layered.py): the write
-        goes to a small exact part and the graph is shared, because copying it is slow at scale
-        (benchmarks/scale.py)."""
+        Flat and IVF-PQ indexes are copied whole. An HNSW index is layered (index/layered.py): the
+        write goes to a small exact part and the graph is shared, because copying it grows with the
+        collection (benchmarks/scale.py)."""
         index = self.index
         if isinstance(index, LayeredIndex):
             return index.copy()
-        if isinstance(index, HNSWIndex) and len(index) >= self.library.settings.index_save_every_write_below:
+        if isinstance(index, HNSWIndex):
             return LayeredIndex.over(index)
         return index.copy()
 
@@ -494,7 +524,8 @@ class FaissCache(Cache):
         settings = library.settings
         if len(self.index) >= settings.index_save_every_write_below and self.path.exists():
             changed = library.store.changed_since(library.manifest.generation)
-            if changed is not None and len(changed) < settings.index_save_share * len(self.index):
+            due = max(settings.index_save_share * len(self.index), settings.index_save_min_changes)
+            if changed is not None and len(changed) < due:
                 library.manifest.write(library.folder)
                 self.unsaved_generation = generation
                 return

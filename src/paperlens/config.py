@@ -36,11 +36,18 @@ class Settings(BaseSettings):
     # Saving vectors.faiss is O(collection) (~3 s at 1M papers), so large indexes save it only once
     # this share of their vectors changed since the last save, and at close; the store logs which
     # papers each write changed, and opening replays the writes the file lacks (library.py).
+    # Small indexes too: saving after every write cost each group commit the file's and the folder's
+    # fsyncs (benchmarks/load.py); replaying up to index_save_min_changes papers at open is quick.
     index_save_share: float = Field(0.01, ge=0.0, le=1.0, description="save vectors.faiss once this share of it changed")
-    index_save_every_write_below: int = Field(50_000, ge=0, description="smaller indexes save after every write")
+    index_save_min_changes: int = Field(1000, ge=0, description="... and at least this many papers")
+    index_save_every_write_below: int = Field(0, ge=0, description="smaller indexes save after every write")
     # One writer of an index folder at a time, across processes (library.Library.writing): a second
     # waits this long for the first, then fails with a message (HTTP 503). Readers never wait.
     writer_wait_seconds: float = Field(60.0, ge=0.0, description="how long a write waits for another process's write")
+    # Searches (every read route) a server runs at once; the others wait on the event loop, in
+    # order, while writes never wait for a slot (admission.py). None: one per core; 0: no bound.
+    search_concurrency: int | None = Field(None, ge=0, description="searches a server runs at once; None = cores, 0 = no bound")
+    search_queue_seconds: float = Field(30.0, gt=0, description="a read that waited this long for a slot is answered 503")
     # How often a running server looks for writes other processes committed (a CLI ingest, a
     # harvest, a delete) and brings its caches up to them; 0 turns following off.
     follow_seconds: float = Field(0.5, ge=0.0, description="seconds between a server's checks for other processes' writes")

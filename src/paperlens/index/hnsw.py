@@ -77,15 +77,15 @@ class HNSWIndex(VectorIndex):
         """Tombstone the slots of these ids; returns how many live papers were removed."""
         if not len(ids) or not self.faiss_index.ntotal:
             return 0
-        table = self._id_table()
-        dead = np.isin(table, np.asarray(ids, dtype=np.int64)) & (table != -1)
-        removed = int(np.count_nonzero(dead))
-        if removed:
-            table[dead] = -1
-            faiss.copy_array_to_vector(table, self.faiss_index.id_map)
-            self.faiss_index.construct_rev_map()
-            self._tombstones += removed
-        return removed
+        # The id table in place, through a view: copying it out and back and rebuilding the reverse
+        # map (id -> slot) made a one-paper delete O(collection) (benchmarks/scale.py). The reverse
+        # map keeps the dead ids' old slots: nothing here looks an id up through it (searches read
+        # the table), an id added again overwrites its entry, and loading the file rebuilds it.
+        table = faiss.rev_swig_ptr(self.faiss_index.id_map.data(), self.faiss_index.id_map.size())
+        dead = np.flatnonzero(np.isin(table, np.asarray(ids, dtype=np.int64)) & (table != -1))
+        table[dead] = -1
+        self._tombstones += len(dead)
+        return len(dead)
 
     def needs_rebuild(self) -> str | None:
         slots = int(self.faiss_index.ntotal)

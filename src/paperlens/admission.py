@@ -1,0 +1,101 @@
+"""Admission of reads: at most ``Settings.search_concurrency`` searches run at once; writes never wait.
+
+Why: with every request on the thread pool, a server at saturation runs as many searches as it has
+clients, all sharing the cores and the GIL, and a write of a few milliseconds (an ingest's encode,
+its tantivy commit) is sliced among them into a second or more (benchmarks/load.py). Beyond about
+one search per core more concurrency only lengthens every request. So reads (GET routes, and the
+POST routes that only read: similar, recommend, S2's recommendations and batch lookup) queue here,
+on the event loop, in arrival order, without holding a thread; ingests, deletes, likes and every
+other write go straight to the thread pool and find the cores nearly free.
+
+A read that waited ``Settings.search_queue_seconds`` without a slot is answered 503 with
+Retry-After, rather than queueing without bound behind a server that cannot keep up. /health and
+/metrics never wait: a monitor must see a busy server as busy, not as down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .config import Settings
+
+# POST routes that only read; every other POST, PUT, PATCH and DELETE writes.
+READ_POSTS = frozenset({"/similar", "/recommend", "/recommendations/v1/papers", "/graph/v1/paper/batch"})
+# Reads that never queue.
+UNGATED = frozenset({"/health", "/metrics"})
+
+
+def search_slots(settings: Settings) -> int:
+    """Searches run at once: the setting, or one per core; 0 means no bound."""
+    configured = settings.search_concurrency
+    return configured if configured is not None else (os.cpu_count() or 2)
+
+
+def is_read(method: str, path: str) -> bool:
+    """Whether a request waits for a search slot (trailing slashes as S2's twin routes write them)."""
+    path = path.rstrip("/") or "/"
+    if method in ("GET", "HEAD"):
+        return path not in UNGATED
+    return method == "POST" and path in READ_POSTS
+
+
+class ReadAdmission:
+    """ASGI middleware: reads take one of ``slots`` before they run and give it back once answered."""
+
+    def __init__(self, app: ASGIApp, slots: int, wait: float):
+        self.app = app
+        self.slots = slots
+        self.wait = wait
+        # Made on first use in the running loop: a test may serve one app from several loops in turn.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def _slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._semaphore = loop, asyncio.Semaphore(self.slots)
+        return self._semaphore
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.slots <= 0 or not is_read(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":  # a slow client must not hold a slot while its body trickles in
+            receive = await _buffered(receive)
+        semaphore = self._slots()
+        try:
+            await asyncio.wait_for(semaphore.acquire(), self.wait)
+        except TimeoutError:
+            await self._refuse(send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            semaphore.release()
+
+    async def _refuse(self, send: Send) -> None:
+        body = orjson.dumps({"detail": f"the server is busy: no search slot came free in {self.wait:g} s; try again "
+                                       "(PAPERLENS_SEARCH_CONCURRENCY and PAPERLENS_SEARCH_QUEUE_SECONDS set the bound)"})
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", b"1")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _buffered(receive: Receive) -> Receive:
+    """Read a request's body whole (BodyLimit, outside, bounds it) and hand it on as received."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay

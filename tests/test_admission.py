@@ -1,0 +1,98 @@
+"""Search admission (admission.py): with every search slot taken, writes still go through, reads queue,
+and a read that waits past the bound is a 503 with Retry-After."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import topic_papers
+from paperlens import api
+from paperlens.admission import is_read, search_slots
+from paperlens.api import create_app
+from paperlens.config import Settings
+from paperlens.library import ingest, open_library
+
+
+@pytest.fixture()
+def index_dir(tmp_path):
+    folder = tmp_path / "index"
+    with open_library(Settings(index=folder, show_progress=False), create=True) as library:
+        ingest(library, topic_papers())
+    return folder
+
+
+@pytest.fixture()
+def held_search(monkeypatch):
+    """Searches that stop before they run until ``release`` is set: a slow search, in flight."""
+    started, release = threading.Event(), threading.Event()
+    real = api.search_text
+
+    def slow(*args, **kwargs):
+        started.set()
+        assert release.wait(60), "the test never released the search"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "search_text", slow)
+    yield started, release
+    release.set()
+
+
+def test_writes_pass_a_search_in_flight_and_reads_wait_for_its_slot(index_dir, held_search):
+    started, release = held_search
+    settings = Settings(index=index_dir, search_concurrency=1, search_queue_seconds=60, show_progress=False)
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
+        first = pool.submit(client.get, "/search", params={"q": "protein"})
+        assert started.wait(30)
+        second = pool.submit(client.post, "/similar", json={"text": "dark matter halos"})  # a read: waits for the slot
+        # Writes of every kind answer while the one slot is held.
+        added = client.post("/papers", json=[{"id": "2501.00009", "title": "Dark energy surveys", "abstract": "Supernovae."}])
+        assert added.status_code == 201, added.text
+        user = client.post("/users", json={"name": "reader"}).json()
+        liked = client.post(f"/users/{user['id']}/interactions", json={"paper_id": "2401.00001", "kind": "like"},
+                            headers={"X-User-Token": user.get("token", "")})
+        assert liked.status_code == 201, liked.text
+        assert client.delete("/papers/2501.00009").status_code == 200
+        assert client.get("/health").status_code == 200  # never queued
+        assert not first.done() and not second.done()
+        release.set()
+        assert first.result(60).status_code == 200
+        answer = second.result(60)
+        assert answer.status_code == 200 and answer.json()["results"][0]["id"].startswith("2402.")
+
+
+def test_a_read_that_waits_past_the_bound_is_a_503_with_retry_after(index_dir, held_search):
+    started, release = held_search
+    settings = Settings(index=index_dir, search_concurrency=1, search_queue_seconds=0.2, show_progress=False)
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.get, "/search", params={"q": "robot"})
+        assert started.wait(30)
+        refused = client.get("/papers/2401.00001")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1" and "search slot" in refused.json()["detail"]
+        release.set()
+        assert first.result(60).status_code == 200
+        assert client.get("/papers/2401.00001").status_code == 200  # the slot came back
+
+
+def test_no_bound_lets_reads_run_together(index_dir, held_search):
+    started, release = held_search
+    settings = Settings(index=index_dir, search_concurrency=0, search_queue_seconds=0.2, show_progress=False)
+    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.get, "/search", params={"q": "robot"})
+        assert started.wait(30)
+        assert client.get("/papers/2401.00001").status_code == 200
+        release.set()
+        assert first.result(60).status_code == 200
+
+
+def test_which_requests_are_reads():
+    assert is_read("GET", "/search") and is_read("HEAD", "/") and is_read("GET", "/papers/2401.00001/similar")
+    assert is_read("POST", "/recommend") and is_read("POST", "/graph/v1/paper/batch/")
+    assert not is_read("GET", "/health") and not is_read("GET", "/metrics")
+    assert not is_read("POST", "/papers") and not is_read("DELETE", "/papers/x") and not is_read("POST", "/users/1/interactions")
+    assert not is_read("PUT", "/users/1/interests")
+    assert search_slots(Settings(search_concurrency=3)) == 3 and search_slots(Settings()) >= 1
