@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
@@ -41,12 +42,18 @@ def held_search(monkeypatch):
     release.set()
 
 
-def test_writes_pass_a_search_in_flight_and_reads_wait_for_its_slot(index_dir, held_search):
-    started, release = held_search
-    settings = Settings(index=index_dir, search_concurrency=1, search_queue_seconds=60, show_progress=False)
-    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(4) as pool:
+@contextmanager
+def a_search_in_flight(index_dir, held_search, **settings):
+    """A served app whose first search is held in flight: (client, pool, that search's future)."""
+    started, _ = held_search
+    with TestClient(create_app(Settings(index=index_dir, show_progress=False, **settings))) as client, ThreadPoolExecutor(4) as pool:
         first = pool.submit(client.get, "/search", params={"q": "protein"})
         assert started.wait(30)
+        yield client, pool, first
+
+
+def test_writes_pass_a_search_in_flight_and_reads_wait_for_its_slot(index_dir, held_search):
+    with a_search_in_flight(index_dir, held_search, search_concurrency=1, search_queue_seconds=60) as (client, pool, first):
         second = pool.submit(client.post, "/similar", json={"text": "dark matter halos"})  # a read: waits for the slot
         # Writes of every kind answer while the one slot is held.
         added = client.post("/papers", json=[{"id": "2501.00009", "title": "Dark energy surveys", "abstract": "Supernovae."}])
@@ -58,34 +65,26 @@ def test_writes_pass_a_search_in_flight_and_reads_wait_for_its_slot(index_dir, h
         assert client.delete("/papers/2501.00009").status_code == 200
         assert client.get("/health").status_code == 200  # never queued
         assert not first.done() and not second.done()
-        release.set()
+        held_search[1].set()
         assert first.result(60).status_code == 200
         answer = second.result(60)
         assert answer.status_code == 200 and answer.json()["results"][0]["id"].startswith("2402.")
 
 
 def test_a_read_that_waits_past_the_bound_is_a_503_with_retry_after(index_dir, held_search):
-    started, release = held_search
-    settings = Settings(index=index_dir, search_concurrency=1, search_queue_seconds=0.2, show_progress=False)
-    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(2) as pool:
-        first = pool.submit(client.get, "/search", params={"q": "robot"})
-        assert started.wait(30)
+    with a_search_in_flight(index_dir, held_search, search_concurrency=1, search_queue_seconds=0.2) as (client, _, first):
         refused = client.get("/papers/2401.00001")
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1" and "search slot" in refused.json()["detail"]
-        release.set()
+        held_search[1].set()
         assert first.result(60).status_code == 200
         assert client.get("/papers/2401.00001").status_code == 200  # the slot came back
 
 
 def test_no_bound_lets_reads_run_together(index_dir, held_search):
-    started, release = held_search
-    settings = Settings(index=index_dir, search_concurrency=0, search_queue_seconds=0.2, show_progress=False)
-    with TestClient(create_app(settings)) as client, ThreadPoolExecutor(2) as pool:
-        first = pool.submit(client.get, "/search", params={"q": "robot"})
-        assert started.wait(30)
+    with a_search_in_flight(index_dir, held_search, search_concurrency=0, search_queue_seconds=0.2) as (client, _, first):
         assert client.get("/papers/2401.00001").status_code == 200
-        release.set()
+        held_search[1].set()
         assert first.result(60).status_code == 200
 
 
