@@ -52,10 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     queries = claim_like_queries(args.queries)
     rows = []
-    with open_library(Settings(index=args.index, show_progress=False)) as library:
-        vectors = library.encoder.encode(queries)
-        for query, vector in zip(queries, vectors):  # the hybrid searches below find these vectors remembered
-            library.encoder._queries[query] = vector
+    with open_library(Settings(index=args.index, show_progress=False, query_cache=max(args.queries, 1024))) as library:
+        # Encoded once each and remembered (Settings.query_cache): the hybrid searches below reuse them.
+        vectors = np.stack([library.encoder.encode_query(query) for query in queries])
         index = library.index
         # The unfiltered search's own agreement with exact search: what a filtered one should keep.
         best = [np.full(10, -np.inf, dtype=np.float32) for _ in queries]

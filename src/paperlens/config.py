@@ -29,10 +29,10 @@ class Settings(BaseSettings):
     # >= 0.95 after re-ranking on benchmarks/speed.py's synthetic sets. ivfpq 0.88 at 10k, nprobe 32.
     ef_search: int | None = Field(None, ge=1, le=4096, description="HNSW candidates per query (hnsw layout); None: by size")
     # A filter that keeps a share s of the papers widens efSearch (nprobe for ivfpq) by
-    # (1/s) ** power. At 1M papers (benchmarks/filters.py, 1,000 queries) 0.25 keeps a 17-23 %
-    # filter's dense top 10 as close to exact as an unfiltered search's (0.996 against 0.994) and
-    # the hybrid top 10 of power 1 (0.9999) at a quarter of power 1's FAISS time.
-    filter_widen_power: float = Field(0.25, ge=0.0, le=1.0, description="how much a filter widens the approximate search")
+    # (1/s) ** power. benchmarks/filters.py, 1,000 queries at 100k and 1M papers: 0.5 keeps a
+    # 17-23 % filter's dense top 10 as close to exact as no filter at under half power 1's FAISS
+    # time; 0.25 lost 8 points on a 2 % filter at 100k (0.915 against 0.982 with 0.5).
+    filter_widen_power: float = Field(0.5, ge=0.0, le=1.0, description="how much a filter widens the approximate search")
     # Saving vectors.faiss is O(collection) (~3 s at 1M papers), so large indexes save it only once
     # this share of their vectors changed since the last save, and at close; the store logs which
     # papers each write changed, and opening replays the writes the file lacks (library.py).

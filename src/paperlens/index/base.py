@@ -63,7 +63,7 @@ class SearchTuning:
     ef_search: int | None = None  # None: chosen by the collection's size (hnsw.auto_ef_search)
     nprobe: int = 32
     device: str = "auto"  # 'auto' searches on a GPU when the installed faiss has one, 'cpu' never does
-    filter_widen_power: float = 0.25  # see Settings.filter_widen_power
+    filter_widen_power: float = 0.5  # see Settings.filter_widen_power
 
 
 def gpu_available() -> bool:
