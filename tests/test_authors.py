@@ -204,19 +204,14 @@ def test_the_author_columns_follow_writes(tmp_path: Path, settings):
 
 def test_an_older_file_learns_the_author_keys_of_its_papers(tmp_path: Path):
     """Migration 15: the packed author keys, filled for the papers already stored."""
-    import sqlite3
 
     from paperlens.store import Store
     from test_store import _store_at_version
 
     path = tmp_path / "papers.sqlite"
-    _store_at_version(path, 12)
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO papers(id, title, abstract, authors, extra, text_hash, added_at, updated_at) VALUES "
-                 "('p1', 't', 'a', '[\"Yann LeCun\", \"Bottou, L.\"]', '{}', 'x', '', ''), "
-                 "('p2', 't', 'b', '[]', '{}', 'y', '', ''), ('p3', 't', 'c', '[\"Müller, K.\"]', '{}', 'z', '', '')")
-    conn.commit()
-    conn.close()
+    _store_at_version(path, 12, "INSERT INTO papers(id, title, abstract, authors, extra, text_hash, added_at, updated_at) VALUES "
+                      "('p1', 't', 'a', '[\"Yann LeCun\", \"Bottou, L.\"]', '{}', 'x', '', ''), "
+                      "('p2', 't', 'b', '[]', '{}', 'y', '', ''), ('p3', 't', 'c', '[\"Müller, K.\"]', '{}', 'z', '', '')")
     columns = Store(path).filter_columns()
     assert columns.allowed(make_filters(authors=["LeCun, Y."])).tolist() == [1]
     assert columns.allowed(make_filters(authors=["L. Bottou", "K. Muller"])).tolist() == [1, 3]

@@ -35,8 +35,9 @@ def test_writes_roll_back_with_the_callers_transaction(tmp_path):
     assert store.users.get_user(1) is None
 
 
-def _store_at_version(path, version: int) -> None:
-    """An SQLite file as an older paperlens left it: the migrations up to ``version`` only."""
+def _store_at_version(path, version: int, *statements: str | tuple[str, tuple]) -> None:
+    """An SQLite file as an older paperlens left it: the migrations up to ``version`` only, then
+    ``statements`` (SQL, or SQL with its parameters) writing the rows that older version stored."""
     import sqlite3
 
     from paperlens.store.db import MIGRATIONS, SQL_FUNCTIONS, _statements
@@ -48,21 +49,17 @@ def _store_at_version(path, version: int) -> None:
         for statement in _statements(script):
             conn.execute(statement)
     conn.execute(f"PRAGMA user_version={version}")
+    for statement in statements:
+        conn.execute(*((statement,) if isinstance(statement, str) else statement))
     conn.commit()
     conn.close()
 
 
 def test_an_older_file_learns_the_external_ids_of_its_papers(tmp_path):
     path = tmp_path / "papers.sqlite"
-    _store_at_version(path, 7)
-    import sqlite3
-
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
-                 "('h1', 't', 'a', '{\"doi\": \"https://doi.org/10.9/AB\", \"corpusId\": 42}', 'x', '', ''), "
-                 "('2301.00001', 't', 'a', '{}', 'y', '', '')")
-    conn.commit()
-    conn.close()
+    _store_at_version(path, 7, "INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
+                      "('h1', 't', 'a', '{\"doi\": \"https://doi.org/10.9/AB\", \"corpusId\": 42}', 'x', '', ''), "
+                      "('2301.00001', 't', 'a', '{}', 'y', '', '')")
     keys = [("doi", "10.9/ab"), ("corpusid", "42"), ("arxiv", "2301.00001")]
     assert Store(path).resolve(keys) == dict(zip(keys, ["h1", "h1", "2301.00001"]))
 
@@ -80,17 +77,14 @@ def test_an_external_id_or_a_merged_papers_old_id_resolves_to_the_stored_entry(t
 
 
 def test_an_older_file_loses_the_characters_xml_forbids(tmp_path):
-    import sqlite3
 
     path = tmp_path / "papers.sqlite"
-    _store_at_version(path, 8)
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO papers(id, title, abstract, authors, categories, extra, url, text_hash, added_at, updated_at) "
-                 "VALUES ('p1', ?, ?, ?, ?, ?, ?, 'h', '', ''), ('p2', 'clean', 'clean', '[]', '[]', '{}', NULL, 'h2', '', '')",
-                 ("Ti\x00tle\ufffe", "Ab\x0cstract", '["Ada\\u0002 L"]', '["cs\\u0003.CL"]', '{"k": "v\\u0007"}', "http://x/\x01"))
-    conn.execute("INSERT INTO paper_categories(category, pk) VALUES (?, 1)", ("cs\x03.CL",))
-    conn.commit()
-    conn.close()
+    _store_at_version(
+        path, 8,
+        ("INSERT INTO papers(id, title, abstract, authors, categories, extra, url, text_hash, added_at, updated_at) "
+         "VALUES ('p1', ?, ?, ?, ?, ?, ?, 'h', '', ''), ('p2', 'clean', 'clean', '[]', '[]', '{}', NULL, 'h2', '', '')",
+         ("Ti\x00tle\ufffe", "Ab\x0cstract", '["Ada\\u0002 L"]', '["cs\\u0003.CL"]', '{"k": "v\\u0007"}', "http://x/\x01")),
+        ("INSERT INTO paper_categories(category, pk) VALUES (?, 1)", ("cs\x03.CL",)))
     store = Store(path)
     paper = store.get("p1").paper
     assert (paper.title, paper.abstract, paper.authors, paper.categories, paper.extra, paper.url) == (
@@ -101,15 +95,10 @@ def test_an_older_file_loses_the_characters_xml_forbids(tmp_path):
 
 def test_an_older_file_learns_the_normalised_titles_of_its_papers(tmp_path):
     """Migration 12: title_key, filled for the papers already stored, so dedup finds their records."""
-    import sqlite3
 
     path = tmp_path / "papers.sqlite"
-    _store_at_version(path, 11)
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
-                 "('h1', 'Deep  Learning!', 'a', '{}', 'x', '', ''), ('2301.00001', 'deep learning', 'b', '{}', 'y', '', '')")
-    conn.commit()
-    conn.close()
+    _store_at_version(path, 11, "INSERT INTO papers(id, title, abstract, extra, text_hash, added_at, updated_at) VALUES "
+                      "('h1', 'Deep  Learning!', 'a', '{}', 'x', '', ''), ('2301.00001', 'deep learning', 'b', '{}', 'y', '', '')")
     store = Store(path)
     assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert store.duplicate_candidates() == [[1, 2]]
