@@ -5,7 +5,6 @@
 
 import json
 import sys
-from pathlib import Path
 
 from paperlens.data import DEMO_CORPUS
 from paperlens.papers import read_papers
