@@ -73,7 +73,8 @@ EOF_RATE
 }
 
 # A larger collection, so start-up does not dominate: the corpus repeated to BIG_PAPERS papers, each
-# copy with its own id and a marked title (a new text, so nothing is reused from an earlier copy).
+# copy with its own id and a marked abstract (a new text, so nothing is reused from an earlier copy;
+# the title stays, so copies are not records of one paper to compare with each other).
 BIG_PAPERS=${BIG_PAPERS:-20000}
 mkdir -p "$WORK/big"
 "$PYTHON" - "$DATA/corpus.jsonl" "$WORK/big/corpus.jsonl" "$BIG_PAPERS" <<'EOF_BIG'
@@ -86,7 +87,7 @@ with open(target, "w", encoding="utf-8") as out:
         copy = n // len(rows)
         if copy:
             row["_id"] = f"{row['_id']}-copy{copy}"
-            row["title"] = f"(copy {copy}) {row.get('title', '')}"
+            row["text"] = f"(copy {copy}) {row.get('text', '')}"
         out.write(json.dumps(row) + "\n")
 EOF_BIG
 

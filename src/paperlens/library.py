@@ -532,7 +532,8 @@ def _stage_ingest(library: Library, papers: list[Paper], hashes: list[str], enco
     keep = [i for i in range(len(papers)) if i not in plan.into]
     write = [plan.papers.get(i, papers[i]) for i in keep] + list(plan.entries.values())
     write_hashes = [hashes[i] for i in keep] + list(plan.entry_hashes.values())
-    encode_at = [n for n, i in enumerate(keep) if i in set(to_encode)]
+    encoding = set(to_encode)
+    encode_at = [n for n, i in enumerate(keep) if i in encoding]
     vectors = np.stack([encoded[keep[n]] for n in encode_at]) if encode_at else None
     outcomes = library.store.upsert_papers(write, write_hashes)
     pk_of = {i: outcomes[n].pk for n, i in enumerate(keep)} | dict(zip(plan.entries, (o.pk for o in outcomes[len(keep):])))
