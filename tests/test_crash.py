@@ -91,6 +91,17 @@ def write_until_killed(server: ServerProcess, request) -> None:
     assert server.wait_dead() == -signal.SIGKILL
 
 
+def answered_then_killed(server: ServerProcess, request) -> bool:
+    """A crash point after the answer: the server dies once keywords/ is committed; whether the answer
+    got out before it is a race. True when it did (the write is acknowledged)."""
+    try:
+        answered = request().status_code == 201
+    except httpx.TransportError:
+        answered = False
+    assert server.wait_dead() == -signal.SIGKILL
+    return answered
+
+
 def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
     index, log, ledger = tmp_path / "index", tmp_path / "server.log", Ledger()
     counter = iter(range(1000))
@@ -103,14 +114,16 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
     ledger.in_flight[first[0]["id"]] = ledger.present.pop(first[0]["id"])
     write_until_killed(server, lambda: httpx.delete(f"{server.url}/papers/{first[0]['id']}", timeout=60))
 
-    # 2.–5. killed inside an ingest: after the commit, between the keyword index and FAISS, with the FAISS
-    # file written aside, before the manifest. Each repaired first by 'paperlens check', so the server's
-    # own start-up rebuild cannot hit its crash point.
+    # 2.–6. killed inside an ingest: after the commit, with the FAISS file written aside, before the
+    # manifest, between FAISS and the keyword index (all before the answer), and after keywords/
+    # committed (after the answer). Each repaired first by 'paperlens check', so the server's own
+    # start-up rebuild cannot hit its crash point.
     previous = None
-    for point in ("ingest:after-commit", "cache-applied:keywords", "index-save:before-rename", "persist:before-manifest"):
+    for point in ("ingest:after-commit", "cache-applied:faiss", "index-save:before-rename", "persist:before-manifest",
+                  "cache-applied:keywords"):
         repaired = run_check(index, repair=True)
         assert repaired["ok"] and repaired["repaired"], repaired
-        if previous == "cache-applied:keywords":  # keywords/ held the paper, the manifest did not vouch for it yet
+        if previous == "cache-applied:faiss":  # keywords/ lacked the paper the store and FAISS held
             assert any(note.startswith("rebuilt keywords/") for note in repaired["repaired"]), repaired
         previous = point
         # vectors.faiss saved after every write, so that a one-paper ingest reaches the save's crash points
@@ -118,12 +131,16 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         verify(server, ledger)
         new = paper(next(counter))
         ledger.in_flight[new["id"]] = new["title"]
-        write_until_killed(server, lambda server=server, new=new: post(server, [new]))
+        if point == "cache-applied:keywords":
+            if answered_then_killed(server, lambda server=server, new=new: post(server, [new])):
+                ledger.present[new["id"]] = ledger.in_flight.pop(new["id"])  # answered: it must survive
+        else:
+            write_until_killed(server, lambda server=server, new=new: post(server, [new]))
         if point == "index-save:before-rename":
             assert (index / "vectors.faiss.tmp").exists()
 
-    # 6. killed at a random moment while a client ingests one paper after another (this server repairs the
-    # stale FAISS file left by step 5 itself, at start-up)
+    # 7. killed at a random moment while a client ingests one paper after another (this server repairs
+    # what step 6 left behind itself, at start-up)
     server = ServerProcess(index, log)
     verify(server, ledger)
     acked, sent = threading.Event(), []
@@ -150,7 +167,7 @@ def test_kill_at_every_write_point_loses_nothing_acknowledged(tmp_path: Path):
         if new["id"] not in ledger.present:
             ledger.in_flight[new["id"]] = new["title"]
 
-    # 7. a clean restart serves everything acknowledged; the store and FAISS agree exactly
+    # 8. a clean restart serves everything acknowledged; the store and FAISS agree exactly
     server = ServerProcess(index, log)
     verify(server, ledger)
     assert len(ledger.present) >= 4

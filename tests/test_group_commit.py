@@ -21,6 +21,7 @@ from paperlens.errors import WriterBusy
 from paperlens.faults import CRASH_ENV
 from paperlens.library import Library, check_library, delete, ingest, open_library
 from paperlens.papers import Paper
+from paperlens.search import search_text
 from serverproc import ServerProcess
 from test_crash import Ledger, paper, verify
 
@@ -208,3 +209,63 @@ def test_kill_inside_and_after_a_group_loses_nothing_acknowledged(tmp_path: Path
     finally:
         server.kill()
 
+
+
+def test_writes_are_answered_before_keywords_commit_and_searches_wait_for_it(small_library, monkeypatch):
+    """An ingest is answered once the store and FAISS hold it; keywords/ commits after. A search of
+    the same process started after the answer still finds the paper by keyword: it waits for the
+    commit in flight."""
+    library = small_library
+    keywords = library.keyword_cache.index
+    release, writing = threading.Event(), threading.Event()
+    real_write = keywords.write
+
+    def slow_write(*args, **kwargs):
+        writing.set()
+        assert release.wait(60), "the test never released the keyword commit"
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(keywords, "write", slow_write)
+    new = Paper(id="2501.00777", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
+    answered = threading.Event()
+    writer = threading.Thread(target=lambda: (ingest(library, [new]), answered.set()))
+    writer.start()
+    assert answered.wait(60), "the ingest waited for keywords/ to commit"
+    assert writing.wait(60) and not release.is_set()  # keywords/ commits after the answer
+    assert library.store.get_many(library.store.pks_for_ids(["2501.00777"]).values())  # durable before the answer
+
+    found: list[list[str]] = []
+    searcher = threading.Thread(target=lambda: found.append([h.id for h in search_text(library, "permafrost methane", k=3, mode="bm25")]))
+    searcher.start()
+    searcher.join(0.5)
+    assert searcher.is_alive(), "the keyword search did not wait for the commit in flight"
+    release.set()
+    searcher.join(60)
+    writer.join(60)
+    assert found and found[0][0] == "2501.00777", found
+
+
+def test_a_failed_keyword_commit_after_the_answer_is_taken_up_by_the_next_write(small_library, monkeypatch, caplog):
+    library = small_library
+    keywords = library.keyword_cache.index
+    real_write, calls = keywords.write, []
+
+    def failing_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError("No space left on device")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(keywords, "write", failing_once)
+    first = Paper(id="2501.00801", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
+    second = Paper(id="2501.00802", title="Kelp forests store blue carbon", abstract="Coastal kelp forests sequester carbon in sediments.")
+    assert ingest(library, [first]).added == ["2501.00801"]  # answered: it is in the store
+    assert library.keywords is not None  # waits for the failed commit to end
+    assert "keywords/" in caplog.text and "No space left on device" in caplog.text
+    assert ingest(library, [second]).added == ["2501.00802"]
+    for query, paper_id in (("permafrost methane", "2501.00801"), ("kelp blue carbon", "2501.00802")):
+        assert search_text(library, query, k=1, mode="bm25")[0].id == paper_id
+    assert library.manifest.keyword_generation == library.store.generation()
+    with open_library(Settings(index=library.folder)) as reopened:
+        report = check_library(reopened, repair=False)
+        assert report.ok and not report.problems, report

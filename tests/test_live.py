@@ -55,6 +55,12 @@ def folder(tmp_path, settings) -> Path:
 # --- two libraries of one folder, in this process ----------------------------------------------
 
 
+def committed(writer) -> None:
+    """Group commit answers a write before keywords/ commits it and the manifest vouches for that;
+    another library of the folder catches up with the keyword side once both are done."""
+    writer.keyword_cache.wait_settled(60)
+
+
 def test_a_reader_catches_up_with_another_writers_ingest_update_and_delete(folder, settings):
     with open_library(settings, folder) as reader, open_library(settings, folder) as writer:
         filters = make_filters(categories=["physics.ao-ph"])
@@ -62,6 +68,7 @@ def test_a_reader_catches_up_with_another_writers_ingest_update_and_delete(folde
         assert NEW.id not in ids(search_text(reader, "volcanic sulfate aerosols", 3, mode="bm25"))
         generation = reader.generation
         ingest(writer, [NEW])
+        committed(writer)
         assert reader.catch_up()
         assert reader.generation == generation + 1 and len(reader) == 7
         for mode in ("dense", "bm25", "hybrid"):
@@ -71,12 +78,14 @@ def test_a_reader_catches_up_with_another_writers_ingest_update_and_delete(folde
 
         # Only the categories change: no new vector, still logged, so the filter columns follow.
         ingest(writer, [Paper(**{**NEW.to_dict(), "categories": ["physics.geo-ph"]})])
+        committed(writer)
         assert reader.catch_up()
         with pytest.raises(InvalidInput, match=r"no paper in this index has the category 'physics\.ao-ph'"):
             search_text(reader, "climate", 5, filters, mode="dense")
         assert ids(search_text(reader, "climate", 5, make_filters(categories=["physics.geo-ph"]), mode="dense")) == [NEW.id]
 
         delete(writer, [NEW.id])
+        committed(writer)
         assert reader.catch_up()
         assert len(reader) == 6 and reader.index is not None and len(reader.index) == 6
         for mode in ("dense", "bm25", "hybrid"):
@@ -90,6 +99,7 @@ def test_a_reader_past_the_kept_log_reloads_the_saved_files(folder):
     with open_library(settings, folder) as reader, open_library(settings, folder) as writer:
         ingest(writer, [NEW])
         ingest(writer, [OTHER])
+        committed(writer)
         assert writer.store.changed_since(reader.generation) is None
         assert reader.catch_up()
         assert len(reader.index) == len(reader) == 8
@@ -120,6 +130,7 @@ def test_a_reader_catching_up_while_the_writer_saves_ends_in_step(folder):
         while thread.is_alive():
             reader.catch_up()
         thread.join()
+        committed(writer)
         reader.catch_up()
         assert not failures
         assert sorted(reader.index.ids().tolist()) == reader.store.vector_pks().tolist()

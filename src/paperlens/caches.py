@@ -221,6 +221,28 @@ class KeywordCache(Cache):
         super().__init__(library)
         self.index: KeywordIndex | None = None
         self.folder_id: tuple[int, int] | None = None  # the folder's inode: a rebuild renames a new one into place
+        # Whether a write answered before keywords/ took it (group commit) is being applied.
+        self._settled = threading.Condition()
+        self._applying = False
+        # A write's change that keywords/ failed to take after it was answered: retried with the next.
+        self._backlog: ChangeSet | None = None
+
+    def expect(self) -> None:
+        """A write is about to be answered before this cache applies it."""
+        with self._settled:
+            self._applying = True
+
+    def settled(self) -> None:
+        """The apply that ``expect`` announced has ended (committed or failed)."""
+        with self._settled:
+            self._applying = False
+            self._settled.notify_all()
+
+    def wait_settled(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the keywords/ commit of every answered write has ended."""
+        with self._settled:
+            if self._applying:
+                self._settled.wait_for(lambda: not self._applying, timeout)
 
     @property
     def path(self) -> Path:
@@ -261,6 +283,9 @@ class KeywordCache(Cache):
         return None
 
     def apply(self, changes: ChangeSet) -> None:
+        if self._backlog is not None:
+            changes = ChangeSet.merged([self._backlog, changes], changes.generation)
+        self._backlog = changes
         if changes.rows or changes.removed or changes.refreshed:
             # Re-read from the store: the index holds the filter fields too, which a metadata-only
             # change (refreshed) moves.
@@ -268,7 +293,8 @@ class KeywordCache(Cache):
             self.index.write(self.library.store.keyword_rows(changed), [*changed, *changes.removed], changes.generation)
         else:
             self.index.generation = changes.generation
-        if self.library.manifest is not None:  # written with the FAISS fields (FaissCache), or by rebuild
+        self._backlog = None
+        if self.library.manifest is not None:  # written after this apply (Library.apply_write), or by rebuild
             self.library.manifest.keyword_generation = self.index.generation
 
     def rebuild(self) -> None:
@@ -437,8 +463,7 @@ class FaissCache(Cache):
         if manifest is None:
             return
         if not changes.rows and not changes.removed and self.index is not None and self.path.exists():
-            manifest.write(self.library.folder)  # no vector changed; the manifest records the keyword side's write
-            return
+            return  # no vector changed; the manifest written after keywords/ records the write
         vectors = changes.vectors if changes.vectors is not None else np.zeros((0, manifest.dim), np.float32)
         if self.index is None:
             self.index, self.layout = self._new_index(changes.vectors), manifest.layout
@@ -526,8 +551,7 @@ class FaissCache(Cache):
             changed = library.store.changed_since(library.manifest.generation)
             due = max(settings.index_save_share * len(self.index), settings.index_save_min_changes)
             if changed is not None and len(changed) < due:
-                library.manifest.write(library.folder)
-                self.unsaved_generation = generation
+                self.unsaved_generation = generation  # the manifest written after keywords/ keeps the older file's fields
                 return
         self._persist(generation)
 

@@ -2,15 +2,23 @@
 
 A write's fixed costs dwarf its own rows: the BM25 index's commit (a new tantivy writer, its files
 synced), the FAISS copy-and-swap and its save, the manifest's fsync, the writer lock. Writers
-(ingests with their vectors already encoded, deletes) queue here; the first in line leads: it
-takes the writer lock, stages every queued write in arrival order in one store transaction (each
-in its own savepoint, so a write that fails rolls back alone and reports its own error), commits,
-brings the caches up to the merged change with one ``Library.apply_write``, and then answers each
-writer. Writes that arrive meanwhile queue for the next group, whose first writer then leads.
+(ingests with their vectors already encoded, deletes) queue here and wait; one committer thread
+per library takes the writer lock, stages every queued write in arrival order in one store
+transaction (each in its own savepoint, so a write that fails rolls back alone and reports its own
+error), commits, and brings the caches up to the merged change with one ``Library.apply_write``.
+Writes that arrive meanwhile queue for the next group.
 
-No thread of its own and no timer: a write alone commits at once, as before; under load a group is
-whatever queued while the previous one committed. Encoding never happens here (ingest encodes
-before queueing), so a delete never waits for a model.
+The writers are answered once the store has committed and the filter columns and FAISS hold the
+change, before keywords/ commits (``Library.apply_write``'s ``answer``): tantivy's commit, which
+syncs every new segment file, was most of a group's time under load, and a write is durable once
+the store has it (a kill before keywords/ commits leaves it behind the store; the next open
+rebuilds it). Searches of this process still see every answered write: ``Library.keywords`` waits
+for the commit in flight. The committer keeps the writer lock until keywords/ has committed, so
+another process never sees the folder half written.
+
+No timer: a write alone commits at once; under load a group is whatever queued while the
+previous one committed. Encoding never happens here (ingest encodes before queueing), so a delete
+never waits for a model.
 
 The tantivy writer is still opened per group and closed after it (keyword.py): the writer lock is
 released between groups, and another process (a CLI ingest beside a server) must then be able to
@@ -19,12 +27,14 @@ take tantivy's own lock on keywords/; per group, its cost is shared by every wri
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .caches import ChangeSet
+from .errors import PaperlensError
 from .faults import crash_point
 
 if TYPE_CHECKING:
@@ -43,21 +53,20 @@ class _Pending:
     kind: str  # "ingest", "delete": names the crash point after the commit
     stage: Stage
     woken: threading.Event = field(default_factory=threading.Event)
-    leads: bool = False
-    finished: bool = False
     changes: ChangeSet | None = None
     result: Any = None
     error: BaseException | None = None
 
 
 class GroupCommit:
-    """The queue of one library's writers (``Library.commits``)."""
+    """The queue of one library's writers (``Library.commits``) and its committer thread."""
 
     def __init__(self, library: Library):
         self.library = library
-        self._mutex = threading.Lock()
+        self._changed = threading.Condition()  # guards the queue; notified when a write queues or at close
         self._queue: list[_Pending] = []
-        self._leading = False
+        self._committer: threading.Thread | None = None
+        self._closed = False
         # Groups committed and writes in them, for the server's metrics and the tests.
         self.groups = 0
         self.writes = 0
@@ -65,60 +74,75 @@ class GroupCommit:
     @property
     def waiting(self) -> int:
         """Writes queued for the next group."""
-        with self._mutex:
+        with self._changed:
             return len(self._queue)
 
     def submit(self, kind: str, stage: Stage) -> Any:
         """Run ``stage`` in the next group commit and return its result once the group is in the
-        store and the caches, or raise its own error. A thread that already holds the writer lock
-        (a repair that ingests) commits alone at once: queueing would wait for itself."""
+        store, the filter columns and FAISS (keywords/ follows; see the module's docstring), or raise
+        its own error. A thread that already holds the writer lock (a repair that ingests) commits
+        alone at once, keywords/ included: queueing would wait for itself."""
         pending = _Pending(kind, stage)
         if self.library.writer.held:
             self._commit([pending])
         else:
-            with self._mutex:
+            with self._changed:
+                if self._closed:
+                    raise PaperlensError(f"{self.library.folder} is closed: no more writes")
                 self._queue.append(pending)
-                if not self._leading:
-                    self._leading = pending.leads = True
-            if not pending.leads:
-                pending.woken.wait()
-            if not pending.finished:  # first in line: commit the group
-                self._lead(pending)
+                if self._committer is None:
+                    self._committer = threading.Thread(target=self._run, name="paperlens-commit", daemon=True)
+                    self._committer.start()
+                self._changed.notify()
+            pending.woken.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def _lead(self, pending: _Pending) -> None:
+    def close(self) -> None:
+        """Commit what is queued, then stop the committer thread (Library.close)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+            committer = self._committer
+        if committer is not None:
+            committer.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._closed:
+                    self._changed.wait()
+                if not self._queue:
+                    return
+            self._lead()
+
+    def _lead(self) -> None:
         """Take the writer lock, then every write queued by then (those that arrived while it waited
-        join too), and commit them; then hand the lead to the first writer queued meanwhile."""
+        join too), and commit them."""
         group: list[_Pending] = []
         try:
             with self.library.writing():
-                with self._mutex:
+                with self._changed:
                     group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
                 self._commit(group)
         except BaseException as exc:  # the writer lock was not had (WriterBusy)
             if not group:  # every write queued meanwhile fails with it, rather than wait as long again in turn
-                with self._mutex:
+                with self._changed:
                     group, self._queue = self._queue, []
             for member in group:
-                if member.error is None and not member.finished:
+                if member.error is None and not member.woken.is_set():
                     member.error = exc
         finally:
-            with self._mutex:
-                if self._queue:  # the next group's first writer leads it
-                    self._queue[0].leads = True
-                    self._queue[0].woken.set()
-                else:
-                    self._leading = False
-            for member in group:
-                member.finished = True
-                member.woken.set()
+            _answer(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        """Under the writer lock: stage, commit and apply ``group``; every error goes to its writers."""
+        """Under the writer lock: stage, commit and apply ``group``; every error before the answer goes
+        to its writers. Each writer is answered as soon as its write is durable and searchable."""
         library = self.library
         store = library.store
+        self.groups += 1  # counted before any answer, so an answered writer sees its group counted
+        self.writes += len(group)
         try:
             before = store.generation()
             with store.transaction():
@@ -135,12 +159,17 @@ class GroupCommit:
                 crash_point(f"{kind}:after-commit")
             crash_point("group:after-commit")
             if generation != before:
-                library.apply_write(ChangeSet.merged([p.changes for p in group if p.error is None], generation))
-        except BaseException as exc:  # the commit or a cache failed: every write of the group hears it
+                changes = ChangeSet.merged([p.changes for p in group if p.error is None], generation)
+                library.apply_write(changes, answer=functools.partial(_answer, group))
+        except BaseException as exc:  # the commit or a cache failed before the answer: every write of the group hears it
             for pending in group:
-                if pending.error is None:
+                if pending.error is None and not pending.woken.is_set():
                     pending.error = exc
                     pending.result = None
         finally:
-            self.groups += 1
-            self.writes += len(group)
+            _answer(group)
+
+
+def _answer(group: list[_Pending]) -> None:
+    for pending in group:
+        pending.woken.set()

@@ -16,11 +16,13 @@ CRASH_ENV = "PAPERLENS_CRASH_AT"
 # The points, in the order a write reaches them.
 POINTS = (
     "ingest:after-commit",       # store committed, no cache updated yet
+    "delete:after-commit",       # a delete committed, FAISS still holds the paper
     "group:after-commit",        # a group commit's writes all in the store, no cache updated, none answered (commits.py)
-    "cache-applied:keywords",    # keywords/ updated, FAISS not yet (Library.apply_write: one per cache)
+    "cache-applied:filters",     # the filter columns updated (Library.apply_write: one per cache, in this order)
     "index-save:before-rename",  # the new FAISS file is written aside (*.tmp), not yet in place
     "persist:before-manifest",   # the new FAISS file is in place, the manifest still describes the old one
-    "delete:after-commit",       # a delete committed, FAISS still holds the paper
+    "cache-applied:faiss",       # FAISS updated (its file saved only when due); group commit answers its writers next
+    "cache-applied:keywords",    # keywords/ committed after the answer, the manifest not yet written to vouch for it
     "harvest:page-committed",    # a harvested page and the harvest's progress committed, the next page not asked for
 )
 

@@ -168,7 +168,11 @@ class Library:
 
     @property
     def keywords(self) -> KeywordIndex | None:
-        """The BM25 side; replaced whole by writers, as ``index`` is."""
+        """The BM25 side; replaced whole by writers, as ``index`` is. Holds every write answered
+        before this call: a keywords/ commit still in flight (group commit answers first) is
+        waited for, except by the writer itself."""
+        if not self.writer.held:
+            self.keyword_cache.wait_settled(self.settings.writer_wait_seconds)
         return self.keyword_cache.index
 
     def filter_columns(self) -> FilterColumns:
@@ -220,15 +224,36 @@ class Library:
                 self.catch_up()
             yield
 
-    def apply_write(self, changes: ChangeSet) -> None:
-        """After a store commit, under the writer lock: bring every cache up to it, one after another.
+    def apply_write(self, changes: ChangeSet, answer: Callable[[], None] | None = None) -> None:
+        """After a store commit, under the writer lock: bring every cache up to it, one after another,
+        keywords/ last, then write the manifest that records it.
 
-        Every writer ends here. A kill between two caches leaves the later ones behind the store;
-        the next open finds them so (``Cache.problem``) and rebuilds them."""
-        for cache in self.caches:
+        ``answer`` (group commit's) is called once the filter columns and FAISS hold the change,
+        before keywords/ commits: from then on the write is answered, so a keywords/ failure is
+        logged and left to the next write or open, not raised. Searches of this process wait for
+        that commit (``keywords``). Every writer ends here. A kill between two caches leaves the
+        later ones behind the store; the next open finds them so (``Cache.problem``) and rebuilds them."""
+        for cache in (self.filter_cache, self.faiss_cache):
             cache.apply(changes)
             cache.generation = changes.generation
             crash_point(f"cache-applied:{cache.key}")
+        keywords = self.keyword_cache
+        if answer is not None:
+            keywords.expect()
+            answer()
+        try:
+            keywords.apply(changes)
+            keywords.generation = changes.generation
+            crash_point(f"cache-applied:{keywords.key}")
+            if self.manifest is not None:
+                self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
+        except Exception:
+            if answer is None:
+                raise
+            log.exception("keywords/ of %s could not take write %d; it stays behind the store until the next write "
+                          "or open brings it up", self.folder, changes.generation)
+        finally:
+            keywords.settled()
 
     @property
     def generation(self) -> int:
@@ -314,6 +339,7 @@ class Library:
     def close(self) -> None:
         """Save what the caches deferred, under the writer lock; if another process keeps it, leave
         that to the next open (the store's log replays it)."""
+        self.commits.close()  # the queued writes first
         if any(cache.deferred for cache in self.caches):
             try:
                 with self.writing():
