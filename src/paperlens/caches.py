@@ -221,28 +221,30 @@ class KeywordCache(Cache):
         super().__init__(library)
         self.index: KeywordIndex | None = None
         self.folder_id: tuple[int, int] | None = None  # the folder's inode: a rebuild renames a new one into place
-        # Whether a write answered before keywords/ took it (group commit) is being applied.
+        # Applies of writes answered before keywords/ took them (group commit): begun and ended.
         self._settled = threading.Condition()
-        self._applying = False
+        self._begun = self._ended = 0
         # A write's change that keywords/ failed to take after it was answered: retried with the next.
         self._backlog: ChangeSet | None = None
 
     def expect(self) -> None:
         """A write is about to be answered before this cache applies it."""
         with self._settled:
-            self._applying = True
+            self._begun += 1
 
     def settled(self) -> None:
         """The apply that ``expect`` announced has ended (committed or failed)."""
         with self._settled:
-            self._applying = False
+            self._ended = self._begun
             self._settled.notify_all()
 
     def wait_settled(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` seconds) until the keywords/ commit of every answered write has ended."""
+        """Wait (at most ``timeout`` seconds) for the apply in flight, if any, of writes answered
+        before this call; never for one that begins later, so a reader waits one commit at most."""
         with self._settled:
-            if self._applying:
-                self._settled.wait_for(lambda: not self._applying, timeout)
+            target = self._begun
+            if self._ended < target:
+                self._settled.wait_for(lambda: self._ended >= target, timeout)
 
     @property
     def path(self) -> Path:
