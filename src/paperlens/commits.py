@@ -28,6 +28,7 @@ take tantivy's own lock on keywords/; per group, its cost is shared by every wri
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class GroupCommit:
         self._changed = threading.Condition()  # guards the queue; notified when a write queues or at close
         self._queue: list[_Pending] = []
         self._committer: threading.Thread | None = None
+        self._committer_pid = os.getpid()
         self._closed = False
         # Groups committed and writes in them, for the server's metrics and the tests.
         self.groups = 0
@@ -90,8 +92,9 @@ class GroupCommit:
                 if self._closed:
                     raise PaperlensError(f"{self.library.folder} is closed: no more writes")
                 self._queue.append(pending)
-                if self._committer is None:
+                if self._committer is None or self._committer_pid != os.getpid():  # none yet, or a forked copy's parent's
                     self._committer = threading.Thread(target=self._run, name="paperlens-commit", daemon=True)
+                    self._committer_pid = os.getpid()
                     self._committer.start()
                 self._changed.notify()
             pending.woken.wait()
