@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,18 @@ def library_of(tmp_path, settings):
     yield make
     for library in opened:
         library.close()
+
+
+def hold_calls(monkeypatch, owner, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make ``owner.name`` stop before it runs until ``release`` is set (a slow call, in flight);
+    ``started`` is set once a call has reached it. Returns (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real = getattr(owner, name)
+
+    def held(*args, **kwargs):
+        started.set()
+        assert release.wait(60), f"the test never released {name}"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, held)
+    return started, release

@@ -3,14 +3,13 @@ and a read that waits past the bound is a 503 with Retry-After."""
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import topic_papers
+from conftest import hold_calls, topic_papers
 from paperlens import api
 from paperlens.admission import is_read, search_slots
 from paperlens.api import create_app
@@ -29,15 +28,7 @@ def index_dir(tmp_path):
 @pytest.fixture()
 def held_search(monkeypatch):
     """Searches that stop before they run until ``release`` is set: a slow search, in flight."""
-    started, release = threading.Event(), threading.Event()
-    real = api.search_text
-
-    def slow(*args, **kwargs):
-        started.set()
-        assert release.wait(60), "the test never released the search"
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(api, "search_text", slow)
+    started, release = hold_calls(monkeypatch, api, "search_text")
     yield started, release
     release.set()
 

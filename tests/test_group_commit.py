@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
-from conftest import topic_papers
+from conftest import hold_calls, topic_papers
 from paperlens.api import create_app
 from paperlens.caches import ChangeSet
 from paperlens.config import Settings
@@ -216,16 +216,7 @@ def test_writes_are_answered_before_keywords_commit_and_searches_wait_for_it(sma
     the same process started after the answer still finds the paper by keyword: it waits for the
     commit in flight."""
     library = small_library
-    keywords = library.keyword_cache.index
-    release, writing = threading.Event(), threading.Event()
-    real_write = keywords.write
-
-    def slow_write(*args, **kwargs):
-        writing.set()
-        assert release.wait(60), "the test never released the keyword commit"
-        return real_write(*args, **kwargs)
-
-    monkeypatch.setattr(keywords, "write", slow_write)
+    writing, release = hold_calls(monkeypatch, library.keyword_cache.index, "write")
     new = Paper(id="2501.00777", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
     answered = threading.Event()
     writer = threading.Thread(target=lambda: (ingest(library, [new]), answered.set()))
