@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # and say what changed (a ChangeSet whose generation is ignored) and what to answer.
 Stage = Callable[[], tuple[ChangeSet, Any]]
 
-# Writes one group takes at most: a bound on how long its leader waits before its own answer.
+# Writes one group takes at most: a bound on how long the first writes of a long queue wait for their answer.
 MAX_GROUP = 256
 
 
