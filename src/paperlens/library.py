@@ -151,7 +151,7 @@ class Library:
         self.faiss_cache = FaissCache(self)
         # Writers queue here; writes that arrive together share one commit (commits.py).
         self.commits = GroupCommit(self)
-        # In the order every write updates them (see apply_write).
+        # Opened and caught up in this order; a write takes keywords/ last (see apply_write).
         self.caches: tuple[Cache, ...] = (self.filter_cache, self.keyword_cache, self.faiss_cache)
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
         # ThreadPoolExecutor starts them on first use.
