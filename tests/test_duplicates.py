@@ -8,6 +8,7 @@ import re
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
@@ -18,7 +19,7 @@ from paperlens.caches import ChangeSet
 from paperlens.cli import main
 from paperlens.config import Settings
 from paperlens.data import DEMO_CORPUS
-from paperlens.duplicates import merge_papers
+from paperlens.duplicates import TitleHeads, merge_papers, same_paper
 from paperlens.embed import text_hash
 from paperlens.library import ingest, open_library, resolve_id
 from paperlens.papers import Paper, read_papers
@@ -271,3 +272,26 @@ def test_check_reports_duplicates_and_dedup_merges_them_keeping_likes_and_collec
         assert {i["paper_id"] for i in client.get(f"{base}/interactions", headers=headers).json()["interactions"]} == {"2507.00130"}
     again = json.loads(run("dedup", "--index", index, "--json").output)
     assert again["entries"] == 0 and again["total"] == 53
+
+
+def test_title_heads_join_as_same_paper_does_pair_by_pair():
+    """TitleHeads (ingest's matching inside one batch) picks the first head that same_paper joins,
+    as the pair-by-pair loop it replaced did: by text, by close vectors, or none."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(40, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    records = []  # (text hash, vector): some repeat a text, some lie close to an earlier vector
+    for _ in range(300):
+        source = int(rng.integers(40))
+        vector = base[source] + rng.normal(scale=float(rng.choice([0.05, 0.6])), size=16).astype(np.float32)
+        records.append((f"text-{int(rng.integers(60))}", vector / np.linalg.norm(vector)))
+    heads, naive_heads, joined = TitleHeads(16), [], 0
+    for position, (digest, vector) in enumerate(records):
+        expected = next((j for j in naive_heads if same_paper(records[j][0] == digest, float(vector @ records[j][1]))), None)
+        assert heads.find(digest, vector) == expected, position
+        if expected is None:
+            heads.add(position, digest, vector)
+            naive_heads.append(position)
+        else:
+            joined += 1
+    assert 0 < joined < len(records) and len(naive_heads) > 4  # both ways of joining, and new heads, were met

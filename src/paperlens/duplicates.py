@@ -56,6 +56,36 @@ def same_paper(same_text: bool, cosine: float) -> bool:
     return same_text or cosine >= DUPLICATE_COSINE
 
 
+class TitleHeads:
+    """The first record of each paper met so far under one normalised title, in order, with their
+    vectors in one matrix: a batch of thousands of records titled alike ("Editorial") is then
+    matched with one matrix-vector product a record, not one Python dot product a pair."""
+
+    def __init__(self, dim: int):
+        self.positions: list[int] = []
+        self._first_with_text: dict[str, int] = {}  # text hash -> index of the first head with it
+        self._vectors = np.empty((4, dim), dtype=np.float32)
+
+    def find(self, text_hash: str, vector: np.ndarray) -> int | None:
+        """The position of the first head that ``same_paper`` joins to this record, or None."""
+        count = len(self.positions)
+        if not count:
+            return None
+        close = np.flatnonzero(self._vectors[:count] @ vector >= DUPLICATE_COSINE)
+        found = [int(close[0])] if len(close) else []
+        if text_hash in self._first_with_text:
+            found.append(self._first_with_text[text_hash])
+        return self.positions[min(found)] if found else None
+
+    def add(self, position: int, text_hash: str, vector: np.ndarray) -> None:
+        count = len(self.positions)
+        if count == len(self._vectors):
+            self._vectors = np.concatenate([self._vectors, np.empty_like(self._vectors)])
+        self._vectors[count] = vector
+        self._first_with_text.setdefault(text_hash, count)
+        self.positions.append(position)
+
+
 def group_records(pks: list[int], identities: dict[int, tuple[str, str]], vectors: dict[int, np.ndarray]) -> list[list[int]]:
     """Records of ``pks`` (in the order given) split into papers: each group's first pk is its
     first record. Same text is one paper; same title with close vectors is one paper."""

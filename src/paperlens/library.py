@@ -43,7 +43,7 @@ from .caches import (
 )
 from .commits import GroupCommit
 from .config import DEFAULT_MODEL, Settings
-from .duplicates import duplicate_groups, merge_papers, same_paper
+from .duplicates import TitleHeads, duplicate_groups, merge_papers, same_paper
 from .embed import Encoder, EncoderSpec, load_encoder, model_identity, text_hash
 from .errors import (
     IndexMismatch,
@@ -621,19 +621,19 @@ def _plan_merges(library: Library, papers: list[Paper], hashes: list[str], encod
     position = {paper_id: i for i, paper_id in enumerate(ids)}
     into: dict[int, int | tuple[str, int]] = {i: ("entry", entry_pks[aliased[ids[i]]]) for i in range(len(papers))
                                               if ids[i] in aliased and aliased[ids[i]] in entry_pks}
-    heads: dict[str, list[int]] = {}
+    heads: dict[str, TitleHeads] = {}
     for i in new:
         if not keys[i]:
             continue
         match = next((pk for pk, stored in same.get(keys[i], []) if same_paper(
             stored == hashes[i], float(encoded[i] @ stored_vectors[pk]) if pk in stored_vectors else 0.0)), None)
-        earlier = next((j for j in heads.get(keys[i], []) if same_paper(hashes[j] == hashes[i], float(encoded[i] @ encoded[j]))), None)
+        earlier = heads[keys[i]].find(hashes[i], encoded[i]) if keys[i] in heads else None
         if match is not None:
             into[i] = ("entry", match)
         elif earlier is not None:
             into[i] = earlier
         else:
-            heads.setdefault(keys[i], []).append(i)
+            heads.setdefault(keys[i], TitleHeads(len(encoded[i]))).add(i, hashes[i], encoded[i])
     plan = MergePlan(into=into)
     stored = store.get_many({target[1] for target in into.values() if isinstance(target, tuple)})
     for i, target in into.items():
