@@ -1,10 +1,11 @@
 """The int8 CPU encoder against float32: dense nDCG on every development set, agreement, speed.
 
-    PYTHONPATH=src python benchmarks/encoder_relevance.py [--unfused] [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
+    PYTHONPATH=src python benchmarks/encoder_relevance.py [--unfused] [--skip-layer-norm] [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
 
 Backends (rows): ``torch`` float32, the reference; ``onnx-int8`` as shipped (paperlens.onnx_encoder,
 through its export cache, fused); with ``--unfused`` the export-format-3 recipe (MatMuls int8, no
-fusion); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
+fusion); with ``--skip-layer-norm`` the export-format-4 recipe (residual + LayerNorm fused into
+SkipLayerNormalization as well); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
 default op list (the embedding tables int8 too); with ``--onnx-fp32`` the exported graph before
 quantisation; with ``--keep-float PATTERN`` the shipped recipe with the MatMuls whose node name
 contains PATTERN left float32 (repeatable, one row each).
@@ -50,6 +51,7 @@ from paperlens.onnx_encoder import (
     MODEL_FILE,
     OnnxInt8Encoder,
     export_fp32,
+    fuse,
     quantise,
 )
 from paperlens.papers import normalise_id, paper_text
@@ -138,11 +140,14 @@ def build_backends(args, tmp: Path) -> list[Backend]:
     torch_encoder = Encoder(EncoderSpec("default", backend="torch", device="cpu", max_seq_length=args.max_seq_length))
     shipped = Encoder(EncoderSpec("default", backend="onnx-int8", max_seq_length=args.max_seq_length))
     backends = [Backend("torch float32", torch_encoder.encode), Backend("onnx-int8 (fused, MatMul + Attention, shipped)", shipped.encode)]
-    variants: list[tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = []
+    # (row name, op types quantised, MatMuls kept float, graph fused with SkipLayerNormalization first)
+    variants: list[tuple[str, tuple[str, ...] | None, tuple[str, ...], bool]] = []
     if args.unfused:
-        variants.append(("onnx-int8 unfused (MatMul only, format 3)", ("MatMul",), ()))
+        variants.append(("onnx-int8 unfused (MatMul only, format 3)", ("MatMul",), (), False))
+    if args.skip_layer_norm:
+        variants.append(("onnx-int8 fused with SkipLayerNormalization (format 4)", ("MatMul", "Attention"), (), True))
     if args.old_recipe:
-        variants.append(("onnx-int8 old recipe (default op list: embeddings int8)", None, ()))
+        variants.append(("onnx-int8 old recipe (default op list: embeddings int8)", None, (), False))
     if args.keep_float or args.onnx_fp32 or variants:
         fp32 = export_fp32(torch_encoder.model, str(packaged_model_path()), tmp)
         import onnx
@@ -152,13 +157,15 @@ def build_backends(args, tmp: Path) -> list[Backend]:
             keep = tuple(n for n in matmuls if pattern in n)
             if not keep:
                 raise SystemExit(f"--keep-float {pattern!r} matches no MatMul node")
-            variants.append((f"onnx-int8, {len(keep)} MatMul(s) matching {pattern!r} float", ("MatMul",), keep))
-        for number, (name, op_types, keep) in enumerate(variants):
+            variants.append((f"onnx-int8, {len(keep)} MatMul(s) matching {pattern!r} float", ("MatMul",), keep, False))
+        config = torch_encoder.model[0].auto_model.config
+        for number, (name, op_types, keep, skip_fused) in enumerate(variants):
             folder = tmp / f"variant-{number}"
             folder.mkdir()
             for file in ("tokenizer.json", META_FILE):
                 shutil.copy(tmp / file, folder / file)
-            quantise(fp32, folder / MODEL_FILE, op_types, keep)
+            graph = fuse(fp32, folder / "fused.onnx", config.num_attention_heads, config.hidden_size, True) if skip_fused else fp32
+            quantise(graph, folder / MODEL_FILE, op_types, keep)
             backends.append(Backend(name, OnnxInt8Encoder(folder, max_seq_length=args.max_seq_length).encode))
         if args.onnx_fp32:
             backends.append(Backend("onnx float32", OnnxInt8Encoder(tmp, max_seq_length=args.max_seq_length, model_file=FP32_FILE).encode))
@@ -168,6 +175,7 @@ def build_backends(args, tmp: Path) -> list[Backend]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--unfused", action="store_true", help="add the unfused graph with MatMuls int8 (export format 3)")
+    parser.add_argument("--skip-layer-norm", action="store_true", help="add the format-4 graph (SkipLayerNormalization fused)")
     parser.add_argument("--old-recipe", action="store_true", help="add quantize_dynamic's default op list (embedding tables int8)")
     parser.add_argument("--onnx-fp32", action="store_true", help="add the exported float32 graph")
     parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",

@@ -44,8 +44,9 @@ def test_onnx_int8_matches_torch():
 
 
 def test_int8_graph_is_fused_and_keeps_embedding_tables_float():
-    """Attention, LayerNorm and GELU fused; only MatMul and Attention weights int8: the word,
-    position and token-type lookup tables stay float32."""
+    """Attention, embeddings and GELU fused, residual + LayerNorm not (ONNX Runtime's fused kernel
+    is slower); only MatMul and Attention weights int8: the word, position and token-type lookup
+    tables stay float32."""
     import onnx
 
     load_encoder(EncoderSpec("default", backend="onnx-int8"))  # exported (once) into the cache
@@ -53,7 +54,8 @@ def test_int8_graph_is_fused_and_keeps_embedding_tables_float():
     graph = onnx.load(str(folder / MODEL_FILE)).graph
     tables = {init.name: init for init in graph.initializer}
     ops = [node.op_type for node in graph.node]
-    assert ops.count("QAttention") == 6 and ops.count("SkipLayerNormalization") == 12 and ops.count("BiasGelu") == 6
+    assert ops.count("QAttention") == 6 and ops.count("BiasGelu") == 6
+    assert ops.count("SkipLayerNormalization") == 0 and ops.count("LayerNormalization") == 12
     assert ops.count("MatMulInteger") == 18  # attention output, intermediate and output dense of 6 layers
     embed = next(node for node in graph.node if node.op_type == "EmbedLayerNormalization")
     assert embed.input[0].startswith("input_ids")

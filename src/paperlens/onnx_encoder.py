@@ -7,13 +7,13 @@ the result is cached under ~/.cache/paperlens/onnx/<fingerprint>/ with the token
 settings. Later processes load only onnxruntime and tokenizers: no torch import on the query path.
 
 Before quantisation the float32 graph goes through ONNX Runtime's transformer optimizer
-(``fuse``): the attention of each layer becomes one Attention node, LayerNorm + residual one
-SkipLayerNormalization, bias + GELU one BiasGelu. The export uses the eager attention code, the
-pattern the optimizer recognises (PyTorch's SDPA export is not fused). Only the weights of MatMul
-and Attention are quantised (``QUANTISED_OPS``; Attention becomes QAttention). ``quantize_dynamic``'s
-default op list also takes Gather, which turns the word, position and token-type embedding tables
-into int8: that saves no time (a lookup is not a multiplication) and rounds the input vector of
-every token.
+(``fuse``): the attention of each layer becomes one Attention node, bias + GELU one BiasGelu, the
+embeddings one EmbedLayerNormalization. The export uses the eager attention code, the pattern the
+optimizer recognises (PyTorch's SDPA export is not fused). Residual + LayerNorm stay two nodes
+(``SLOW_FUSIONS``). Only the weights of MatMul and Attention are quantised (``QUANTISED_OPS``;
+Attention becomes QAttention). ``quantize_dynamic``'s default op list also takes Gather, which
+turns the word, position and token-type embedding tables into int8: that saves no time (a lookup
+is not a multiplication) and rounds the input vector of every token.
 ``benchmarks/encoder_relevance.py`` measures the recipe against float32 (nDCG on every
 development set, top-10 overlap, vector cosine, abstracts/s), with ``--old-recipe`` for the
 default op list.
@@ -46,7 +46,7 @@ from .errors import PaperlensError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 4  # bump when the export recipe changes: old cache folders are then ignored
+EXPORT_FORMAT = 5  # bump when the export recipe changes: old cache folders are then ignored
 MODEL_FILE = "model.int8.onnx"
 FP32_FILE = "model.fp32.onnx"
 # The ops whose weights become int8: the embedding lookups (Gather) stay float32, see the docstring.
@@ -54,6 +54,10 @@ QUANTISED_OPS: tuple[str, ...] = ("MatMul", "Attention")
 FUSED_FILE = "model.fused.onnx"
 META_FILE = "paperlens-onnx.json"
 UNSUPPORTED_FILE = "unsupported.txt"
+# ONNX Runtime's float32 SkipLayerNormalization kernel (residual + bias + LayerNorm in one node) takes
+# ~5.4 ns an element on a 2-core AVX-512 Xeon against 0.87 for Add + LayerNormalization: 19 % of
+# an abstract's encoding. Neither the export nor the session fuses them (README, "Ingest speed").
+SLOW_FUSIONS: tuple[str, ...] = ("SkipLayerNormFusion",)
 
 
 def cache_root() -> Path:
@@ -122,18 +126,24 @@ def _export_int8(model, model_path: str, out: Path) -> None:
     fused.unlink()
 
 
-def fuse(fp32: Path, dest: Path, heads: int, hidden: int) -> Path:
-    """The float32 graph with attention, LayerNorm and GELU fused into ONNX Runtime's contrib ops.
+def fuse(fp32: Path, dest: Path, heads: int, hidden: int, skip_layer_norm: bool = False) -> Path:
+    """The float32 graph with attention, embeddings and GELU fused into ONNX Runtime's contrib ops.
 
-    Fused, the int8 graph encoded ~25 % more abstracts per CPU-second (README, "Ingest speed");
-    a graph the optimizer does not recognise is saved as it was."""
+    Fused, the int8 graph encoded ~25 % more abstracts per CPU-second, ~12 % more again without
+    the SkipLayerNormalization fusion (README, "Ingest speed"); a graph the optimizer does not
+    recognise is saved as it was. ``skip_layer_norm`` fuses residual + LayerNorm too (export format 4,
+    kept for benchmarks/encoder_relevance.py)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = skip_layer_norm  # SLOW_FUSIONS
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR  # its per-fusion progress lines
     try:
         # opt_level 0: the Python fusions only; ONNX Runtime applies its own when the session loads.
-        optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0).save_model_to_file(str(dest))
+        optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                       optimization_options=options).save_model_to_file(str(dest))
     finally:
         root.setLevel(level)
     return dest
@@ -257,7 +267,8 @@ class OnnxInt8Encoder:
         # Idle threads sleep instead of spinning: spinning ORT threads starved FAISS and SQLite right
         # after each query (FAISS search 0.9 ms -> up to 5 ms) and burn cores a busy server needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=list(SLOW_FUSIONS))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
         self.tokenizer.enable_padding()
