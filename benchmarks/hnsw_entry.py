@@ -1,11 +1,14 @@
 """By-id similar on an HNSW collection: the graph search from the top entry point against a level-0
-search started at the paper's own node, judged by top-10 overlap with exact search.
+search started at the paper's own node, judged by top-10 overlap with exact search; with
+``--ef-construction``, graphs built again from the stored vectors with other efConstruction values.
 
-    PYTHONPATH=src python benchmarks/hnsw_entry.py --index FOLDER [--queries 2000]
+    PYTHONPATH=src python benchmarks/hnsw_entry.py --index FOLDER [--queries 2000] [--ef-construction 80,200]
 
 FOLDER is an hnsw collection (benchmarks/scale.py --papers 1000000 --index FOLDER builds one).
 Every stored vector is read into memory (1.5 GB at 1M) for the exact top 10; each method then
 answers the same random papers one at a time on one thread, leaving the paper itself out.
+The rebuilt graphs (M 32, SQ8, as index/hnsw.py makes them; built on two threads) are searched as
+search.rank_by_vector does: the top RERANK_DEPTH re-scored with the float32 vectors.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import faiss
 import numpy as np
 
 from _common import header
+from paperlens.search import RERANK_DEPTH
 from paperlens.store import Store
 
 
@@ -41,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--ef-construction", default="", help="comma-separated efConstruction values to rebuild the graph with")
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
     index = faiss.read_index(str(args.index / "vectors.faiss"))
@@ -87,6 +92,35 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
             found.append([int(i) for i in table[labels[0][labels[0] >= 0]] if i not in (query_pks[n], -1)][:10])
         print(row(f"level 0 from the paper's own node, efSearch {ef}", found, exact, seconds))
+    del index, graph
+    for ef_construction in (int(value) for value in args.ef_construction.split(",") if value):
+        rebuilt(ef_construction, vectors, pks, queries, query_pks, exact)
+
+
+def rebuilt(ef_construction: int, vectors: np.ndarray, pks: np.ndarray, queries: np.ndarray, query_pks: np.ndarray,
+            exact: list[set[int]]) -> None:
+    """A graph built again with this efConstruction, searched and re-ranked as a dense by-id search is."""
+    faiss.omp_set_num_threads(2)
+    graph = faiss.IndexHNSWSQ(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, 32, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = ef_construction
+    start = time.perf_counter()
+    graph.train(vectors[:200_000])
+    graph.add(vectors)
+    built = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)
+    rows_of_query = np.searchsorted(pks, query_pks)
+    for ef in (128, 256, 384, 512, 770):
+        graph.hnsw.efSearch = ef
+        found, seconds = [], []
+        for n in range(len(queries)):
+            start = time.perf_counter()
+            _, rows = graph.search(queries[n:n + 1], RERANK_DEPTH + 1)
+            candidates = rows[0][(rows[0] >= 0) & (rows[0] != rows_of_query[n])][:RERANK_DEPTH]
+            best = candidates[np.argsort(-(vectors[candidates] @ queries[n]))]
+            seconds.append(time.perf_counter() - start)
+            found.append([int(pks[i]) for i in best[:10]])
+        print(row(f"rebuilt, efConstruction {ef_construction} ({built:.0f} s to build), efSearch {ef}, top {RERANK_DEPTH} re-ranked",
+                  found, exact, seconds))
 
 
 if __name__ == "__main__":
