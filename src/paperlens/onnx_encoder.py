@@ -129,7 +129,7 @@ def _export_int8(model, model_path: str, out: Path) -> None:
 def fuse(fp32: Path, dest: Path, heads: int, hidden: int, skip_layer_norm: bool = False) -> Path:
     """The float32 graph with attention, embeddings and GELU fused into ONNX Runtime's contrib ops.
 
-    Fused, the int8 graph encoded ~25 % more abstracts per CPU-second, ~12 % more again without
+    Fused, the int8 graph encoded ~25 % more abstracts per CPU-second, ~16 % more again without
     the SkipLayerNormalization fusion (README, "Ingest speed"); a graph the optimizer does not
     recognise is saved as it was. ``skip_layer_norm`` fuses residual + LayerNorm too (export format 4,
     kept for benchmarks/encoder_relevance.py)."""
