@@ -265,24 +265,29 @@ def _search_knobs(layout: str, tuning: SearchTuning) -> str:
     return {"hnsw": f",ef_search={tuning.ef_search or 'auto'}", "ivfpq": f",nprobe={tuning.nprobe}"}.get(layout, "")
 
 
-SWEEPS = {"hnsw": ("ef_search", (64, 128, 256, 512, 768)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
+SWEEPS = {"hnsw": ("ef_search", (64, 96, 128, 192, 256, 384, 512, 768)), "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
 
 
-def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray, layouts: list[str]) -> list[LayoutRow]:
-    """recall and latency per efSearch / nprobe, one build per layout: how the defaults were chosen."""
+def sweep_rows(size: int, vectors: np.ndarray, queries: np.ndarray, layouts: list[str],
+               ef_constructions: list[int] | None = None) -> list[LayoutRow]:
+    """recall and latency per efSearch / nprobe, one build per layout (per HNSW efConstruction in
+    ``ef_constructions``, else layout_params'): how the defaults were chosen."""
     truth = exact_top10(vectors, queries) + 1
     rows = []
     for layout in layouts:
         knob, values = SWEEPS[layout]
-        params = layout_params(layout, size)
-        index, build_s = build(layout, vectors, params)
-        file_b, ram_b = memory_per_paper(index)
-        for value in values:
-            index.tuning = SearchTuning(**{knob: value})
-            recall, p50, p99 = measure(index, queries, truth, repeats=1)
-            exact = reranked_recall(index, vectors, queries, truth)
-            rows.append(LayoutRow(size, layout, f"{params} {knob}={value}", build_s, file_b, ram_b, recall, p50, p99, exact))
-            print(_format_layout(rows[-1]), file=sys.stderr, flush=True)
+        builds = [{"ef_construction": ef} for ef in ef_constructions] if layout == "hnsw" and ef_constructions else [{}]
+        for override in builds:
+            params = {**layout_params(layout, size), **override}
+            index, build_s = build(layout, vectors, params)
+            file_b, ram_b = memory_per_paper(index)
+            for value in values:
+                index.tuning = SearchTuning(**{knob: value})
+                recall, p50, p99 = measure(index, queries, truth, repeats=1)
+                exact = reranked_recall(index, vectors, queries, truth)
+                rows.append(LayoutRow(size, layout, f"{params} {knob}={value}", build_s, file_b, ram_b, recall, p50, p99, exact))
+                print(_format_layout(rows[-1]), file=sys.stderr, flush=True)
+            del index
     return rows
 
 
@@ -323,6 +328,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--layouts", default="flat,hnsw,ivfpq")
     parser.add_argument("--sweep-layouts", default="hnsw,ivfpq", help="layouts whose search knob --sweep varies")
+    parser.add_argument("--ef-construction", default="", metavar="LIST",
+                        help="HNSW graphs --sweep builds, by efConstruction (e.g. 80,200); default: layout_params'")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--http", action="store_true", help="also time the whole ingest command and the HTTP API on scifact-subset")
     parser.add_argument("--command", action="store_true",
@@ -353,7 +360,8 @@ def main(argv: list[str]) -> None:
         rows += layout_rows(size, vectors, queries, SearchTuning(tuning.ef_search, tuning.nprobe, "cpu"), args.layouts.split(","))
     print_layouts(f"Layouts (synthetic from scifact embeddings; auto picks {', '.join(f'{choose_layout(s)} at {s:,}' for s in sizes)})", rows)
     if args.sweep:
-        sweep = sweep_rows(args.sweep, synthetic(base, args.sweep, seed=0), queries, args.sweep_layouts.split(","))
+        ef_constructions = [int(ef) for ef in args.ef_construction.split(",") if ef]
+        sweep = sweep_rows(args.sweep, synthetic(base, args.sweep, seed=0), queries, args.sweep_layouts.split(","), ef_constructions)
         print_layouts(f"Sweep at {args.sweep:,} papers", sweep)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -170,12 +171,33 @@ def test_hnsw_search_breadth_grows_with_the_collection_unless_set():
     assert auto_ef_search(1_000) == auto_ef_search(100_000) == 128
     assert 700 <= auto_ef_search(1_000_000) <= 800
     assert auto_ef_search(10**9) == 4096
+    # A graph built with efConstruction 200 reaches the same recall with a shorter queue.
+    assert auto_ef_search(1_000, 200) == auto_ef_search(100_000, 200) == 96
+    assert 380 <= auto_ef_search(1_000_000, 200) <= 390
     vectors = np.random.default_rng(0).standard_normal((300, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = create_index("hnsw", DIM, SMALL_PARAMS["hnsw"], vectors, SearchTuning())
-    assert index.search_parameters(None).efSearch == 128
+    assert index.search_parameters(None).efSearch == 128  # built with efConstruction 40: the efConstruction-80 curve
     index.tuning = SearchTuning(ef_search=40)
     assert index.search_parameters(None).efSearch == 40
+
+
+def test_new_hnsw_graphs_are_built_and_searched_as_efconstruction_200_and_old_ones_as_recorded(tmp_path):
+    vectors = np.random.default_rng(1).standard_normal((300, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    params = layout_params("hnsw", 300)
+    assert params["ef_construction"] == 200
+    fresh = create_index("hnsw", DIM, params, vectors, SearchTuning())
+    fresh.add(np.arange(1, 301), vectors)
+    assert faiss.downcast_index(fresh.faiss_index.index).hnsw.efConstruction == 200
+    assert fresh.search_parameters(None).efSearch == 96
+    path = tmp_path / "old.faiss"
+    old = create_index("hnsw", DIM, {**params, "ef_construction": 80}, vectors, SearchTuning())
+    old.add(np.arange(1, 301), vectors)
+    faiss.write_index(old.faiss_index, str(path))
+    # As an index folder's manifest describes it: its recorded efConstruction picks the curve.
+    assert load_index("hnsw", path, {**params, "ef_construction": 80}).search_parameters(None).efSearch == 128
+    assert load_index("hnsw", path, {"m": 32, "sq8": True}).search_parameters(None).efSearch == 128
 
 
 def test_layered_index_answers_from_both_parts_and_merges():

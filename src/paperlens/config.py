@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     max_seq_length: int | None = Field(None, ge=16, description="override the model's token limit")
     layout: Literal["auto", "flat", "hnsw", "ivfpq"] = "auto"
     # Search-time recall/speed knobs, read on every open (no rebuild needed). ef_search None grows
-    # with the collection (index/hnsw.py auto_ef_search: 128 up to 100k, ~770 at 1M), for recall@10
+    # with the collection (index/hnsw.py auto_ef_search: 96 up to 100k, 384 at 1M for graphs built with efConstruction 200), for recall@10
     # >= 0.95 after re-ranking on benchmarks/speed.py's synthetic sets. ivfpq 0.88 at 10k, nprobe 32.
     ef_search: int | None = Field(None, ge=1, le=4096, description="HNSW candidates per query (hnsw layout); None: by size")
     # A filter that keeps a share s of the papers widens efSearch (nprobe for ivfpq) by

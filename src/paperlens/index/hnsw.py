@@ -30,11 +30,22 @@ _LIVE_IDS = (0, 2**62)
 MAX_FILTERED_EF = 4096
 
 
-def auto_ef_search(papers: int) -> int:
-    """efSearch for recall@10 >= 0.95 after re-ranking, by collection size (benchmarks/speed.py --sweep,
-    synthetic vectors, M 32, SQ8): at 100k efSearch 128 gives 0.959 (0.30 ms); at 1M 512 gives
-    0.944 and 768 gives 0.959 (2.2 ms). In between, efSearch grows as a power of the size."""
-    return int(min(MAX_FILTERED_EF, 128 * max(1.0, papers / 100_000) ** 0.78))
+# efSearch by collection size, for each graph quality a manifest records (efConstruction): (efSearch
+# at 100k papers and below, power of the size it grows with). benchmarks/speed.py --sweep 100000 and
+# --sweep 1000000 --ef-construction 80,200 (synthetic vectors, M 32, SQ8, recall@10 after re-ranking):
+#   efConstruction 80:  100k efSearch 128 0.971 (0.16 ms); 1M efSearch 768 0.947 (1.42 ms)
+#   efConstruction 200: 100k efSearch  96 0.975 (0.23 ms); 1M efSearch 384 0.948 (0.93 ms)
+# The better graph reaches the same recall at half the queue at 1M; at 100k each step of its walk
+# costs more (fuller neighbour lists), which is 0.07 ms there.
+EF_SEARCH_CURVES = {80: (128, 0.78), 200: (96, 0.602)}
+DEFAULT_EF_CONSTRUCTION = 200
+
+
+def auto_ef_search(papers: int, ef_construction: int = 80) -> int:
+    """efSearch for the recall of the table above, by collection size and the graph's efConstruction
+    (a graph built with less than 200 is searched as the efConstruction-80 one, which needs more)."""
+    base, power = EF_SEARCH_CURVES[200 if ef_construction >= 200 else 80]
+    return int(min(MAX_FILTERED_EF, base * max(1.0, papers / 100_000) ** power))
 
 
 class HNSWIndex(VectorIndex):
@@ -47,12 +58,13 @@ class HNSWIndex(VectorIndex):
 
     @classmethod
     def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> HNSWIndex:
+        params = {"ef_construction": DEFAULT_EF_CONSTRUCTION, **params}  # searched as it was built (search_parameters)
         m, sq8 = int(params.get("m", 32)), bool(params.get("sq8", True))
         if sq8:
             inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
         else:
             inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = int(params.get("ef_construction", 80))
+        inner.hnsw.efConstruction = int(params["ef_construction"])
         if not inner.is_trained:
             if training is None or not len(training):
                 raise PaperlensError("an hnsw index with sq8 needs vectors to train its quantiser; ingest papers first")
@@ -97,7 +109,8 @@ class HNSWIndex(VectorIndex):
         # An 'allowed' batch never holds -1, so it already skips tombstones.
         if selector is None and self._tombstones:
             selector = self._live_selector
-        base = self.tuning.ef_search or auto_ef_search(len(self))
+        # A manifest written before efConstruction was recorded holds a graph built with 80.
+        base = self.tuning.ef_search or auto_ef_search(len(self), int(self.params.get("ef_construction", 80)))
         # The graph walk still passes through filtered-out nodes; it just needs a longer queue.
         ef = min(MAX_FILTERED_EF, int(base * widen))
         return faiss.SearchParametersHNSW(efSearch=max(ef, int(base)), sel=selector)
