@@ -110,6 +110,31 @@ def test_check_rebuilds_a_damaged_or_missing_manifest_from_the_store(runner, pap
     assert again.exit_code == 0 and "6 unchanged" in again.output
 
 
+def test_an_hnsw_graph_built_with_older_parameters_is_advice_and_rebuilt_only_when_asked(runner, papers_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLENS_LAYOUT", "hnsw")
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    manifest = index / "manifest.json"
+    assert json.loads(manifest.read_text())["index_params"]["ef_construction"] == 200
+    assert "advice" not in run(runner, "check", "--index", index).output
+    # As an index folder written before graphs were built with efConstruction 200 records it.
+    old = json.loads(manifest.read_text())
+    old["index_params"]["ef_construction"] = 80
+    manifest.write_text(json.dumps(old))
+    before = json.loads(run(runner, "search", "protein structure", "-k", "3", "--index", index, "--json").output)["results"]
+    info = run(runner, "info", "--index", index)
+    assert "ef_construction=80" in info.output and "efConstruction 80" in info.output and "--rebuild-index" in info.output
+    checked = run(runner, "check", "--index", index)
+    assert checked.exit_code == 0 and "advice: the HNSW graph was built with efConstruction 80" in checked.output
+    assert json.loads(manifest.read_text())["index_params"]["ef_construction"] == 80  # advice only: nothing rebuilt
+    rebuilt = run(runner, "check", "--rebuild-index", "--index", index)
+    assert rebuilt.exit_code == 0 and "rebuilt vectors.faiss from the stored vectors" in rebuilt.output, rebuilt.output
+    assert json.loads(manifest.read_text())["index_params"]["ef_construction"] == 200
+    assert json.loads(run(runner, "info", "--index", index, "--json").output)["advice"] is None
+    after = json.loads(run(runner, "search", "protein structure", "-k", "3", "--index", index, "--json").output)["results"]
+    assert [h["id"] for h in after] == [h["id"] for h in before]
+
+
 def test_serve_refuses_a_folder_that_is_not_an_index(runner, tmp_path):
     typo = tmp_path / "indexes" / "demoo"
     result = run(runner, "serve", "--index", typo, "--port", free_port())

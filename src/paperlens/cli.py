@@ -30,6 +30,7 @@ from .library import (
     check_library,
     dedup,
     delete,
+    index_outdated,
     ingest,
     open_library,
     resolve_ids,
@@ -328,26 +329,37 @@ def info_command(index, as_json) -> None:
         manifest = library.manifest
         info = {"index": str(library.folder), "papers": len(library), "model": library.model_name,
                 "layout": manifest.layout if manifest else None, "dim": manifest.dim if manifest else None,
-                "updated": manifest.updated if manifest else None}
+                "params": manifest.index_params if manifest else None,
+                "updated": manifest.updated if manifest else None, "advice": _rebuild_advice(index_outdated(library))}
     if as_json:
         click.echo(json.dumps(info))
     else:
         for key, value in info.items():
-            click.echo(f"{key:8} {value}")
+            if key == "params" and value:
+                value = ", ".join(f"{name}={setting}" for name, setting in value.items())
+            if key != "advice" or value:
+                click.echo(f"{key:8} {value}")
+
+
+def _rebuild_advice(outdated: str | None) -> str | None:
+    return f"{outdated} ('paperlens check --rebuild-index' rebuilds it from the stored vectors)" if outdated else None
 
 
 @main.command("check")
 @click.option("--repair/--no-repair", default=True, show_default=True, help="rebuild what disagrees with the store")
 @click.option("--dedup", "merge_duplicates", is_flag=True, help="also merge papers held as several entries (as 'paperlens dedup')")
+@click.option("--rebuild-index", is_flag=True,
+              help="rebuild vectors.faiss from the stored vectors when it was built with older, slower parameters")
 @index_options
 @handle_errors
-def check_command(repair: bool, merge_duplicates: bool, index: str | None, as_json: bool) -> None:
+def check_command(repair: bool, merge_duplicates: bool, rebuild_index: bool, index: str | None, as_json: bool) -> None:
     """Verify an index (SQLite integrity, a vector per paper, FAISS ids = store ids) and repair it;
-    report papers held as several entries (merged only with --dedup).
+    report papers held as several entries (merged only with --dedup) and an index that a rebuild
+    would make faster (rebuilt only with --rebuild-index).
 
     Exits 1 when a problem remains (a damaged SQLite file cannot be repaired here)."""
     with _open(index, repair=repair) as library:
-        report = check_library(library, repair=repair, merge_duplicates=merge_duplicates)
+        report = check_library(library, repair=repair, merge_duplicates=merge_duplicates, rebuild_index=rebuild_index)
     print_check(report, as_json)
     if not report.ok:
         sys.exit(EXIT_USER_ERROR)
@@ -361,6 +373,8 @@ def print_check(report: CheckReport, as_json: bool) -> None:
                f"SQLite {', '.join(report.integrity)}")
     for note in report.repaired:
         click.echo(f"repaired: {note}")
+    for note in report.advice:
+        click.echo(f"advice: {_rebuild_advice(note)}")
     if report.duplicates:
         click.echo(f"duplicates: {sum(len(g) - 1 for g in report.duplicates)} entries are other records of "
                    f"{len(report.duplicates)} papers ('paperlens dedup' merges them):")

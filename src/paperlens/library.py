@@ -57,7 +57,7 @@ from .errors import (
 )
 from .faults import crash_point
 from .filters import FilterColumns
-from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params
+from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params, params_outdated
 from .keyword import KeywordIndex
 from .limits import check_paper_sizes
 from .locking import WriterLock
@@ -781,20 +781,23 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)  # sound but improvable (an older graph): not a problem
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def check_library(library: Library, repair: bool = True, quick: bool = False, merge_duplicates: bool = False) -> CheckReport:
+def check_library(library: Library, repair: bool = True, quick: bool = False, merge_duplicates: bool = False,
+                  rebuild_index: bool = False) -> CheckReport:
     """Verify the store (SQLite integrity, a vector per paper), then each cache against it (FAISS:
     the same ids as the store; keywords/: the same write and count), and look for papers held as
     several entries (not with ``quick``, as at start-up).
 
     With ``repair``, papers without vectors are encoded and a cache that disagrees is rebuilt from
     the store; a store that fails SQLite's integrity check cannot be repaired here. Duplicates are
-    merged only with ``merge_duplicates``.
+    merged only with ``merge_duplicates``. A sound index built with older parameters is advice,
+    rebuilt (from the stored vectors, no model needed) only with ``rebuild_index``.
     """
     report = CheckReport(index=str(library.folder), repaired=list(library.recovered))
     store = library.store
@@ -819,6 +822,12 @@ def check_library(library: Library, repair: bool = True, quick: bool = False, me
                 report.repaired.append(f"{problem}: rebuilt {cache.name} from the store")
             elif problem:
                 report.problems.append(problem)
+        outdated = index_outdated(library)
+        if outdated and rebuild_index:
+            library.faiss_cache.rebuild()
+            report.repaired.append(f"{outdated}: rebuilt {INDEX_FILE} from the stored vectors")
+        elif outdated:
+            report.advice.append(outdated)
         if not quick:
             found = dedup(library, dry_run=not merge_duplicates)
             if found.merged:
@@ -828,6 +837,14 @@ def check_library(library: Library, repair: bool = True, quick: bool = False, me
         report.papers, report.vectors = store.count(), store.vector_count()
         report.faiss = len(library.index) if library.index is not None else 0
     return report
+
+
+def index_outdated(library: Library) -> str | None:
+    """Why the FAISS index would be faster rebuilt with today's parameters (index.params_outdated), or None."""
+    manifest = library.manifest
+    if manifest is None or library.index is None:
+        return None
+    return params_outdated(manifest.layout, manifest.index_params, len(library.index))
 
 
 def _encode_stored(library: Library, missing: list) -> None:
