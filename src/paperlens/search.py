@@ -335,42 +335,59 @@ def rank(library: Library, mode: str, dense: DenseSide, keyword: Callable[[], Ke
 KEYWORD_LOOKUP_FACTOR = 3
 
 
+@dataclass
+class _KeywordSide:
+    query: KeywordQuery
+    listed: Ranked  # the top list, ``lookup`` long: its first ``depth`` are candidates, the rest only score
+    lookup: int
+    pks: list[int]  # the candidates still stored, and their stored vectors (read here, off the dense side's thread)
+    vectors: np.ndarray
+
+
 def _keyword_side(library: Library, keyword: Callable[[], KeywordQuery], depth: int, allowed: np.ndarray | None,
-                  exclude: set[int]) -> tuple[KeywordQuery, Ranked, int]:
+                  exclude: set[int], with_vectors: bool) -> _KeywordSide:
     """The keyword query, its top list and the length asked of it: KEYWORD_LOOKUP_FACTOR x ``depth``, or ``depth`` when
     disliked papers' terms count against (each listed paper then costs a scoring query) or when a
-    wide filter is applied to a grown top list (which grows with the depth: +2-3 ms at 1M papers)."""
+    wide filter is applied to a grown top list (which grows with the depth: +2-3 ms at 1M papers).
+    The candidates' stored vectors are read here too: at 1M papers the keyword side is the longer
+    of the two, and the ~0.7 ms read then no longer waits for it on the requesting thread."""
     query = keyword()
     wide = allowed is not None and len(allowed) >= INSIDE_FILTER_MAX_SHARE * max(len(library.keywords), 1)
     lookup = depth if query.negative or wide else KEYWORD_LOOKUP_FACTOR * depth
-    return query, keyword_top(library, query, lookup, allowed, exclude), lookup
+    listed = keyword_top(library, query, lookup, allowed, exclude)
+    pks, vectors = [], np.zeros((0, library.manifest.dim), dtype=np.float32)
+    if with_vectors and listed:
+        pks, vectors = library.store.candidate_vectors([pk for pk, _ in listed[:depth]], library.manifest.dim)
+    return _KeywordSide(query, listed, lookup, pks, vectors)
 
 
 def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], KeywordQuery], k: int,
                 allowed: np.ndarray | None = None, exclude: set[int] = frozenset(), dense_weight: float | None = None) -> Ranked:
     """Candidates from both sides, each scored exactly by both sides, then fused.
 
-    The keyword side's top list (tantivy, which releases the GIL) is searched on a worker thread
-    while this one encodes the query, searches FAISS and reads the dense finds' vectors. Its first
+    The keyword side's top list (tantivy, which releases the GIL) is searched, and its candidates'
+    vectors read, on a worker thread while this one encodes the query, searches FAISS and reads the
+    dense finds' vectors. Its first
     ``depth`` papers are its candidates; the rest of the list (``_keyword_side``) only scores. A
     dense find missing from the whole list then gets its own BM25 score from one more tantivy
     query, but only if it could still reach the top k (``_worth_filling``)."""
     settings = library.settings
     depth = max(k, settings.fusion_depth)
-    keyword_future = library.workers.submit(_keyword_side, library, keyword, depth, allowed, exclude)
+    keyword_future = library.workers.submit(_keyword_side, library, keyword, depth, allowed, exclude, settings.fusion != "rrf")
     try:
         dense_ranked = dense.search(depth, exact=False)
         # Candidates deleted since the index snapshot found them drop out here.
         dense_pks, dense_vectors = library.store.candidate_vectors([pk for pk, _ in dense_ranked], library.manifest.dim)
     finally:
-        query, keyword_listed, lookup = keyword_future.result()
+        side = keyword_future.result()
+    query, keyword_listed, lookup = side.query, side.listed, side.lookup
     keyword_ranked = keyword_listed[:depth]
     if settings.fusion == "rrf":
         return rrf([dense_ranked, keyword_ranked], settings.rrf_k)[:k]
     bm25 = dict(keyword_listed)
     known = set(dense_pks)
-    keyword_pks, keyword_vectors = library.store.candidate_vectors([pk for pk, _ in keyword_ranked if pk not in known],
-                                                                   library.manifest.dim)
+    new_rows = [row for row, pk in enumerate(side.pks) if pk not in known]
+    keyword_pks, keyword_vectors = [side.pks[row] for row in new_rows], side.vectors[new_rows]
     pks = dense_pks + keyword_pks
     dense_scores = dense.score(np.concatenate([dense_vectors, keyword_vectors])).astype(np.float32)
     weight = settings.dense_weight if dense_weight is None else dense_weight
