@@ -228,6 +228,26 @@ def test_damaged_keyword_index_is_rebuilt(library: Library, settings: Settings):
         assert ids(search_text(reopened, "dark matter", k=3, mode="bm25")) == ["galaxies"]
 
 
+def test_a_few_pks_and_many_pks_restrict_a_query_alike(demo_index_dir, monkeypatch):
+    """Up to PK_UNION_MAX pks a restriction is a union of one-term queries, beyond it tantivy's term
+    set: fill-in scores and a filter as pks come out the same either way."""
+    with open_library(Settings(index=demo_index_dir, show_progress=False), demo_index_dir) as library:
+        pks = library.store.vector_pks()
+        some = pks[::3]
+        for text in ("graph neural networks", "protein structure prediction", "language models"):
+            query = query_terms(text)
+            scores = library.keywords.scores(query, some.tolist())
+            top = library.keywords.top(query, 5, allowed=some)
+            with monkeypatch.context() as patch:
+                patch.setattr(keyword, "PK_UNION_MAX", 0)
+                assert library.keywords.scores(query, some.tolist()) == pytest.approx(scores)
+                as_set = library.keywords.top(query, 5, allowed=some)
+                assert [pk for pk, _ in as_set] == [pk for pk, _ in top]
+                assert np.allclose([score for _, score in as_set], [score for _, score in top])
+            assert scores and set(scores) <= set(some.tolist()) and top
+            assert set(scores) == {pk for pk, _ in library.keywords.top(query, len(pks)) if pk in set(some.tolist())}
+
+
 def test_a_deeper_keyword_list_changes_no_hybrid_answer(demo_index_dir, monkeypatch):
     """The keyword list read past the candidates only replaces fill-in queries by scores tantivy
     already had: every hybrid answer stays the same, score for score."""
