@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import PaperlensError
 from .base import SearchTuning, VectorIndex, atomic_write_index, fsync_dir, gpu_available
 from .flat import FlatIndex
-from .hnsw import DEFAULT_EF_CONSTRUCTION, HNSWIndex
+from .hnsw import DEFAULT_EF_CONSTRUCTION, HNSWIndex, built_ef_construction
 from .ivfpq import IVFPQIndex
 
 LAYOUTS: dict[str, type[VectorIndex]] = {"flat": FlatIndex, "hnsw": HNSWIndex, "ivfpq": IVFPQIndex}
@@ -102,7 +102,7 @@ def params_outdated(layout: str, params: dict[str, Any], count: int) -> str | No
     rebuilt only when asked ('paperlens check --rebuild-index'), never on open."""
     if layout != "hnsw":
         return None
-    built, today = int(params.get("ef_construction", 80)), int(layout_params(layout, count)["ef_construction"])
+    built, today = built_ef_construction(params), int(layout_params(layout, count)["ef_construction"])
     if built >= today:
         return None
     return (f"the HNSW graph was built with efConstruction {built}; one built with {today} reaches the same recall "

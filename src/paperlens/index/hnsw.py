@@ -39,12 +39,18 @@ MAX_FILTERED_EF = 4096
 # costs more (fuller neighbour lists), which is 0.07 ms there.
 EF_SEARCH_CURVES = {80: (128, 0.78), 200: (96, 0.602)}
 DEFAULT_EF_CONSTRUCTION = 200
+# What a graph whose parameters do not say was built with (graphs before efConstruction 200).
+LEGACY_EF_CONSTRUCTION = 80
 
 
-def auto_ef_search(papers: int, ef_construction: int = 80) -> int:
+def built_ef_construction(params: dict[str, Any]) -> int:
+    return int(params.get("ef_construction", LEGACY_EF_CONSTRUCTION))
+
+
+def auto_ef_search(papers: int, ef_construction: int = LEGACY_EF_CONSTRUCTION) -> int:
     """efSearch for the recall of the table above, by collection size and the graph's efConstruction
     (a graph built with less than 200 is searched as the efConstruction-80 one, which needs more)."""
-    base, power = EF_SEARCH_CURVES[200 if ef_construction >= 200 else 80]
+    base, power = EF_SEARCH_CURVES[DEFAULT_EF_CONSTRUCTION if ef_construction >= DEFAULT_EF_CONSTRUCTION else LEGACY_EF_CONSTRUCTION]
     return int(min(MAX_FILTERED_EF, base * max(1.0, papers / 100_000) ** power))
 
 
@@ -109,8 +115,7 @@ class HNSWIndex(VectorIndex):
         # An 'allowed' batch never holds -1, so it already skips tombstones.
         if selector is None and self._tombstones:
             selector = self._live_selector
-        # A manifest written before efConstruction was recorded holds a graph built with 80.
-        base = self.tuning.ef_search or auto_ef_search(len(self), int(self.params.get("ef_construction", 80)))
+        base = self.tuning.ef_search or auto_ef_search(len(self), built_ef_construction(self.params))
         # The graph walk still passes through filtered-out nodes; it just needs a longer queue.
         ef = min(MAX_FILTERED_EF, int(base * widen))
         return faiss.SearchParametersHNSW(efSearch=max(ef, int(base)), sel=selector)
