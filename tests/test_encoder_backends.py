@@ -18,7 +18,7 @@ from paperlens.embed import (
     pick_device,
     resolve_model,
 )
-from paperlens.onnx_encoder import MODEL_FILE, UnsupportedModel, encoder_batches, ensure_exported
+from paperlens.onnx_encoder import MODEL_FILE, ONE_THREAD_TOKENS, UnsupportedModel, encoder_batches, ensure_exported
 from paperlens.papers import read_papers
 
 TEXTS = [
@@ -120,6 +120,40 @@ def test_pipelined_encode_gives_each_batch_its_own_vectors_in_input_order():
     order = np.random.default_rng(1).permutation(len(texts))
     if len({len(t) for t in texts}) == len(texts):  # distinct lengths: the same batches whatever the order
         np.testing.assert_allclose(onnx.encode([texts[i] for i in order], batch_size=4), vectors[order], atol=1e-6)
+
+
+def test_a_query_runs_on_one_thread_and_gets_the_vector_the_threaded_session_gives():
+    """A short text runs on the one-thread session, a long one or a batch on the threaded one; both
+    sessions give the same vectors bit for bit, so where a query ran never shows in its results."""
+    onnx = load_encoder(EncoderSpec("default", backend="onnx-int8", threads=2)).onnx
+    assert onnx.small_session is not onnx.session
+    assert onnx.small_session.get_session_options().intra_op_num_threads == 1
+    assert onnx.session.get_session_options().intra_op_num_threads == 2
+    used = []
+
+    class Spy:
+        def __init__(self, name, session):
+            self.name, self.session = name, session
+
+        def run(self, *args):
+            used.append(self.name)
+            return self.session.run(*args)
+
+    small, threaded = onnx.small_session, onnx.session
+    long_text = " ".join(paper.text for paper in read_papers(DEMO_CORPUS).papers[:3])
+    for text in (TEXTS[0], long_text):
+        arrays = onnx._tokenise([text])
+        feeds = {name: arrays[name] for name in onnx.meta.input_names}
+        np.testing.assert_array_equal(small.run(None, feeds)[0], threaded.run(None, feeds)[0])
+    onnx.small_session, onnx.session = Spy("one thread", small), Spy("threads", threaded)
+    try:
+        assert onnx._tokenise([TEXTS[0]])["input_ids"].size <= ONE_THREAD_TOKENS
+        onnx.encode([TEXTS[0]])
+        onnx.encode([long_text])
+        onnx.encode(TEXTS * 8)
+    finally:
+        onnx.small_session, onnx.session = small, threaded
+    assert used == ["one thread", "threads", "threads", "threads"]  # the 32 short texts: two batches of 16
 
 
 def test_a_failure_mid_pipeline_leaves_nothing_written(tmp_path, monkeypatch):
