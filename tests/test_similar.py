@@ -184,9 +184,63 @@ def test_bm25_fill_in_for_only_the_finds_that_can_reach_the_top_k_changes_nothin
 
     filled: list[int] = []
     worth = search._worth_filling
+    monkeypatch.setattr(search, "_dense_bm25_while_waiting", lambda *args: None)  # the fill-in after the keyword side
     monkeypatch.setattr(library.settings, "fusion_depth", 4)  # a full keyword list: the bound applies
     monkeypatch.setattr(search, "_worth_filling", lambda *args: filled.append(len(args[4])) or worth(*args))
     pruned = top(2)
     assert filled and any(n > 0 for n in filled)
     monkeypatch.setattr(search, "_worth_filling", lambda pks, dense, bm25, ranked, dense_only, depth, k, weight: dense_only)
     assert top(2) == pruned
+
+
+def test_dense_finds_scored_while_the_keyword_side_searches_change_no_answer(library: Library, monkeypatch):
+    """With a core to spare, the requesting thread scores every dense find by BM25 while the keyword
+    side is still searching, instead of filling in afterwards: every answer (search, similar by id
+    and by text, every fusion that fills in) stays the same, score for score. Without a spare core
+    (as many hybrid searches running as the machine has pairs of cores) nothing is scored ahead."""
+    import os
+    import time
+
+    from paperlens import search
+
+    ingest(library, [Paper(f"heart-{i}", f"Heart regeneration study {i}", "Cardiomyocytes proliferate after injury " * (1 + i % 3))
+                     for i in range(12)])
+    keyword_side, ahead = search._keyword_side, search._dense_bm25_while_waiting
+    scored_ahead: list[int] = []
+
+    def slow_keyword_side(*args):  # the keyword side is the longer one, as at 1M papers
+        time.sleep(0.05)
+        return keyword_side(*args)
+
+    def counted(*args):
+        found = ahead(*args)
+        scored_ahead.append(-1 if found is None else len(found))
+        return found
+
+    def answers() -> list[list[tuple[str, float]]]:
+        lists = [similar_to_paper(library, pid, 3) for pid in ("zebrafish", "mouse", "galaxies")]
+        lists += [similar_to_text(library, "cardiomyocyte proliferation in hearts", 3)]
+        lists += [search.search_text(library, q, 3) for q in ("heart regeneration", "dark matter halos", "zebrafish fins")]
+        return [[(h.id, round(h.score, 6)) for h in hits] for hits in lists]
+
+    monkeypatch.setattr(search, "_keyword_side", slow_keyword_side)
+    monkeypatch.setattr(search, "_dense_bm25_while_waiting", counted)
+    for fusion in ("max", "minmax"):
+        monkeypatch.setattr(library.settings, "fusion", fusion)
+        monkeypatch.setattr(library.settings, "fusion_depth", 4)  # shallow: dense-only finds to score
+        monkeypatch.setattr(search, "_dense_bm25_while_waiting", lambda *args: None)
+        after = answers()
+        monkeypatch.setattr(search, "_dense_bm25_while_waiting", counted)
+        scored_ahead.clear()
+        assert answers() == after
+        assert len(scored_ahead) == len(after) and any(n > 0 for n in scored_ahead)  # -1: the keyword side was done first
+    scored_ahead.clear()
+    busy = [library.hybrid_searches.entered() for _ in range(max(1, (os.cpu_count() or 1) // 2))]
+    for searching in busy:
+        searching.__enter__()
+    try:
+        search.search_text(library, "heart regeneration", 3)
+    finally:
+        for searching in busy:
+            searching.__exit__(None, None, None)
+    assert scored_ahead == [] and library.hybrid_searches.count == 0

@@ -127,6 +127,26 @@ class IngestReport:
         return self.added + self.updated + self.unchanged + list(self.merged)
 
 
+class InFlight:
+    """How many of one kind of work are running now in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    @contextmanager
+    def entered(self) -> Iterator[int]:
+        """Count this one in while the block runs; yields the count with it."""
+        with self._lock:
+            self.count += 1
+            running = self.count
+        try:
+            yield running
+        finally:
+            with self._lock:
+                self.count -= 1
+
+
 class Library:
     """The opened index folder: the store, the caches kept in step with it, and the writer lock.
     Search, recommend, ingest and delete are functions over it; what it decides itself is only the
@@ -156,6 +176,8 @@ class Library:
         # Threads for the parts of one query that can overlap (hybrid search's keyword side);
         # ThreadPoolExecutor starts them on first use.
         self.workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="paperlens-query")
+        # Hybrid searches running now: one with a core to spare scores ahead (search.hybrid_rank).
+        self.hybrid_searches = InFlight()
         # Told (texts, seconds) of every encode while this library is open (a server's metrics):
         # given to the process's shared encoder when it loads, taken back at close.
         self.encode_observers: list[Callable[[int, float], None]] = []

@@ -46,7 +46,7 @@ from .config import Settings
 from .errors import ConcurrentChange, IndexNotFound, InvalidInput, PaperlensError
 from .filters import FilterColumns, Filters
 from .keyword import MoreLikeThis, Terms, TermStats, like_terms
-from .library import STORE_FILE, IngestReport, Library, Manifest, check_library, delete, ingest, open_library, resolve_ids
+from .library import STORE_FILE, InFlight, IngestReport, Library, Manifest, check_library, delete, ingest, open_library, resolve_ids
 from .limits import check_paper_sizes
 from .papers import PAPERLENS, InvalidRecord, LookupKey, Paper, normalise_id
 from .store import Store, StoredPaper
@@ -366,6 +366,7 @@ class ShardedLibrary(Library):
         self.recovered: list[str] = []
         self.caches = ()
         self.workers = ContextExecutor(max_workers=max(4, os.cpu_count() or 2), thread_name_prefix="paperlens-query")
+        self.hybrid_searches = InFlight()
         self._index = ShardedIndex(self)
         self._keywords = ShardedKeywords(self)
         self._columns: tuple[float, FilterColumns] | None = None
