@@ -197,9 +197,12 @@ def test_the_author_columns_follow_writes(tmp_path: Path, settings):
         for field in ("pks", "author_offsets", "author_family", "author_initial"):
             assert np.array_equal(getattr(columns, field), getattr(fresh, field)), field
         pk_to_id = {pk: pid for pid, pk in library.store.pks_for_ids(stored).items()}
-        for names in (["LeCun"], ["Y. LeCun"], ["muller"], ["J. Müller", "Hinton"], ["Maaten, L."], ["Wei"], ["Nobody"]):
+        for names in (["LeCun"], ["Y. LeCun"], ["muller"], ["J. Müller", "Hinton"], ["Maaten, L."], ["Wei"], ["Nobody"], ["Y. Bengio"]):
             got = {pk_to_id[pk] for pk in columns.allowed(make_filters(authors=names))}
             assert got == reference(stored, names), names
+            # the same filter inside the keyword index (every paper holds "paper"), through the same writes
+            inside = library.keywords.top([("paper", 1.0)], 1000, where=make_filters(authors=names))
+            assert {pk_to_id[pk] for pk, _ in inside} == got, names
 
 
 def test_an_older_file_learns_the_author_keys_of_its_papers(tmp_path: Path):

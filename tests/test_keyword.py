@@ -149,13 +149,17 @@ def test_api_search_mode(library: Library, settings: Settings):
 
 
 def test_filters_inside_the_index_agree_with_pk_sets(library: Library, monkeypatch):
-    """Dates, categories and popularity are filtered inside tantivy; a set of pks (authors) is applied
+    """Dates, categories, popularity and authors are filtered inside tantivy; a set of pks is applied
     as a term set, or to a grown top list when it is wide: the three give the same answer."""
+    people = [["Yann LeCun"], ["A. LeCun", "Müller, J."], ["Hinton, G.", "LeCun"], []]  # "LeCun": no initial written
     ingest(library, [Paper(f"heart-{i}", f"Heart study {i}", "Cardiac output " * (1 + i % 4), date=f"20{10 + i}-01-01",
-                           categories=["q-bio.TO" if i % 2 else "physics.med-ph"], popularity=float(i)) for i in range(8)])
+                           categories=["q-bio.TO" if i % 2 else "physics.med-ph"], popularity=float(i), authors=people[i % 4])
+                     for i in range(8)])
     heart = query_terms("cardiac heart")
     for filters in (make_filters(since="2015-01-01"), make_filters(categories=["q-bio"]), make_filters(categories=["Q-BIO"]),
-                    make_filters(until="2014", min_popularity=2.0), make_filters(categories=["physics.med-ph", "q-bio.TO"])):
+                    make_filters(until="2014", min_popularity=2.0), make_filters(categories=["physics.med-ph", "q-bio.TO"]),
+                    make_filters(authors=["LeCun"]), make_filters(authors=["Y. LeCun"]), make_filters(authors=["j muller", "Hinton"]),
+                    make_filters(authors=["LeCun"], since="2013")):
         allowed = library.filter_columns().allowed(filters)
         inside = library.keywords.top(heart, 3, where=filters)
         as_set = library.keywords.top(heart, 3, allowed=allowed)
@@ -169,11 +173,16 @@ def test_filters_inside_the_index_agree_with_pk_sets(library: Library, monkeypat
     assert {by_pk.get(pk) for pk, _ in library.keywords.top(heart, 10, where=make_filters(categories=["q-bio"]))} == {1, 3, 5, 7, None}
 
 
-def test_keyword_folder_of_an_older_schema_is_rebuilt(library: Library, settings: Settings):
-    """keywords/ written before the filter fields existed is rebuilt on open, so filters work inside it."""
+@pytest.mark.parametrize("fields", ["text only", "no authors"])
+def test_keyword_folder_of_an_older_schema_is_rebuilt(library: Library, settings: Settings, fields: str):
+    """keywords/ written before the filter fields (or the author fields) existed is rebuilt on open,
+    so filters work inside it."""
     import tantivy
 
     folder = library.folder
+    galaxies = library.store.get("galaxies").paper
+    galaxies.authors = ["Vera Rubin"]
+    ingest(library, [galaxies])
     library.close()
     import shutil
     shutil.rmtree(folder / KEYWORD_DIR)
@@ -181,12 +190,21 @@ def test_keyword_folder_of_an_older_schema_is_rebuilt(library: Library, settings
     builder.add_integer_field("pk", stored=True, indexed=True, fast=True)
     builder.add_text_field("text", index_option="freq")
     builder.add_text_field("title", index_option="freq")
+    if fields == "no authors":
+        builder.add_integer_field("day", fast=True)
+        builder.add_float_field("popularity", fast=True)
+        builder.add_text_field("category", tokenizer_name="raw", index_option="basic")
+        builder.add_text_field("category_prefix", tokenizer_name="raw", index_option="basic")
     (folder / KEYWORD_DIR).mkdir()
     tantivy.Index(builder.build(), str(folder / KEYWORD_DIR))
     with open_library(settings, folder) as reopened:
         assert any(KEYWORD_DIR in note for note in reopened.recovered)
         assert ids(search_text(reopened, "dark matter", k=3, mode="bm25", filters=make_filters(categories=["astro-ph"]))) == ["galaxies"]
         assert search_text(reopened, "dark matter", k=3, mode="bm25", filters=make_filters(since="2021")) == []
+        for name, expected in (("V. Rubin", ["galaxies"]), ("Rubin, W.", [])):
+            found = search_text(reopened, "dark matter", k=3, mode="bm25", filters=make_filters(authors=[name]))
+            inside = reopened.keywords.top(query_terms("dark matter"), 3, where=make_filters(authors=[name]))
+            assert ids(found) == expected and len(inside) == len(expected), name
 
 
 def test_stale_keyword_index_is_rebuilt_from_the_store(library: Library, settings: Settings):

@@ -38,6 +38,7 @@ import numpy as np
 import tantivy
 
 from .filters import Filters
+from .names import AUTHOR_DTYPE, author_key
 from .papers import paper_text
 
 # Lucene's default English stop set, the one bm25s and Elasticsearch use.
@@ -66,9 +67,11 @@ PK_UNION_MAX = 4096
 WRITE_HEAP = 20_000_000  # bytes; one small batch per ingest
 REBUILD_HEAP = 256_000_000
 
-# (pk, title, abstract), then optionally (date, categories, popularity): the fields filters read
-# inside the index (``filter_query``); a row without them passes no date, category or popularity filter.
-Row = tuple[int, str, str] | tuple[int, str, str, str | None, Sequence[str], float]
+# (pk, title, abstract), then optionally (date, categories, popularity, author keys): the fields
+# filters read inside the index (``filter_query``); a row without them passes no filter on them.
+# The author keys are the store's packed names.AUTHOR_DTYPE records (names.author_entries).
+Row = (tuple[int, str, str] | tuple[int, str, str, str | None, Sequence[str], float]
+       | tuple[int, str, str, str | None, Sequence[str], float, bytes])
 # A keyword query: stemmed terms, each with the weight its BM25 score is multiplied by.
 Terms = list[tuple[str, float]]
 
@@ -185,6 +188,11 @@ def _schema() -> tantivy.Schema:
     builder.add_float_field("popularity", fast=True)
     builder.add_text_field("category", tokenizer_name="raw", index_option="basic")
     builder.add_text_field("category_prefix", tokenizer_name="raw", index_option="basic")
+    # Authors as FilterColumns.by_authors compares them (names.author_key): "author" holds each
+    # author's family-name hash, "author_initial" the hash and the first initial's code point (0 for
+    # none), so a name with an initial matches that initial or none, and one without any initial.
+    builder.add_text_field("author", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("author_initial", tokenizer_name="raw", index_option="basic")
     return builder.build()
 
 
@@ -201,6 +209,17 @@ def category_prefixes(name: str) -> list[str]:
     return [".".join(parts[:n]) for n in range(1, len(parts))]
 
 
+def author_terms(names: Iterable[str]) -> list[tuple[str, str]]:
+    """(field, term) pairs of which a paper must hold one to have any of ``names`` among its authors."""
+    terms = []
+    for key in dict.fromkeys(key for key in map(author_key, names) if key is not None):
+        if key.initial:
+            terms += [("author_initial", f"{key.family_hash}.{ord(key.initial)}"), ("author_initial", f"{key.family_hash}.0")]
+        else:
+            terms.append(("author", str(key.family_hash)))
+    return terms
+
+
 def _document(row: Row) -> tantivy.Document:
     pk, title, abstract = row[0], row[1], row[2]
     doc = tantivy.Document(pk=int(pk), text=paper_text(title, abstract), title=title or "")
@@ -212,6 +231,10 @@ def _document(row: Row) -> tantivy.Document:
             doc.add_text("category", name)
             for prefix in category_prefixes(name):
                 doc.add_text("category_prefix", prefix)
+    if len(row) > 6:
+        for family, initial in np.frombuffer(row[6] or b"", dtype=AUTHOR_DTYPE).tolist():
+            doc.add_text("author", str(family))
+            doc.add_text("author_initial", f"{family}.{initial}")
     return doc
 
 
@@ -234,7 +257,7 @@ class KeywordIndex:
         schema = _schema()
         index = tantivy.Index(schema, str(path), reuse=True)
         index.register_tokenizer(TOKENIZER, _ANALYZER)
-        for field in ("text", "title", "category", "category_prefix"):  # another schema: the caller rebuilds it
+        for field in ("text", "title", "category", "category_prefix", "author", "author_initial"):  # another schema: the caller rebuilds it
             tantivy.Query.term_query(index.schema, field, "")
         tantivy.Query.range_query(index.schema, "day", tantivy.FieldType.Integer, 0, None)
         tantivy.Query.range_query(index.schema, "popularity", tantivy.FieldType.Float, 0.0, None)
@@ -326,8 +349,8 @@ class KeywordIndex:
         return out
 
     def filter_query(self, filters: Filters) -> tantivy.Query:
-        """The papers that pass the date, category and popularity filters, as one query that scores 0.
-        Authors are not in the index: the caller filters them by pks (FilterColumns)."""
+        """The papers that pass the filters, as one query that scores 0: what FilterColumns.allowed
+        keeps (tests/test_filters.py, tests/test_authors.py compare the two)."""
         schema, Occur = self._schema, tantivy.Occur
         clauses = []
         if filters.since or filters.until:  # no date (0) fails any date filter, as in FilterColumns
@@ -340,6 +363,9 @@ class KeywordIndex:
             names = [(Occur.Should, tantivy.Query.term_query(schema, "category", name)) for name in filters.categories]
             names += [(Occur.Should, tantivy.Query.term_query(schema, "category_prefix", name.lower())) for name in filters.categories]
             clauses.append((Occur.Must, tantivy.Query.boolean_query(names)))
+        if filters.authors:  # no name with letters: no paper passes, as in FilterColumns.by_authors
+            people = [(Occur.Should, tantivy.Query.term_query(schema, field, term)) for field, term in author_terms(filters.authors)]
+            clauses.append((Occur.Must, tantivy.Query.boolean_query(people)))
         return tantivy.Query.const_score_query(tantivy.Query.boolean_query(clauses), 0.0)
 
     def _within(self, query: tantivy.Query, pks: Iterable[int]) -> tantivy.Query:
@@ -361,8 +387,8 @@ class KeywordIndex:
     def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None,
             where: Filters | None = None) -> list[tuple[int, float]]:
         """(pk, BM25 score) of the k best papers with a query term, best first; ``allowed`` limits the
-        pks. ``where`` is the same filter when it has no authors: it is then applied inside the
-        index instead, if it keeps under INSIDE_FILTER_MAX_SHARE of the papers (or ``allowed`` is None)."""
+        pks. ``where`` is the filter ``allowed`` came from: it is then applied inside the index
+        instead, if it keeps under INSIDE_FILTER_MAX_SHARE of the papers (or ``allowed`` is None)."""
         if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
             return []
         searcher = self._searcher

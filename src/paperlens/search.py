@@ -261,8 +261,8 @@ class KeywordQuery:
     terms: Terms
     negative: Terms = ()
     negative_weight: float = 0.0
-    # The request's filters: the keyword index may apply date, category and popularity ones inside
-    # itself rather than as the allowed pks (KeywordIndex.top); author filters always go as pks.
+    # The request's filters: the keyword index may apply them inside itself rather than as the
+    # allowed pks (KeywordIndex.top).
     where: Filters | None = None
 
 
@@ -302,7 +302,7 @@ def keyword_top(library: Library, query: KeywordQuery, depth: int, allowed: np.n
     """(pk, BM25 score) of the ``depth`` best papers for the keyword query, ``exclude`` left out;
     disliked papers' terms lower the scores of the papers found."""
     settings = library.settings
-    where = query.where if query.where is not None and query.where.active() and not query.where.authors else None
+    where = query.where if query.where is not None and query.where.active() else None
     found = library.keywords.top(query.terms, depth + len(exclude), settings.title_weight, allowed, where)
     ranked = [(pk, s) for pk, s in found if pk not in exclude][:depth]
     if query.negative and ranked:

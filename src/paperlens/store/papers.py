@@ -15,12 +15,12 @@ from ..papers import PAPERLENS, LookupKey, Paper, external_id_keys, title_key
 from .db import Database, now
 
 # (pk, title, abstract, date, categories, popularity): a paper as keyword.py indexes it.
-KeywordRow = tuple[int, str, str, str | None, list[str], float]
-_KEYWORD_COLUMNS = "pk, title, abstract, date, categories, popularity"
+KeywordRow = tuple[int, str, str, str | None, list[str], float, bytes]
+_KEYWORD_COLUMNS = "pk, title, abstract, date, categories, popularity, author_keys"
 
 
 def _keyword_row(row: tuple) -> KeywordRow:
-    return row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]
+    return row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6] or b""
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
 
