@@ -242,3 +242,38 @@ def test_large_hnsw_library_writes_through_the_layered_index(tmp_path: Path):
     with open_library(settings, folder) as reopened:  # close() merged and saved
         assert isinstance(reopened.index, HNSWIndex) and reopened.recovered == []
         assert np.array_equal(reopened.index.ids(), reopened.store.vector_pks())
+
+
+@pytest.mark.parametrize("sq8", [True, False])
+def test_a_narrow_filter_scans_its_papers_codes_and_finds_what_an_exhaustive_search_does(sq8: bool, monkeypatch):
+    """hnsw.SCAN_FILTER_MAX_SHARE: a filter that keeps few papers scores their stored codes one by
+    one: the same scores as decoding every code, deleted papers left out, a wide filter still
+    walks the graph, and fewer papers than k fill the rest with -1."""
+    from paperlens.index import hnsw
+
+    vectors = unit_vectors(3000, seed=3)
+    index = create_index("hnsw", DIM, {**SMALL_PARAMS["hnsw"], "sq8": sq8}, vectors, SearchTuning(ef_search=16))
+    index.add(np.arange(1, 3001), vectors)
+    assert isinstance(index, HNSWIndex)
+    rng = np.random.default_rng(4)
+    allowed = np.sort(rng.choice(np.arange(1, 3001), 60, replace=False))  # 2 %
+    queries = unit_vectors(20, seed=5)
+    storage = faiss.downcast_index(faiss.downcast_index(index.faiss_index.index).storage)
+    decoded = storage.reconstruct_n(0, storage.ntotal)  # slot i holds id i + 1 here
+    expected = decoded[allowed - 1] @ queries.T  # (60, 20): every allowed paper's score, exhaustively
+    scores, ids = index.search(queries, 10, allowed)
+    for row in range(len(queries)):
+        best = allowed[np.argsort(-expected[:, row], kind="stable")[:10]]
+        assert set(ids[row].tolist()) == set(best.tolist())
+        assert np.allclose(scores[row], np.sort(expected[:, row])[::-1][:10], atol=1e-5)
+    walked = []
+    monkeypatch.setattr(hnsw.VectorIndex, "search", lambda self, *args: walked.append(args) or (np.zeros((1, 1)), np.zeros((1, 1))))
+    index.search(queries, 10, np.arange(1, 1001))  # a third of the papers: the graph
+    assert len(walked) == 1
+    monkeypatch.undo()
+    index.remove(allowed[:55])
+    scores, ids = index.search(queries[:1], 10, allowed)
+    assert sorted(ids[0][:5].tolist()) == sorted(allowed[55:].tolist()) and ids[0][5:].tolist() == [-1] * 5
+    assert np.isneginf(scores[0][5:]).all()
+    index.add(allowed[:3], vectors[allowed[:3] - 1])  # added again: new slots, found by the next scan
+    assert set(allowed[:3].tolist()) <= set(index.search(queries[:1], 10, allowed)[1][0].tolist())

@@ -28,6 +28,16 @@ TOMBSTONE_REBUILD_FRACTION = 0.2
 _LIVE_IDS = (0, 2**62)
 # Narrow filters widen efSearch up to this; past it the search is close to exhaustive anyway.
 MAX_FILTERED_EF = 4096
+# A filter that keeps at most this share of the papers is searched by scoring the stored codes of
+# its papers one by one (``CodeScan``), not by walking the graph, which must pass through ever more
+# filtered-out nodes as the share falls. At 1M papers (scifact's claims, top 100, p50; recall@10
+# against the stored float32 vectors):
+#   keeps 0.96 %:  graph 14.9 ms, recall 0.955;  scan 1.6 ms, recall 0.994
+#   keeps 2.25 %:  graph  9.6 ms, recall 0.977;  scan 4.1 ms, recall 0.985
+#   keeps 7.7 %:   graph  5.7 ms;                scan 15 ms
+# (filters that keep at most search.EXACT_FILTER_MAX papers are scored on their stored vectors instead).
+SCAN_FILTER_MAX_SHARE = 0.03
+SCAN_BLOCK = 1024  # codes decoded at a time: a block stays in cache, a whole filter's would not
 
 
 # efSearch by collection size, for each graph quality a manifest records (efConstruction): (efSearch
@@ -54,6 +64,60 @@ def auto_ef_search(papers: int, ef_construction: int = LEGACY_EF_CONSTRUCTION) -
     return int(min(MAX_FILTERED_EF, base * max(1.0, papers / 100_000) ** power))
 
 
+class CodeScan:
+    """Inner products of a query with chosen papers' stored codes, read in place from the graph's
+    storage: an 8-bit scalar quantiser's codes (decoded as FAISS does: vmin + (code + 0.5) / 255 *
+    vdiff per dimension, folded into the query) or float32 vectors."""
+
+    def __init__(self, index: faiss.IndexIDMap2):
+        self.index = index  # owns the memory the views below read
+        inner = faiss.downcast_index(index.index)
+        if inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError("only inner-product graphs are scanned")
+        storage = faiss.downcast_index(inner.storage)
+        size, dim = int(storage.ntotal), int(storage.d)
+        raw = faiss.rev_swig_ptr(storage.codes.data(), size * int(storage.code_size)) if size else np.zeros(0, dtype=np.uint8)
+        if isinstance(storage, faiss.IndexScalarQuantizer):
+            if storage.sq.qtype != faiss.ScalarQuantizer.QT_8bit:
+                raise ValueError("only 8-bit codes are scanned")
+            trained = faiss.vector_to_array(storage.sq.trained).astype(np.float32)
+            self.scale, self.offset = trained[dim:] / 255.0, trained[:dim] + 0.5 * trained[dim:] / 255.0
+            self.codes = raw.reshape(size, dim)
+        elif isinstance(storage, faiss.IndexFlat):
+            self.scale, self.offset = np.ones(dim, dtype=np.float32), np.zeros(dim, dtype=np.float32)
+            self.codes = raw.view(np.float32).reshape(size, dim)
+        else:
+            raise ValueError(f"no scan for {type(storage).__name__}")
+        self.table = faiss.rev_swig_ptr(index.id_map.data(), index.id_map.size()) if size else np.zeros(0, dtype=np.int64)
+        live = np.flatnonzero(self.table >= 0)
+        self.slot_of = np.full(int(self.table.max()) + 1 if len(live) else 1, -1, dtype=np.int32)
+        self.slot_of[self.table[live]] = live
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's answer shape: (scores, ids), each (queries, k); -1 ids (score -inf) where fewer pass."""
+        pks = np.asarray(allowed, dtype=np.int64)
+        pks = pks[(pks >= 0) & (pks < len(self.slot_of))]
+        slots = self.slot_of[pks]
+        # The table is read now, not when this scan was set up: a paper deleted since is a tombstone (-1).
+        alive = (slots >= 0) & (self.table[np.maximum(slots, 0)] == pks)
+        slots, pks = slots[alive], pks[alive]
+        weights = (self.scale[:, None] * queries.T).astype(np.float32)  # (dim, queries)
+        scores = np.empty((len(slots), len(queries)), dtype=np.float32)
+        for start in range(0, len(slots), SCAN_BLOCK):
+            block = slots[start:start + SCAN_BLOCK]
+            scores[start:start + len(block)] = self.codes[block].astype(np.float32) @ weights
+        scores += queries @ self.offset
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), k), -1, dtype=np.int64)
+        found = min(k, len(slots))
+        for row in range(len(queries)):
+            column = scores[:, row]
+            best = np.argpartition(-column, found - 1)[:found] if found < len(slots) else np.arange(len(slots))
+            best = best[np.argsort(-column[best], kind="stable")]
+            out_scores[row, :found], out_ids[row, :found] = column[best], pks[best]
+        return out_scores, out_ids
+
+
 class HNSWIndex(VectorIndex):
     layout = "hnsw"
 
@@ -61,6 +125,28 @@ class HNSWIndex(VectorIndex):
         super().__init__(index, params, tuning)
         self._tombstones = int(np.count_nonzero(self._id_table() == -1))
         self._live_selector = faiss.IDSelectorRange(*_LIVE_IDS)
+        self._scan: CodeScan | None = None  # set up at the first narrow filter; an add drops it
+        self._unscannable = False
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._scan = None  # new slots, and the storage may have moved
+        super().add(ids, vectors)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A narrow filter (SCAN_FILTER_MAX_SHARE) scans its papers' codes; anything else walks the graph."""
+        scan = self._code_scan() if allowed is not None and 0 < len(allowed) <= SCAN_FILTER_MAX_SHARE * len(self) else None
+        if scan is not None:
+            return scan.search(np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32), max(1, min(k, len(self))), allowed)
+        return super().search(queries, k, allowed)
+
+    def _code_scan(self) -> CodeScan | None:
+        scan = self._scan
+        if scan is None and not self._unscannable:
+            try:
+                scan = self._scan = CodeScan(self.faiss_index)
+            except (ValueError, AttributeError):  # another storage or metric: the graph walk serves it
+                self._unscannable = True
+        return scan
 
     @classmethod
     def create(cls, dim: int, params: dict[str, Any], training: np.ndarray | None, tuning: SearchTuning) -> HNSWIndex:
