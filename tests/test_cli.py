@@ -2,6 +2,7 @@
 
 import json
 import socket
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -152,6 +153,30 @@ def test_serve_on_a_busy_port_is_one_line(runner, papers_file, tmp_path):
         result = run(runner, "serve", "--index", index, "--port", port, "--create")
     assert result.exit_code == 1, result.output
     assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_serve_sets_how_long_a_thread_keeps_the_gil(runner, papers_file, tmp_path, monkeypatch):
+    """Settings.gil_switch_ms reaches the interpreter before the server runs (uvicorn's run is
+    replaced here, so nothing listens)."""
+    import uvicorn
+
+    index = tmp_path / "ix"
+    run(runner, "ingest", papers_file, "--index", index, "--quiet")
+    seen = []
+
+    def record(self, sockets=None):
+        seen.append(sys.getswitchinterval())
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", record)
+    monkeypatch.setenv("PAPERLENS_GIL_SWITCH_MS", "0.25")
+    before = sys.getswitchinterval()
+    try:
+        result = run(runner, "serve", "--index", index, "--port", free_port())
+    finally:
+        sys.setswitchinterval(before)
+    assert result.exit_code == 0, result.output
+    assert seen == [pytest.approx(0.00025)]
 
 
 def test_ingest_names_the_encoding_of_a_file_that_is_not_utf8(runner, tmp_path):

@@ -471,6 +471,7 @@ def serve_command(host: str | None, port: int | None, allow_public: bool, create
         serve_forever(settings, ray_address, replicas, host, port, say=lambda line: click.echo(line, err=True))
         return
     sock = listen_socket(host, port)
+    sys.setswitchinterval(settings.gil_switch_ms / 1000)
     try:
         library = _start(settings, create)
         try:
