@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -24,7 +22,7 @@ from urllib.parse import quote, urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SCIFACT, header, median, percentile
-from api_latency import PAPERLENS, free_port, timed_requests, wait_healthy
+from api_latency import start_server, timed_requests, wait_healthy
 
 BLOCK = 10
 
@@ -45,16 +43,6 @@ def request_kinds(papers: int, requests: int) -> dict[str, list[str]]:
     }
 
 
-def start(folder: str, source: str) -> tuple[int, subprocess.Popen]:
-    port = free_port()
-    env = {**os.environ, "PAPERLENS_QUERY_CACHE": "0"}
-    if source:
-        env["PYTHONPATH"] = source
-    server = subprocess.Popen([PAPERLENS, "serve", "--index", folder, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return port, server
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("servers", nargs="+", metavar="LABEL=FOLDER[:PYTHONPATH]")
@@ -68,7 +56,7 @@ def main() -> None:
         if not label or not folder:
             parser.error(f"{item!r}: expected LABEL=FOLDER[:PYTHONPATH]")
         specs[label] = (folder, source)
-    servers = {label: start(folder, source) for label, (folder, source) in specs.items()}
+    servers = {label: start_server(folder, source) for label, (folder, source) in specs.items()}
     try:
         for port, server in servers.values():
             wait_healthy(port, server, timeout=1800)

@@ -58,6 +58,16 @@ def get(conn: http.client.HTTPConnection, path: str) -> int:
     return response.status
 
 
+def start_server(folder: Path | str, source: str | None = None) -> tuple[int, subprocess.Popen]:
+    """``paperlens serve`` on a free port, remembering no query vector (benchmark queries repeat);
+    ``source``: a paperlens source tree put first on its PYTHONPATH (another version's code)."""
+    port = free_port()
+    env = {**os.environ, "PAPERLENS_QUERY_CACHE": "0", **({"PYTHONPATH": source} if source else {})}
+    server = subprocess.Popen([PAPERLENS, "serve", "--index", str(folder), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return port, server
+
+
 def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -114,9 +124,7 @@ def measure(corpus: Path, requests: int = 300, clients: int = 4, seconds: float 
         ingest_s = time.perf_counter() - start
         added = json.loads(out.stdout.strip().splitlines()[-1])["added"]
 
-        port = free_port()
-        server = subprocess.Popen([PAPERLENS, "serve", "--index", str(index), "--port", str(port)],  # queries repeat: remember none
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
+        port, server = start_server(index)
         try:
             wait_healthy(port, server)
             queries_file = corpus / "queries.jsonl"

@@ -24,9 +24,7 @@ import bisect
 import http.client
 import itertools
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SCIFACT, header, percentile
 from api_latency import (
-    PAPERLENS,
     concurrent_rate,
-    free_port,
+    start_server,
     timed_requests,
     wait_healthy,
 )
@@ -200,10 +197,8 @@ def timed_writes(port: int, count: int) -> dict[str, list[float]]:
 
 def measure(folder: Path, n: int, requests: int, clients: int, seconds: float, writes: int,
             only_writes: bool = False) -> tuple[dict[str, list[float]], float | None, float]:
-    port = free_port()
     # Queries cycle through scifact's claims: with query vectors remembered most would skip encoding.
-    server = subprocess.Popen([PAPERLENS, "serve", "--index", str(folder), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
+    port, server = start_server(folder)
     try:
         wait_healthy(port, server, timeout=1800)
         if only_writes:

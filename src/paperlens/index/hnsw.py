@@ -64,6 +64,12 @@ def auto_ef_search(papers: int, ef_construction: int = LEGACY_EF_CONSTRUCTION) -
     return int(min(MAX_FILTERED_EF, base * max(1.0, papers / 100_000) ** power))
 
 
+def id_table_view(index: faiss.IndexIDMap2) -> np.ndarray:
+    """The id of each graph slot (-1: a tombstone), in place: writes through it reach the index."""
+    size = index.id_map.size()
+    return faiss.rev_swig_ptr(index.id_map.data(), size) if size else np.zeros(0, dtype=np.int64)
+
+
 class CodeScan:
     """Inner products of a query with chosen papers' stored codes, read in place from the graph's
     storage: an 8-bit scalar quantiser's codes (decoded as FAISS does: vmin + (code + 0.5) / 255 *
@@ -88,7 +94,7 @@ class CodeScan:
             self.codes = raw.view(np.float32).reshape(size, dim)
         else:
             raise ValueError(f"no scan for {type(storage).__name__}")
-        self.table = faiss.rev_swig_ptr(index.id_map.data(), index.id_map.size()) if size else np.zeros(0, dtype=np.int64)
+        self.table = id_table_view(index)
         live = np.flatnonzero(self.table >= 0)
         self.slot_of = np.full(int(self.table.max()) + 1 if len(live) else 1, -1, dtype=np.int32)
         self.slot_of[self.table[live]] = live
@@ -123,7 +129,7 @@ class HNSWIndex(VectorIndex):
 
     def __init__(self, index: faiss.Index, params: dict[str, Any] | None = None, tuning: SearchTuning | None = None):
         super().__init__(index, params, tuning)
-        self._tombstones = int(np.count_nonzero(self._id_table() == -1))
+        self._tombstones = int(np.count_nonzero(id_table_view(index) == -1))
         self._live_selector = faiss.IDSelectorRange(*_LIVE_IDS)
         self._scan: CodeScan | None = None  # set up at the first narrow filter; an add drops it
         self._unscannable = False
@@ -174,9 +180,6 @@ class HNSWIndex(VectorIndex):
     def tombstones(self) -> int:
         return self._tombstones
 
-    def _id_table(self) -> np.ndarray:
-        return faiss.vector_to_array(self.faiss_index.id_map)
-
     def remove(self, ids: np.ndarray) -> int:
         """Tombstone the slots of these ids; returns how many live papers were removed."""
         if not len(ids) or not self.faiss_index.ntotal:
@@ -185,7 +188,7 @@ class HNSWIndex(VectorIndex):
         # map (id -> slot) made a one-paper delete O(collection) (benchmarks/scale.py). The reverse
         # map keeps the dead ids' old slots: nothing here looks an id up through it (searches read
         # the table), an id added again overwrites its entry, and loading the file rebuilds it.
-        table = faiss.rev_swig_ptr(self.faiss_index.id_map.data(), self.faiss_index.id_map.size())
+        table = id_table_view(self.faiss_index)
         dead = np.flatnonzero(np.isin(table, np.asarray(ids, dtype=np.int64)) & (table != -1))
         table[dead] = -1
         self._tombstones += len(dead)
