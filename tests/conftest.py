@@ -56,6 +56,7 @@ def topic_papers() -> list[Paper]:
 def small_library(tmp_path) -> Library:
     with open_library(Settings(index=tmp_path / "small"), create=True) as library:
         ingest(library, topic_papers())
+        library.keyword_cache.wait_settled(60)
         yield library
 
 
@@ -78,6 +79,7 @@ def library_of(tmp_path, settings):
     def make(papers: list[Paper]) -> Library:
         library = open_library(settings, tmp_path / "index", create=True)
         ingest(library, papers)
+        library.keyword_cache.wait_settled(60)  # keywords/ committed: a test's first search reads it, not a view
         opened.append(library)
         return library
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from conftest import hold_calls, topic_papers
@@ -19,6 +20,7 @@ from paperlens.caches import ChangeSet
 from paperlens.config import Settings
 from paperlens.errors import WriterBusy
 from paperlens.faults import CRASH_ENV
+from paperlens.keyword import KeywordIndex, KeywordView
 from paperlens.library import Library, check_library, delete, ingest, open_library
 from paperlens.papers import Paper
 from paperlens.search import search_text
@@ -211,29 +213,36 @@ def test_kill_inside_and_after_a_group_loses_nothing_acknowledged(tmp_path: Path
 
 
 
-def test_writes_are_answered_before_keywords_commit_and_searches_wait_for_it(small_library, monkeypatch):
+def test_writes_are_answered_before_keywords_commit_and_searches_read_them_meanwhile(small_library, monkeypatch):
     """An ingest is answered once the store and FAISS hold it; keywords/ commits after. A search of
-    the same process started after the answer still finds the paper by keyword: it waits for the
-    commit in flight."""
+    the same process started after the answer, while that commit is still in flight, finds the
+    written papers by keyword without waiting for it (a KeywordView), a re-written paper by its new
+    text and not a deleted one, and answers as it does once the commit has landed."""
     library = small_library
     writing, release = hold_calls(monkeypatch, library.keyword_cache.index, "write")
     new = Paper(id="2501.00777", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
-    answered = threading.Event()
-    writer = threading.Thread(target=lambda: (ingest(library, [new]), answered.set()))
-    writer.start()
-    assert answered.wait(60), "the ingest waited for keywords/ to commit"
+    rewritten = Paper(id="2402.00004", title="Methane seeps on the Arctic shelf", abstract="Subsea permafrost leaks methane bubbles.")
+    answers = queued_together(library, [lambda: ingest(library, [new, rewritten]), lambda: delete(library, ["2401.00001"])])
+    assert answers[1] == ["2401.00001"], answers  # both answered, as one group
     assert writing.wait(60) and not release.is_set()  # keywords/ commits after the answer
-    assert library.store.get_many(library.store.pks_for_ids(["2501.00777"]).values())  # durable before the answer
-
-    found: list[list[str]] = []
-    searcher = threading.Thread(target=lambda: found.append([h.id for h in search_text(library, "permafrost methane", k=3, mode="bm25")]))
-    searcher.start()
-    searcher.join(0.5)
-    assert searcher.is_alive(), "the keyword search did not wait for the commit in flight"
+    assert isinstance(library.keywords, KeywordView)
+    queries = [("permafrost methane", "bm25"), ("methane carbon arctic", "hybrid"), ("protein structure", "bm25"), ("dark matter galaxies", "hybrid"),
+               ("dwarf galaxies stellar kinematics", "bm25")]
+    during = {query: [(h.id, h.score) for h in search_text(library, query, k=5, mode=mode)] for query, mode in queries}  # no wait: the commit is held
+    assert not release.is_set()
+    assert "2501.00777" in [i for i, _ in during["methane carbon arctic"]]
+    assert "2402.00004" in [i for i, _ in during["permafrost methane"]]  # by its new text
+    assert "2402.00004" not in [i for i, _ in during["dwarf galaxies stellar kinematics"]]  # nor by its old one
+    assert "2401.00001" not in [i for i, _ in during["protein structure"]]
     release.set()
-    searcher.join(60)
-    writer.join(60)
-    assert found and found[0][0] == "2501.00777", found
+    library.keyword_cache.wait_settled(60)
+    assert isinstance(library.keywords, KeywordIndex)
+    after = {query: [(h.id, h.score) for h in search_text(library, query, k=5, mode=mode)] for query, mode in queries}
+    for query, mode in queries:
+        assert [i for i, _ in during[query]] == [i for i, _ in after[query]], query
+        if mode == "bm25":  # the committed idf; the average length was the snapshot's (two papers of six move it here)
+            assert [s for _, s in during[query]] == pytest.approx([s for _, s in after[query]], rel=0.05), query
+    assert during["permafrost methane"][0][0] in {"2501.00777", "2402.00004"}
 
 
 def test_a_failed_keyword_commit_after_the_answer_is_taken_up_by_the_next_write(small_library, monkeypatch, caplog):
@@ -251,11 +260,12 @@ def test_a_failed_keyword_commit_after_the_answer_is_taken_up_by_the_next_write(
     first = Paper(id="2501.00801", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
     second = Paper(id="2501.00802", title="Kelp forests store blue carbon", abstract="Coastal kelp forests sequester carbon in sediments.")
     assert ingest(library, [first]).added == ["2501.00801"]  # answered: it is in the store
-    assert library.keywords is not None  # waits for the failed commit to end
+    library.keyword_cache.wait_settled(60)  # the failed commit has ended
     assert "keywords/" in caplog.text and "No space left on device" in caplog.text
     assert ingest(library, [second]).added == ["2501.00802"]
     for query, paper_id in (("permafrost methane", "2501.00801"), ("kelp blue carbon", "2501.00802")):
         assert search_text(library, query, k=1, mode="bm25")[0].id == paper_id
+    library.keyword_cache.wait_settled(60)
     assert library.manifest.keyword_generation == library.store.generation()
     with open_library(Settings(index=library.folder)) as reopened:
         report = check_library(reopened, repair=False)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import tantivy
 
 from paperlens import keyword
 from paperlens.config import Settings
@@ -228,7 +229,8 @@ def test_stale_keyword_index_is_rebuilt_from_the_store(library: Library, setting
 
 
 def test_check_repairs_a_keyword_index_that_lost_papers(library: Library):
-    library.keywords.write((), [library.store.get("galaxies").pk], library.store.generation())
+    library.keyword_cache.wait_settled(60)
+    library.keyword_cache.index.write((), [library.store.get("galaxies").pk], library.store.generation())
     assert search_text(library, "dark matter", k=3, mode="bm25") == []
     report = check_library(library, repair=False)
     assert not report.ok and "keywords/ holds 2 papers, the store 3" in report.problems[0]
@@ -280,3 +282,89 @@ def test_a_deeper_keyword_list_changes_no_hybrid_answer(demo_index_dir, monkeypa
             monkeypatch.setattr(search, "KEYWORD_LOOKUP_FACTOR", factor)
             answers[factor] = [[(h.id, round(h.score, 5)) for h in search_text(library, q, k=5)] for q in queries]
         assert answers[1] == answers[3] == answers[50]
+
+
+def _random_rows(rng: np.random.Generator, pks: range, words: list[str]) -> list[tuple[int, str, str]]:
+    """Papers of varied lengths (3 to ~600 words: field lengths past tantivy's exact one-byte range)."""
+    rows = []
+    for pk in pks:
+        title = " ".join(rng.choice(words, size=int(rng.integers(2, 9))))
+        abstract = " ".join(rng.choice(words, size=int(rng.integers(1, 600)), p=np.linspace(2, 1, len(words)) / np.linspace(2, 1, len(words)).sum()))
+        rows.append((pk, title, abstract))
+    return rows
+
+
+def _tantivy_parts(index: keyword.KeywordIndex, pk: int, term: str) -> dict[str, float] | None:
+    """idf, term count and stored length of one paper and term, from tantivy's own explanation."""
+    query = tantivy.Query.boolean_query([
+        (tantivy.Occur.Must, tantivy.Query.term_query(index._schema, "text", term)),
+        (tantivy.Occur.Must, tantivy.Query.const_score_query(tantivy.Query.term_query(index._schema, "pk", pk), 0.0))])
+    explained = keyword._explain(index._searcher, query)
+    if explained is None:
+        return None
+    return {name: keyword._explained(explained, name + ",") for name in ("idf", "freq", "dl", "avgdl")}
+
+
+def test_papers_of_a_commit_in_flight_score_as_tantivy_will(tmp_path):
+    """PendingPapers' BM25 is tantivy's once the commit lands: each paper's term counts and stored
+    length (one byte, rounded down), and each term's idf (N and document frequency counting the
+    replaced papers, as tantivy does until a merge), as tantivy's explanations give them after the
+    commit, with the snapshot's average length; weights multiply. Lengths cross the rounding's
+    steps, and a word over tantivy's 40 characters is not counted."""
+    rng = np.random.default_rng(7)
+    words = [f"w{n}" for n in range(60)] + ["the", "of", "runs", "running"]
+    rows = _random_rows(rng, range(1, 301), words)
+    changed = _random_rows(rng, range(10, 20), words) + [(pk, title + " uniqueword", abstract) for pk, title, abstract in _random_rows(rng, range(301, 331), words)]
+    changed += [(400 + n, "w5", " ".join(["w1", "x" * 45, *rng.choice(words[:60], size=length - 2)]))
+                for n, length in enumerate([22, 23, 24, 39, 40, 41, 55, 56, 57, 87, 88, 1000, 4999])]
+    index = keyword.KeywordIndex.open(tmp_path / "kw")
+    index.write(rows, (), 1)
+    before = index.snapshot()
+    pending = keyword.PendingPapers(changed, [row[0] for row in changed])
+    assert pending.ready(before)
+    average = keyword._explained(keyword._explain(before._searcher, tantivy.Query.term_query(before._schema, "text", "w1")), "avgdl,")
+    index.write(changed, [row[0] for row in changed], 2)
+    for query in (query_terms("w1 w7 w33 running"), [("w2", 1.0), ("w40", 0.3), ("uniqueword", 2.0)], query_terms("absent words only")):
+        got = pending.scores(before, query)
+        expected = {}
+        for pk in [row[0] for row in changed]:
+            parts = [(weight, _tantivy_parts(index, pk, term)) for term, weight in query]
+            found = [weight * p["idf"] * 2.2 * p["freq"] / (p["freq"] + 1.2 * (0.25 + 0.75 * p["dl"] / average)) for weight, p in parts if p]
+            if found:
+                expected[pk] = sum(found)
+        assert got.keys() == expected.keys()
+        for pk, score in expected.items():
+            assert got[pk] == pytest.approx(score, rel=1e-5), pk
+    assert [keyword.stored_length(n) for n in (23, 24, 39, 40, 41, 55, 56, 57, 87, 88, 89, 151, 152)] == [23, 24, 39, 40, 40, 54, 56, 56, 84, 88, 88, 144, 152]
+
+
+def test_a_view_of_a_commit_in_flight_ranks_as_the_commit_will(tmp_path):
+    """A KeywordView (committed snapshot, less the papers a commit in flight changes or removes, plus
+    its papers scored here) ranks as the index does once that commit has landed."""
+    rng = np.random.default_rng(11)
+    words = [f"w{n}" for n in range(3000)]  # each paper holds few of them: scores far apart
+    rows = _random_rows(rng, range(1, 1201), words)
+    changed = _random_rows(rng, range(5, 8), words) + _random_rows(rng, range(1201, 1206), words)  # 3 rewritten, 5 new
+    removed = [1, 2, 3]
+    index = keyword.KeywordIndex.open(tmp_path / "kw")
+    index.write(rows, (), 1)
+    before = index.snapshot()
+    pending = keyword.PendingPapers(changed, [row[0] for row in changed] + removed)
+    view = keyword.KeywordView(before, pending, lambda where: np.arange(1, 1206), lambda: index)
+    index.write(changed, [row[0] for row in changed] + removed, 2)
+    assert len(view) == len(index) == 1202
+    ranked_new = set()
+    for query in (query_terms("w1 w7 w33 w60"), query_terms("w79"), [("w3", 1.0), ("w4", 0.5)], query_terms(changed[0][1]), query_terms(changed[4][1])):
+        want, got = index.top(query, 40), view.top(query, 30)
+        # Every paper scored with the committed idf and the snapshot's average length, which the
+        # commit moves a little (0.7 % more papers here): near-ties may swap at the edge of the list.
+        assert {pk for pk, _ in want[:25]} <= {pk for pk, _ in got} <= {pk for pk, _ in want}
+        after = index.scores(query, [pk for pk, _ in got])
+        assert [score for _, score in got] == pytest.approx([after[pk] for pk, _ in got], rel=2e-3)
+        ranked_new |= {pk for pk, _ in got[:5]} & {5, 6, 7, 1201, 1202, 1203, 1204, 1205}
+        assert not {1, 2, 3} & {pk for pk, _ in view.top(query, 400)}
+        some = [pk for pk, _ in want[:10]] + [1, 1206]
+        assert view.scores(query, some).keys() == index.scores(query, some).keys()
+    assert {5, 1202} <= ranked_new  # found by their new text
+    allowed = np.array([5, 6, 1202, 1203, *range(100, 200)])
+    assert {pk for pk, _ in view.top(query_terms("w1 w2 w3"), 50, allowed=allowed)} <= set(allowed.tolist())

@@ -176,6 +176,7 @@ def test_bm25_fill_in_for_only_the_finds_that_can_reach_the_top_k_changes_nothin
 
     ingest(library, [Paper(f"heart-{i}", f"Heart regeneration study {i}", "Cardiomyocytes proliferate after injury " * (1 + i % 3))
                      for i in range(12)])
+    library.keyword_cache.wait_settled(60)  # every search below reads keywords/ itself, not a view of the commit in flight
 
     def top(k: int) -> list[tuple[str, float]]:
         by_id = [(h.id, round(h.score, 6)) for pid in ("zebrafish", "mouse", "galaxies") for h in similar_to_paper(library, pid, k)]
@@ -205,6 +206,7 @@ def test_dense_finds_scored_while_the_keyword_side_searches_change_no_answer(lib
 
     ingest(library, [Paper(f"heart-{i}", f"Heart regeneration study {i}", "Cardiomyocytes proliferate after injury " * (1 + i % 3))
                      for i in range(12)])
+    library.keyword_cache.wait_settled(60)  # every search below reads keywords/ itself, not a view of the commit in flight
     keyword_side, ahead = search._keyword_side, search._dense_bm25_while_waiting
     scored_ahead: list[int] = []
 

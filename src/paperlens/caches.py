@@ -41,7 +41,7 @@ from .index import (
 )
 from .index.hnsw import HNSWIndex
 from .index.layered import LayeredIndex
-from .keyword import KeywordIndex, Row
+from .keyword import PENDING_MAX, KeywordIndex, KeywordView, PendingPapers, Row
 
 if TYPE_CHECKING:
     from .library import Library
@@ -226,17 +226,59 @@ class KeywordCache(Cache):
         self._begun = self._ended = 0
         # A write's change that keywords/ failed to take after it was answered: retried with the next.
         self._backlog: ChangeSet | None = None
+        # The papers of the apply in flight, which searches read through a KeywordView meanwhile.
+        self._pending: PendingPapers | None = None
+        self._answered_generation = -1  # the write that apply brings keywords/ to
 
-    def expect(self) -> None:
-        """A write is about to be answered before this cache applies it."""
+    def _with_backlog(self, changes: ChangeSet) -> ChangeSet:
+        return ChangeSet.merged([self._backlog, changes], changes.generation) if self._backlog is not None else changes
+
+    def expect(self, changes: ChangeSet) -> None:
+        """``changes`` are about to be answered before this cache applies them: until it has, searches
+        read them through a view (``reading``), or wait when they touch over PENDING_MAX papers."""
+        changes = self._with_backlog(changes)
+        changed = [*changes.changed.tolist(), *changes.refreshed]
+        pending = None
+        if len(changed) + len(changes.removed) <= PENDING_MAX:
+            # Re-read from the store: the index holds the filter fields too, which a metadata-only
+            # change (refreshed) moves.
+            pending = PendingPapers(self.library.store.keyword_rows(changed), [*changed, *changes.removed])
         with self._settled:
             self._begun += 1
+            self._pending = pending
+            self._answered_generation = changes.generation
 
     def settled(self) -> None:
         """The apply that ``expect`` announced has ended (committed or failed)."""
         with self._settled:
             self._ended = self._begun
+            self._pending = None
             self._settled.notify_all()
+
+    def readable_generation(self) -> int:
+        """The last write a search of this process sees here: an apply in flight's, whose writes were
+        answered (a search reads them through a view, or waits for them)."""
+        with self._settled:
+            return max(self.generation, self._answered_generation) if self._ended < self._begun else self.generation
+
+    def reading(self, timeout: float) -> KeywordIndex | KeywordView | None:
+        """The index holding every write answered before this call. While an apply of answered writes
+        is in flight: a view of the committed snapshot with that apply's papers; waited for (at most
+        ``timeout`` seconds) only when it is too large to view, the snapshot holds none of its words,
+        or titles weigh more (settings.title_weight)."""
+        with self._settled:
+            pending = self._pending if self._ended < self._begun else None
+            index = self.index
+        if pending is not None and index is not None and self.library.settings.title_weight == 1.0:
+            base = index.snapshot()
+            if pending.ready(base):
+                return KeywordView(base, pending, lambda where: self.library.filter_columns().allowed(where),
+                                   lambda: self._settled_index(timeout))
+        return self._settled_index(timeout)
+
+    def _settled_index(self, timeout: float) -> KeywordIndex | None:
+        self.wait_settled(timeout)
+        return self.index
 
     def wait_settled(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) for the apply in flight, if any, of writes answered
@@ -285,14 +327,12 @@ class KeywordCache(Cache):
         return None
 
     def apply(self, changes: ChangeSet) -> None:
-        if self._backlog is not None:
-            changes = ChangeSet.merged([self._backlog, changes], changes.generation)
-        self._backlog = changes
+        changes = self._backlog = self._with_backlog(changes)
         if changes.rows or changes.removed or changes.refreshed:
-            # Re-read from the store: the index holds the filter fields too, which a metadata-only
-            # change (refreshed) moves.
             changed = [*changes.changed.tolist(), *changes.refreshed]
-            self.index.write(self.library.store.keyword_rows(changed), [*changed, *changes.removed], changes.generation)
+            pending = self._pending  # the rows ``expect`` read for this apply
+            rows = pending.rows if pending is not None else self.library.store.keyword_rows(changed)
+            self.index.write(rows, [*changed, *changes.removed], changes.generation)
         else:
             self.index.generation = changes.generation
         self._backlog = None

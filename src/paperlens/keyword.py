@@ -24,6 +24,8 @@ English, as tantivy's ``en_stem``) matters: outside measurements on a held-out B
 from __future__ import annotations
 
 import contextlib
+import copy
+import json
 import math
 import os
 import re
@@ -65,6 +67,11 @@ INSIDE_FILTER_MAX_SHARE = 0.15
 # 6,000, but 59 against 129 for 20,000 (the same scores; a 3-word query, p50).
 PK_UNION_MAX = 4096
 WRITE_HEAP = 20_000_000  # bytes; one small batch per ingest
+# tantivy's BM25 parameters (its explanations name them): PendingPapers scores as tantivy does.
+BM25_K1, BM25_B = 1.2, 0.75
+# A commit in flight changing more papers than this is waited for rather than read through a
+# KeywordView: the view scores its papers in Python and over-fetches by as many.
+PENDING_MAX = 1000
 REBUILD_HEAP = 256_000_000
 
 # (pk, title, abstract), then optionally (date, categories, popularity, author keys): the fields
@@ -145,6 +152,21 @@ def like_terms(texts: Sequence[str], weights: Sequence[float] | None, how: MoreL
         return []
     best = scored[0][0]
     return [(term, (score / best) ** how.boost_power if how.boost_power else 1.0) for score, term in scored]
+
+
+def collection_idf(terms: Terms, stats: TermStats | None, local_stats: Callable[[Sequence[str]], TermStats]) -> Terms:
+    """``terms`` with each weight times idf(collection) / idf(here): a shard's BM25 scores as if
+    it held the whole collection's document frequencies (shards.py). Its average length stays
+    its own, which differs little between shards of a hashed split."""
+    if stats is None or not terms:
+        return terms
+    here = local_stats([term for term, _ in terms])
+    out = []
+    for term, weight in terms:
+        local = here.doc_freq.get(term, 0)
+        factor = bm25_idf(stats.doc_freq.get(term, local), stats.docs) / bm25_idf(local, here.docs) if local else 1.0
+        out.append((term, weight * factor))
+    return out
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -290,6 +312,10 @@ class KeywordIndex:
         self._index.reload()
         self._searcher = self._index.searcher()
 
+    def snapshot(self) -> KeywordIndex:
+        """This index as it reads now: a later commit (``write``, ``reload``) moves this object on, not the snapshot."""
+        return copy.copy(self)
+
     def write(self, added: Iterable[Row], removed: Iterable[int], generation: int, heap: int = WRITE_HEAP, threads: int = 1) -> None:
         """One commit: ``removed`` pks deleted, then ``added`` papers (re)indexed.
 
@@ -335,18 +361,7 @@ class KeywordIndex:
         return TermStats(searcher.num_docs, {term: searcher.doc_freq("text", term) for term in dict.fromkeys(terms)})
 
     def with_collection_idf(self, terms: Terms, stats: TermStats | None) -> Terms:
-        """``terms`` with each weight times idf(collection) / idf(here): a shard's BM25 scores as if
-        it held the whole collection's document frequencies (shards.py). Its average length stays
-        its own, which differs little between shards of a hashed split."""
-        if stats is None or not terms:
-            return terms
-        here = self.term_stats([term for term, _ in terms])
-        out = []
-        for term, weight in terms:
-            local = here.doc_freq.get(term, 0)
-            factor = bm25_idf(stats.doc_freq.get(term, local), stats.docs) / bm25_idf(local, here.docs) if local else 1.0
-            out.append((term, weight * factor))
-        return out
+        return collection_idf(terms, stats, self.term_stats)
 
     def filter_query(self, filters: Filters) -> tantivy.Query:
         """The papers that pass the filters, as one query that scores 0: what FilterColumns.allowed
@@ -413,9 +428,194 @@ class KeywordIndex:
                 return pks[keep][:k], scores[keep][:k]
             limit *= 4
 
+    def holding(self, pks: Iterable[int]) -> int:
+        """How many of ``pks`` this index holds."""
+        pks = list(pks)
+        if not pks:
+            return 0
+        return len(self._searcher.search(self._within(tantivy.Query.all_query(), pks), len(pks), count=False).hits)
+
     def scores(self, terms: Terms, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
         """BM25 score of each of ``pks`` that has a query term (the others score 0 and are left out)."""
         if not terms or not pks:
             return {}
         found, scores = self._run(self._searcher, self._within(self._text_query(terms, title_weight), pks), len(pks))
         return dict(zip(found.tolist(), scores.tolist()))
+
+
+def _explained(node: dict, description: str) -> float | None:
+    """The value of the first step of a tantivy explanation whose description starts so."""
+    if node.get("description", "").startswith(description):
+        return float(node["value"])
+    for child in node.get("details", []):
+        found = _explained(child, description)
+        if found is not None:
+            return found
+    return None
+
+
+def _explain(searcher: tantivy.Searcher, query: tantivy.Query) -> dict | None:
+    """tantivy's explanation of the first paper ``query`` finds, as a dict; None when it finds none."""
+    hits = searcher.search(query, 1, count=False).hits
+    return json.loads(query.explain(searcher, hits[0][1]).to_json()) if hits else None
+
+
+def stored_length(tokens: int) -> int:
+    """A field's length as tantivy keeps it for BM25: in one byte, as Lucene's SmallFloat.intToByte4
+    (24 lengths exact, then 3 bits of mantissa above a leading 1), rounded down."""
+    if tokens < 24:
+        return tokens
+    excess = tokens - 24
+    shift = max(excess.bit_length() - 4, 0)
+    return 24 + (excess >> shift << shift)
+
+
+@dataclass(frozen=True)
+class _PendingPaper:
+    pk: int
+    counts: dict[str, int]  # term -> occurrences in title + abstract
+    length: int  # that field's length as tantivy's field norm stores it (stored_length)
+
+
+class PendingPapers:
+    """The papers a write was answered for whose keywords/ commit is still in flight (group commit
+    answers first): their rows as the commit indexes them, and every pk it changes or removes.
+
+    A search reads the committed snapshot without the pks and scores these few papers here, rather
+    than wait for the commit: under a stream of writes commits run back to back, and every search
+    used to wait for one. tantivy's statistics count replaced and deleted papers until a merge
+    drops them, so once the commit lands N is the snapshot's plus these papers and a term's
+    document frequency the snapshot's plus these papers that hold it: every paper of the view, the
+    snapshot's too (``reweighted``), is scored with that idf. The average length stays the
+    snapshot's for all of them (it moves by these few papers' share; the snapshot's papers cannot
+    be re-normalised). Each paper is tokenised by the index's own analyzer when a search first
+    reads them. Only the "text" field: a view is not used with a title weight."""
+
+    def __init__(self, rows: Sequence[Row], hidden: Iterable[int]):
+        self.rows = list(rows)
+        self.pks = np.array(sorted(int(row[0]) for row in self.rows), dtype=np.int64)
+        self.hidden = frozenset(int(pk) for pk in hidden)
+        self._lock = threading.Lock()
+        self._papers: dict[int, _PendingPaper] | None = None
+        self._holders: Counter[str] = Counter()
+        self._base_stats: tuple[float, float] | None = None  # the snapshot's N and average length, as its BM25 reads them
+        self._count: int | None = None
+
+    def _prepared(self) -> dict[int, _PendingPaper]:
+        with self._lock:
+            if self._papers is None:
+                papers = {}
+                for row in self.rows:
+                    counts = dict(Counter(_ANALYZER.analyze(paper_text(row[1], row[2]))))
+                    papers[int(row[0])] = _PendingPaper(int(row[0]), counts, stored_length(sum(counts.values())))
+                self._holders = Counter(term for paper in papers.values() for term in paper.counts)
+                self._papers = papers
+            return self._papers
+
+    def ready(self, base: KeywordIndex) -> bool:
+        """Whether ``base``'s statistics could be read: from its explanation of a paper holding one
+        of these papers' terms (tantivy does not expose N with deleted papers, nor average lengths)."""
+        if self._base_stats is not None:
+            return True
+        papers = self._prepared()
+        with self._lock:
+            if self._base_stats is None:
+                for term in list(self._holders)[:50]:
+                    explained = _explain(base._searcher, tantivy.Query.term_query(base._schema, "text", term))
+                    if explained is not None:
+                        self._base_stats = (_explained(explained, "N,"), _explained(explained, "avgdl,"))
+                        break
+            return self._base_stats is not None or not papers
+
+    def count(self, base: KeywordIndex) -> int:
+        """Papers ``base`` holds once the commit lands (read once: every search of the view asks)."""
+        with self._lock:
+            if self._count is None:
+                self._count = len(base) - base.holding(self.hidden) + len(self.rows)
+            return self._count
+
+    def doc_freq(self, base: KeywordIndex, term: str) -> int:
+        """How many papers hold ``term`` once the commit lands, as tantivy counts them."""
+        self._prepared()
+        return base._searcher.doc_freq("text", term) + self._holders[term]
+
+    def _idf(self, base: KeywordIndex, term: str) -> tuple[float, float]:
+        """The term's idf in ``base`` and once the commit lands (the same when there is nothing to read)."""
+        if not self.ready(base) or self._base_stats is None:
+            return 1.0, 1.0
+        docs = self._base_stats[0]
+        before = base._searcher.doc_freq("text", term)
+        return bm25_idf(before, docs), bm25_idf(before + self._holders[term], docs + len(self.rows))
+
+    def reweighted(self, base: KeywordIndex, terms: Terms) -> Terms:
+        """``terms`` for ``base`` with each weight times idf(once committed) / idf(base): its papers score
+        with the idf these papers get (a term ``base`` lacks finds nothing there either way)."""
+        out = []
+        for term, weight in terms:
+            before, after = self._idf(base, term)
+            out.append((term, weight * after / before if before > 0 else weight))
+        return out
+
+    def scores(self, base: KeywordIndex, terms: Terms, pks: Iterable[int] | None = None) -> dict[int, float]:
+        """BM25 of these papers (or of those of them among ``pks``) that hold a query term, tantivy's
+        formula with the committed idf and ``base``'s average length."""
+        papers = self._prepared()
+        wanted = papers.values() if pks is None else [papers[pk] for pk in pks if pk in papers]
+        if not wanted or not self.ready(base):
+            return {}
+        average = self._base_stats[1]
+        idf = {term: self._idf(base, term)[1] for term, _ in terms}
+        scores: dict[int, float] = {}
+        for paper in wanted:
+            norm = BM25_K1 * (1.0 - BM25_B + BM25_B * paper.length / average)
+            found = [weight * idf[term] * (BM25_K1 + 1.0) * paper.counts[term] / (paper.counts[term] + norm)
+                     for term, weight in terms if term in paper.counts]
+            if found:
+                scores[paper.pk] = sum(found)
+        return scores
+
+
+class KeywordView:
+    """keywords/ as it reads once the commit in flight has landed: the committed snapshot less the
+    papers that commit changes or removes, plus its changed papers scored here (``PendingPapers``).
+    Answers the reads searches make of a KeywordIndex; with a title weight, ``settled`` (the index
+    once the commit has landed) answers instead."""
+
+    def __init__(self, base: KeywordIndex, pending: PendingPapers, allowed_for: Callable[[Filters], np.ndarray],
+                 settled: Callable[[], KeywordIndex]):
+        self.base, self.pending, self._allowed_for, self._settled = base, pending, allowed_for, settled
+
+    def __len__(self) -> int:
+        return self.pending.count(self.base)
+
+    def term_stats(self, terms: Sequence[str]) -> TermStats:
+        return TermStats(len(self), {term: self.pending.doc_freq(self.base, term) for term in dict.fromkeys(terms)})
+
+    def with_collection_idf(self, terms: Terms, stats: TermStats | None) -> Terms:
+        return collection_idf(terms, stats, self.term_stats)
+
+    def more_like_this(self, texts: Sequence[str], weights: Sequence[float] | None = None, how: MoreLikeThis = MoreLikeThis(),
+                       indexed: bool = False) -> Terms:
+        return like_terms(texts, weights, how, indexed, self.term_stats)
+
+    def top(self, terms: Terms, k: int, title_weight: float = 1.0, allowed: np.ndarray | None = None,
+            where: Filters | None = None) -> list[tuple[int, float]]:
+        if title_weight != 1.0:
+            return self._settled().top(terms, k, title_weight, allowed, where)
+        if not terms or k <= 0 or (allowed is not None and len(allowed) == 0):
+            return []
+        hidden = self.pending.hidden
+        found = [(pk, score) for pk, score in self.base.top(self.pending.reweighted(self.base, terms), k + len(hidden), 1.0, allowed, where)
+                 if pk not in hidden]
+        if allowed is None and where is not None and where.active():
+            allowed = self._allowed_for(where)
+        candidates = self.pending.pks if allowed is None else self.pending.pks[np.isin(self.pending.pks, allowed)]
+        added = self.pending.scores(self.base, terms, candidates.tolist())
+        return sorted(found + list(added.items()), key=lambda hit: -hit[1])[:k]
+
+    def scores(self, terms: Terms, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
+        if title_weight != 1.0:
+            return self._settled().scores(terms, pks, title_weight)
+        hidden = self.pending.hidden
+        found = self.base.scores(self.pending.reweighted(self.base, terms), [pk for pk in pks if pk not in hidden])
+        return found | self.pending.scores(self.base, terms, pks)

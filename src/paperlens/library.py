@@ -58,7 +58,7 @@ from .errors import (
 from .faults import crash_point
 from .filters import FilterColumns
 from .index import SearchTuning, VectorIndex, choose_layout, fsync_dir, layout_params, params_outdated
-from .keyword import KeywordIndex
+from .keyword import KeywordIndex, KeywordView
 from .limits import check_paper_sizes
 from .locking import WriterLock
 from .papers import PAPERLENS, InvalidRecord, Paper, lookup_keys, normalise_id, title_key
@@ -189,12 +189,12 @@ class Library:
         return self.faiss_cache.index
 
     @property
-    def keywords(self) -> KeywordIndex | None:
+    def keywords(self) -> KeywordIndex | KeywordView | None:
         """The BM25 side; replaced whole by writers, as ``index`` is. Holds every write answered
-        before this call: a keywords/ commit still in flight (group commit answers first) is
-        waited for, except by the writer itself."""
+        before this call: while a keywords/ commit is still in flight (group commit answers first),
+        a view with that commit's papers (``KeywordCache.reading``), except for the writer itself."""
         if not self.writer.held:
-            self.keyword_cache.wait_settled(self.settings.writer_wait_seconds)
+            return self.keyword_cache.reading(self.settings.writer_wait_seconds)
         return self.keyword_cache.index
 
     def filter_columns(self) -> FilterColumns:
@@ -261,7 +261,7 @@ class Library:
             crash_point(f"cache-applied:{cache.key}")
         keywords = self.keyword_cache
         if answer is not None:
-            keywords.expect()
+            keywords.expect(changes)
             answer()
         try:
             keywords.apply(changes)
@@ -279,8 +279,9 @@ class Library:
 
     @property
     def generation(self) -> int:
-        """The store write every cache of this process reflects."""
-        return min(cache.generation for cache in self.caches)
+        """The store write every cache of this process reflects (keywords/: as its searches read it,
+        ``KeywordCache.readable_generation``)."""
+        return min(cache.readable_generation() if cache is self.keyword_cache else cache.generation for cache in self.caches)
 
     def catch_up(self) -> bool:
         """Bring the caches up to the writes other processes committed since (a CLI ingest or delete
