@@ -228,6 +228,9 @@ def main() -> int:
     parser.add_argument("--api-key", help="sent as X-API-Key on writes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s per client (0: next request at once)")
+    parser.add_argument("--server-nice", type=int, default=0,
+                        help="run the server this much nicer than the clients, so that on shared cores they read each answer "
+                             "when it is sent, as remote clients would (0: same priority)")
     args = parser.parse_args()
     if args.url:
         return asyncio.run(run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
@@ -240,7 +243,7 @@ def main() -> int:
         index = Path(tmp) / "index"
         subprocess.run([sys.executable, "-m", "paperlens.cli", "ingest", "--demo", "--quiet", "--index", str(index)],
                        check=True, capture_output=True)
-        server = ServerProcess(index, Path(tmp) / "server.log")
+        server = ServerProcess(index, Path(tmp) / "server.log", nice=args.server_nice)
         try:
             return asyncio.run(run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
         finally:

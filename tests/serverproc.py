@@ -23,7 +23,7 @@ class ServerProcess:
     """Start, wait for /health, kill -9. The log goes to a file so a failed start can be read."""
 
     def __init__(self, index: Path, log: Path, env: dict[str, str] | None = None, start_timeout: float = 180.0,
-                 create: bool = False):
+                 create: bool = False, nice: int = 0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
@@ -33,6 +33,7 @@ class ServerProcess:
             [sys.executable, "-m", "paperlens.cli", "serve", "--index", str(index), "--port", str(self.port)]
             + (["--create"] if create else []),
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,  # every thread of the server inherits it
         )
         self._wait_ready(start_timeout)
 

@@ -86,3 +86,24 @@ def test_which_requests_are_reads():
     assert not is_read("POST", "/papers") and not is_read("DELETE", "/papers/x") and not is_read("POST", "/users/1/interactions")
     assert not is_read("PUT", "/users/1/interests")
     assert search_slots(Settings(search_concurrency=3)) == 3 and search_slots(Settings()) >= 1
+
+
+def test_a_write_in_flight_holds_one_search_slot_back(index_dir, held_search, monkeypatch):
+    """With two slots and a write in flight, one search runs and the next read waits; once the write
+    is answered the second slot is free again, though the first search still runs."""
+    written, release_write = hold_calls(monkeypatch, api, "ingest")
+    with TestClient(create_app(Settings(index=index_dir, show_progress=False, search_concurrency=2, search_queue_seconds=60))) as client, \
+            ThreadPoolExecutor(4) as pool:
+        write = pool.submit(client.post, "/papers", json=[{"id": "2501.00009", "title": "Dark energy surveys", "abstract": "Supernovae."}])
+        assert written.wait(30)
+        first = pool.submit(client.get, "/search", params={"q": "protein"})
+        assert held_search[0].wait(30)  # the one slot a write leaves
+        second = pool.submit(client.get, "/papers/2401.00001")
+        with pytest.raises(TimeoutError):
+            second.result(0.5)  # waits: the other slot is the write's
+        release_write.set()
+        assert write.result(60).status_code == 201
+        assert second.result(60).status_code == 200  # the write is answered: its slot is a search's again
+        assert not first.done()
+        held_search[1].set()
+        assert first.result(60).status_code == 200

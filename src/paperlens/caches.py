@@ -241,8 +241,12 @@ class KeywordCache(Cache):
         pending = None
         if len(changed) + len(changes.removed) <= PENDING_MAX:
             # Re-read from the store: the index holds the filter fields too, which a metadata-only
-            # change (refreshed) moves.
-            pending = PendingPapers(self.library.store.keyword_rows(changed), [*changed, *changes.removed])
+            # change (refreshed) moves. The writes are committed: a failure here only means
+            # searches wait for this apply, as they would for a large one.
+            try:
+                pending = PendingPapers(self.library.store.keyword_rows(changed), [*changed, *changes.removed])
+            except Exception:
+                log.exception("papers of write %d could not be read for searches during its keywords/ commit", changes.generation)
         with self._settled:
             self._begun += 1
             self._pending = pending

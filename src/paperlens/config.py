@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     writer_wait_seconds: float = Field(60.0, ge=0.0, description="how long a write waits for another process's write")
     # Searches (every read route) a server runs at once; the others wait on the event loop, in
     # order, while writes never wait for a slot (admission.py). None: one per core; 0: no bound.
-    search_concurrency: int | None = Field(None, ge=0, description="searches a server runs at once; None = cores, 0 = no bound")
+    search_concurrency: int | None = Field(None, ge=0, description="searches a server runs at once (one less while a write is in flight); None = cores, 0 = no bound")
     search_queue_seconds: float = Field(30.0, gt=0, description="a read that waited this long for a slot is answered 503")
     # How long a server's thread may keep the GIL while another waits for it (sys.setswitchinterval;
     # Python's default is 5 ms). A search's threads hand over work constantly (the event loop, the
