@@ -430,10 +430,14 @@ class KeywordIndex:
 
     def holding(self, pks: Iterable[int]) -> int:
         """How many of ``pks`` this index holds."""
-        pks = list(pks)
+        pks = [int(pk) for pk in pks]
         if not pks:
             return 0
-        return len(self._searcher.search(self._within(tantivy.Query.all_query(), pks), len(pks), count=False).hits)
+        if len(pks) <= PK_UNION_MAX:
+            only = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "pk", pk)) for pk in pks])
+        else:
+            only = tantivy.Query.term_set_query(self._schema, "pk", pks)
+        return len(self._searcher.search(only, len(pks), count=False).hits)
 
     def scores(self, terms: Terms, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
         """BM25 score of each of ``pks`` that has a query term (the others score 0 and are left out)."""
@@ -520,7 +524,10 @@ class PendingPapers:
         papers = self._prepared()
         with self._lock:
             if self._base_stats is None:
-                for term in list(self._holders)[:50]:
+                # The rarest of their terms that ``base`` holds: its first paper is found at once (the
+                # count includes deleted papers, so a term may find none).
+                held = sorted((freq, term) for term in self._holders if (freq := base._searcher.doc_freq("text", term)))
+                for _, term in held[:20]:
                     explained = _explain(base._searcher, tantivy.Query.term_query(base._schema, "text", term))
                     if explained is not None:
                         self._base_stats = (_explained(explained, "N,"), _explained(explained, "avgdl,"))
