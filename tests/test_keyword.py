@@ -322,7 +322,7 @@ def test_papers_of_a_commit_in_flight_score_as_tantivy_will(tmp_path):
     before = index.snapshot()
     pending = keyword.PendingPapers(changed, [row[0] for row in changed])
     assert pending.ready(before)
-    average = keyword._explained(keyword._explain(before._searcher, tantivy.Query.term_query(before._schema, "text", "w1")), "avgdl,")
+    average = keyword._explained(before.explain_term("w1"), "avgdl,")
     index.write(changed, [row[0] for row in changed], 2)
     for query in (query_terms("w1 w7 w33 running"), [("w2", 1.0), ("w40", 0.3), ("uniqueword", 2.0)], query_terms("absent words only")):
         got = pending.scores(before, query)

@@ -355,6 +355,14 @@ class KeywordIndex:
         """A keyword query for papers like ``texts``, by this index's term statistics (``like_terms``)."""
         return like_terms(texts, weights, how, indexed, self.term_stats)
 
+    def doc_freq(self, term: str) -> int:
+        """Papers holding ``term`` in the "text" field, deleted ones until a merge drops them (as BM25 counts)."""
+        return self._searcher.doc_freq("text", term)
+
+    def explain_term(self, term: str) -> dict | None:
+        """tantivy's explanation of ``term``'s BM25 for the first paper holding it (None when none does)."""
+        return _explain(self._searcher, tantivy.Query.term_query(self._schema, "text", term))
+
     def term_stats(self, terms: Sequence[str]) -> TermStats:
         """Papers held and, of each term, how many hold it (in the "text" field)."""
         searcher = self._searcher
@@ -478,7 +486,7 @@ def stored_length(tokens: int) -> int:
 class _PendingPaper:
     pk: int
     counts: dict[str, int]  # term -> occurrences in title + abstract
-    length: int  # that field's length as tantivy's field norm stores it (stored_length)
+    length: int  # their number, as tantivy's field norm stores it (stored_length)
 
 
 class PendingPapers:
@@ -526,9 +534,9 @@ class PendingPapers:
             if self._base_stats is None:
                 # The rarest of their terms that ``base`` holds: its first paper is found at once (the
                 # count includes deleted papers, so a term may find none).
-                held = sorted((freq, term) for term in self._holders if (freq := base._searcher.doc_freq("text", term)))
+                held = sorted((freq, term) for term in self._holders if (freq := base.doc_freq(term)))
                 for _, term in held[:20]:
-                    explained = _explain(base._searcher, tantivy.Query.term_query(base._schema, "text", term))
+                    explained = base.explain_term(term)
                     if explained is not None:
                         self._base_stats = (_explained(explained, "N,"), _explained(explained, "avgdl,"))
                         break
@@ -544,14 +552,14 @@ class PendingPapers:
     def doc_freq(self, base: KeywordIndex, term: str) -> int:
         """How many papers hold ``term`` once the commit lands, as tantivy counts them."""
         self._prepared()
-        return base._searcher.doc_freq("text", term) + self._holders[term]
+        return base.doc_freq(term) + self._holders[term]
 
     def _idf(self, base: KeywordIndex, term: str) -> tuple[float, float]:
         """The term's idf in ``base`` and once the commit lands (the same when there is nothing to read)."""
         if not self.ready(base) or self._base_stats is None:
             return 1.0, 1.0
         docs = self._base_stats[0]
-        before = base._searcher.doc_freq("text", term)
+        before = base.doc_freq(term)
         return bm25_idf(before, docs), bm25_idf(before + self._holders[term], docs + len(self.rows))
 
     def reweighted(self, base: KeywordIndex, terms: Terms) -> Terms:
