@@ -393,12 +393,14 @@ class KeywordIndex:
 
     def _within(self, query: tantivy.Query, pks: Iterable[int]) -> tantivy.Query:
         """``query`` restricted to ``pks``, its scores unchanged (the filter scores 0)."""
-        pks = [int(pk) for pk in pks]
-        if len(pks) <= PK_UNION_MAX:
-            only = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "pk", pk)) for pk in pks])
-        else:
-            only = tantivy.Query.term_set_query(self._schema, "pk", pks)
+        only = self._any_of([int(pk) for pk in pks])
         return tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, tantivy.Query.const_score_query(only, 0.0))])
+
+    def _any_of(self, pks: list[int]) -> tantivy.Query:
+        """The papers of these pks (PK_UNION_MAX says which query is cheaper)."""
+        if len(pks) <= PK_UNION_MAX:
+            return tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "pk", pk)) for pk in pks])
+        return tantivy.Query.term_set_query(self._schema, "pk", pks)
 
     def _run(self, searcher: tantivy.Searcher, query: tantivy.Query, limit: int) -> tuple[np.ndarray, np.ndarray]:
         hits = searcher.search(query, limit, count=False).hits  # count=False keeps the block skipping
@@ -439,13 +441,7 @@ class KeywordIndex:
     def holding(self, pks: Iterable[int]) -> int:
         """How many of ``pks`` this index holds."""
         pks = [int(pk) for pk in pks]
-        if not pks:
-            return 0
-        if len(pks) <= PK_UNION_MAX:
-            only = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "pk", pk)) for pk in pks])
-        else:
-            only = tantivy.Query.term_set_query(self._schema, "pk", pks)
-        return len(self._searcher.search(only, len(pks), count=False).hits)
+        return len(self._searcher.search(self._any_of(pks), len(pks), count=False).hits) if pks else 0
 
     def scores(self, terms: Terms, pks: list[int], title_weight: float = 1.0) -> dict[int, float]:
         """BM25 score of each of ``pks`` that has a query term (the others score 0 and are left out)."""
