@@ -230,19 +230,21 @@ class KeywordCache(Cache):
         self._pending: PendingPapers | None = None
         self._answered_generation = -1  # the write that apply brings keywords/ to
 
-    def _with_backlog(self, changes: ChangeSet) -> ChangeSet:
-        return ChangeSet.merged([self._backlog, changes], changes.generation) if self._backlog is not None else changes
+    def _with_backlog(self, changes: ChangeSet) -> tuple[ChangeSet, list[int]]:
+        """``changes`` after any backlog, and the pks whose rows keywords/ re-reads: the index holds the
+        filter fields too, which a metadata-only change (refreshed) moves."""
+        if self._backlog is not None:
+            changes = ChangeSet.merged([self._backlog, changes], changes.generation)
+        return changes, [*changes.changed.tolist(), *changes.refreshed]
 
     def expect(self, changes: ChangeSet) -> None:
         """``changes`` are about to be answered before this cache applies them: until it has, searches
         read them through a view (``reading``), or wait when they touch over PENDING_MAX papers."""
-        changes = self._with_backlog(changes)
-        changed = [*changes.changed.tolist(), *changes.refreshed]
+        changes, changed = self._with_backlog(changes)
         pending = None
         if len(changed) + len(changes.removed) <= PENDING_MAX:
-            # Re-read from the store: the index holds the filter fields too, which a metadata-only
-            # change (refreshed) moves. The writes are committed: a failure here only means
-            # searches wait for this apply, as they would for a large one.
+            # The writes are committed: a failure here only means searches wait for this apply, as
+            # they would for a large one.
             try:
                 pending = PendingPapers(self.library.store.keyword_rows(changed), [*changed, *changes.removed])
             except Exception:
@@ -331,9 +333,9 @@ class KeywordCache(Cache):
         return None
 
     def apply(self, changes: ChangeSet) -> None:
-        changes = self._backlog = self._with_backlog(changes)
+        changes, changed = self._with_backlog(changes)
+        self._backlog = changes
         if changes.rows or changes.removed or changes.refreshed:
-            changed = [*changes.changed.tolist(), *changes.refreshed]
             pending = self._pending  # the rows ``expect`` read for this apply
             rows = pending.rows if pending is not None else self.library.store.keyword_rows(changed)
             self.index.write(rows, [*changed, *changes.removed], changes.generation)
