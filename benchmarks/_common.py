@@ -23,7 +23,9 @@ def header(title: str) -> str:
         pass
     return (f"# {title}\n# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n"
             f"# date: {dt.datetime.now().isoformat(timespec='seconds')}  machine: {platform.node()}, "
-            f"{os.cpu_count()} cores, {cpu}, flags: {' '.join(cpu_flags()) or 'none of note'}, load {os.getloadavg()[0]:.1f}")
+            f"{os.cpu_count()} cores, {cpu}, flags: {' '.join(cpu_flags()) or 'none of note'}, load {os.getloadavg()[0]:.1f}"
+            + ("\n# AVX-512, VNNI and AMX hidden from this process (benchmarks/avx2_only.py): its libraries run their AVX2 kernels"
+               if "avx2_only" in os.environ.get("LD_PRELOAD", "") else ""))
 
 
 def cpu_flags() -> list[str]:

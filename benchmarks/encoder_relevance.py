@@ -1,9 +1,10 @@
 """The int8 CPU encoder against float32: dense nDCG on every development set, agreement, speed.
 
-    PYTHONPATH=src python benchmarks/encoder_relevance.py [--unfused] [--skip-layer-norm] [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
+    PYTHONPATH=src python benchmarks/encoder_relevance.py [--both-weights] [--unfused] [--skip-layer-norm] [--old-recipe] [--onnx-fp32] [--keep-float PATTERN]...
 
 Backends (rows): ``torch`` float32, the reference; ``onnx-int8`` as shipped (paperlens.onnx_encoder,
-through its export cache, fused); with ``--unfused`` the export-format-3 recipe (MatMuls int8, no
+through its export cache, fused, with the weight type ``onnx_encoder.int8_weights`` picks for this CPU);
+with ``--both-weights`` the other weight type too (s8 or u8); with ``--unfused`` the export-format-3 recipe (MatMuls int8, no
 fusion); with ``--skip-layer-norm`` the export-format-4 recipe (residual + LayerNorm fused into
 SkipLayerNormalization as well); with ``--old-recipe`` the same graph quantised with quantize_dynamic's
 default op list (the embedding tables int8 too); with ``--onnx-fp32`` the exported graph before
@@ -139,7 +140,13 @@ def overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def build_backends(args, tmp: Path) -> list[Backend]:
     torch_encoder = Encoder(EncoderSpec("default", backend="torch", device="cpu", max_seq_length=args.max_seq_length))
     shipped = Encoder(EncoderSpec("default", backend="onnx-int8", max_seq_length=args.max_seq_length))
-    backends = [Backend("torch float32", torch_encoder.encode), Backend("onnx-int8 (fused, MatMul + Attention, shipped)", shipped.encode)]
+    weights = shipped.onnx.weights
+    backends = [Backend("torch float32", torch_encoder.encode),
+                Backend(f"onnx-int8 (fused, MatMul + Attention, shipped: {weights} weights on this CPU)", shipped.encode)]
+    if args.both_weights:
+        other = {"s8": "u8", "u8": "s8"}[weights]
+        encoder = Encoder(EncoderSpec("default", backend="onnx-int8", max_seq_length=args.max_seq_length, int8_weights=other))
+        backends.append(Backend(f"onnx-int8 with {other} weights", encoder.encode))
     # (row name, op types quantised, MatMuls kept float, graph fused with SkipLayerNormalization first)
     variants: list[tuple[str, tuple[str, ...] | None, tuple[str, ...], bool]] = []
     if args.unfused:
@@ -166,7 +173,7 @@ def build_backends(args, tmp: Path) -> list[Backend]:
                 shutil.copy(tmp / file, folder / file)
             graph = fuse(fp32, folder / "fused.onnx", config.num_attention_heads, config.hidden_size, True) if skip_fused else fp32
             quantise(graph, folder / MODEL_FILE, op_types, keep)
-            backends.append(Backend(name, OnnxInt8Encoder(folder, max_seq_length=args.max_seq_length).encode))
+            backends.append(Backend(name, OnnxInt8Encoder(folder, max_seq_length=args.max_seq_length, model_file=MODEL_FILE).encode))
         if args.onnx_fp32:
             backends.append(Backend("onnx float32", OnnxInt8Encoder(tmp, max_seq_length=args.max_seq_length, model_file=FP32_FILE).encode))
     return backends
@@ -180,6 +187,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--onnx-fp32", action="store_true", help="add the exported float32 graph")
     parser.add_argument("--keep-float", action="append", default=[], metavar="PATTERN",
                         help="add the shipped recipe with MatMuls whose name contains PATTERN float (repeatable)")
+    parser.add_argument("--both-weights", action="store_true", help="add the int8 graph with the weight type this CPU does not pick (s8 / u8)")
     parser.add_argument("--max-seq-length", type=int, default=None, help="token limit (default: the model's)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="folder holding the development sets")
     parser.add_argument("--rounds", type=int, default=3, help="speed rounds (median)")

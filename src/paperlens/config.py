@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     nprobe: int = Field(32, ge=1, le=65536, description="inverted lists visited per query (ivfpq layout)")
     # 'auto': torch on a GPU, onnx-int8 on a CPU (0.3 nDCG@10 points for 3.3x faster queries, see embed.py).
     backend: Literal["auto", "torch", "onnx-int8"] = Field("auto", description="encoder runtime; onnx-int8 is CPU only")
+    # 'auto': signed weights where the CPU has VNNI, unsigned on x86 without it, where ONNX Runtime's
+    # AVX2 kernel saturates signed products (onnx_encoder.int8_weights).
+    int8_weights: Literal["auto", "s8", "u8"] = Field("auto", description="the onnx-int8 graph's weight type")
     threads: int | None = Field(None, ge=1, description="encoder threads; None = the machine's cores")
     show_progress: bool = True
 

@@ -105,6 +105,7 @@ class EncoderSpec:
     backend: str = "auto"
     threads: int | None = None
     query_cache: int = 1024  # query vectors kept (Encoder.encode_query); 0 keeps none
+    int8_weights: str = "auto"  # the onnx-int8 graph: s8, u8, or auto (onnx_encoder.int8_weights)
 
 
 class Encoder:
@@ -155,7 +156,7 @@ class Encoder:
             raise
         except Exception as exc:  # export or quantisation failed: 'auto' then falls back to torch
             raise UnsupportedModel(f"cannot export model {spec.model!r} to ONNX: {exc.__class__.__name__}: {str(exc)[:300]}") from exc
-        self.onnx = OnnxInt8Encoder(folder, threads=spec.threads, max_seq_length=spec.max_seq_length)
+        self.onnx = OnnxInt8Encoder(folder, threads=spec.threads, max_seq_length=spec.max_seq_length, weights=spec.int8_weights)
         self.dim = self.onnx.dim
 
     def add_observer(self, observer: Callable[[int, float], None]) -> None:

@@ -35,7 +35,7 @@ from .config import DEFAULT_MODEL, Settings
 from .embed import model_identity, pick_backend
 from .errors import InvalidInput
 from .library import Library, ingest, open_library
-from .onnx_encoder import EXPORT_FORMAT
+from .onnx_encoder import EXPORT_FORMAT, int8_weights
 from .papers import InvalidRecord, Paper, normalise_id, read_papers
 from .search import MODES, Mode, search_text, similar_to_paper, similar_to_text
 
@@ -156,7 +156,8 @@ def cache_folder(folder: Path, settings: Settings, cache_root: Path) -> Path:
             digest.update(block)
     digest.update(model_identity(settings.model or DEFAULT_MODEL).encode())
     backend = pick_backend(settings.backend, settings.device)
-    export = f"|onnx{EXPORT_FORMAT}" if backend == "onnx-int8" else ""  # a new int8 recipe gives other vectors
+    # a new int8 recipe, or the other weight type, gives other vectors
+    export = f"|onnx{EXPORT_FORMAT}{int8_weights(settings.int8_weights)}" if backend == "onnx-int8" else ""
     digest.update(f"|{settings.max_seq_length}|{backend}{export}|{ENCODING_VERSION}".encode())
     return Path(cache_root) / f"eval-{digest.hexdigest()[:16]}"
 

@@ -217,6 +217,7 @@ class Library:
             backend=self.settings.backend,
             threads=self.settings.threads,
             query_cache=self.settings.query_cache,
+            int8_weights=self.settings.int8_weights,
         )
 
     @property
