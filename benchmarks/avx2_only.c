@@ -107,7 +107,7 @@ static int masked_cpuinfo(void) {
     if (in < 0)
         return -1;
     int out = memfd_create("cpuinfo", 0);
-    static char line[65536];
+    char line[8192]; /* on the stack: two threads may open the file at once */
     size_t used = 0;
     char c;
     while (out >= 0 && read(in, &c, 1) == 1) {
@@ -142,24 +142,27 @@ static int masked_cpuinfo(void) {
     return out;
 }
 
-static int is_cpuinfo(const char *path) { return path && strcmp(path, "/proc/cpuinfo") == 0; }
+/* The masked copy when ``path`` is /proc/cpuinfo, else -1: the file itself is opened. */
+static int opened_cpuinfo(const char *path) { return path && strcmp(path, "/proc/cpuinfo") == 0 ? masked_cpuinfo() : -1; }
 
-#define OPEN_WRAPPER(name, ...)                                                   \
-    int name(const char *path, int flags, ...) {                                  \
-        mode_t mode = 0;                                                          \
-        if (flags & (O_CREAT | O_TMPFILE)) {                                      \
+/* open's optional third argument, there only with O_CREAT or O_TMPFILE. */
+#define TAKE_MODE(flags, mode)                                                    \
+    do {                                                                          \
+        if ((flags) & (O_CREAT | O_TMPFILE)) {                                    \
             va_list args;                                                         \
             va_start(args, flags);                                                \
             mode = va_arg(args, mode_t);                                          \
             va_end(args);                                                         \
         }                                                                         \
-        if (is_cpuinfo(path)) {                                                   \
-            int fd = masked_cpuinfo();                                            \
-            if (fd >= 0)                                                          \
-                return fd;                                                        \
-        }                                                                         \
+    } while (0)
+
+#define OPEN_WRAPPER(name)                                                        \
+    int name(const char *path, int flags, ...) {                                  \
+        mode_t mode = 0;                                                          \
+        TAKE_MODE(flags, mode);                                                   \
+        int fd = opened_cpuinfo(path);                                            \
         int (*real)(const char *, int, ...) = dlsym(RTLD_NEXT, #name);            \
-        return real(path, flags, mode);                                           \
+        return fd >= 0 ? fd : real(path, flags, mode);                            \
     }
 OPEN_WRAPPER(open)
 OPEN_WRAPPER(open64)
@@ -167,32 +170,19 @@ OPEN_WRAPPER(open64)
 #define OPENAT_WRAPPER(name)                                                      \
     int name(int dir, const char *path, int flags, ...) {                         \
         mode_t mode = 0;                                                          \
-        if (flags & (O_CREAT | O_TMPFILE)) {                                      \
-            va_list args;                                                         \
-            va_start(args, flags);                                                \
-            mode = va_arg(args, mode_t);                                          \
-            va_end(args);                                                         \
-        }                                                                         \
-        if (is_cpuinfo(path)) {                                                   \
-            int fd = masked_cpuinfo();                                            \
-            if (fd >= 0)                                                          \
-                return fd;                                                        \
-        }                                                                         \
+        TAKE_MODE(flags, mode);                                                   \
+        int fd = opened_cpuinfo(path);                                            \
         int (*real)(int, const char *, int, ...) = dlsym(RTLD_NEXT, #name);       \
-        return real(dir, path, flags, mode);                                      \
+        return fd >= 0 ? fd : real(dir, path, flags, mode);                       \
     }
 OPENAT_WRAPPER(openat)
 OPENAT_WRAPPER(openat64)
 
 #define FOPEN_WRAPPER(name)                                                       \
     FILE *name(const char *path, const char *how) {                               \
-        if (is_cpuinfo(path)) {                                                   \
-            int fd = masked_cpuinfo();                                            \
-            if (fd >= 0)                                                          \
-                return fdopen(fd, "r");                                           \
-        }                                                                         \
+        int fd = opened_cpuinfo(path);                                            \
         FILE *(*real)(const char *, const char *) = dlsym(RTLD_NEXT, #name);      \
-        return real(path, how);                                                   \
+        return fd >= 0 ? fdopen(fd, "r") : real(path, how);                       \
     }
 FOPEN_WRAPPER(fopen)
 FOPEN_WRAPPER(fopen64)
