@@ -215,9 +215,11 @@ def int8_weights(choice: str = "auto") -> str:
     Why: ONNX Runtime multiplies unsigned activations by signed weights with VNNI's vpdpbusd, which
     sums in 32 bits, but without VNNI with AVX2's vpmaddubsw, which adds each pair of products into
     16 bits and saturates. Measured on one 2-core Xeon with and without AVX-512 and VNNI hidden
-    (benchmarks/avx2_only.py), 256 scifact abstracts' cosine to float32, mean / min: VNNI s8 0.9947 /
-    0.9907, AVX2 s8 0.9933 / 0.9889 (scifact nDCG@10 -3.0 points against float32 instead of -0.8), AVX2
-    u8 0.9947 / 0.9905 at 11 % fewer abstracts a second; on VNNI u8 runs at half the speed of s8."""
+    (benchmarks/avx2_only.py), 6,275 abstracts as queries, top-10 overlap with float32 (worst vector
+    cosine): VNNI s8 0.910 (0.989), AVX2 s8 0.904 (0.980), AVX2 u8 0.909 (0.989); the whole ingest
+    on AVX2 is 22 % slower with u8 (26.9 against 34.4 abstracts/s), and on VNNI u8 runs at half the
+    speed of s8 (README, "On a CPU without VNNI").
+    """
     if choice != "auto":
         return choice
     import platform

@@ -31,7 +31,7 @@ def skip_sapphire_rapids_kernels() -> str | None:
     faiss 1.15 chooses its SIMD level when it loads (``FAISS_SIMD_LEVEL`` overrides). On a 2-core
     Sapphire Rapids Xeon its AVX512_SPR level searched an HNSW graph of 8-bit codes 1.7x slower than
     its AVX512 level, with the same answers (200k papers: 1.44 against 0.84 ms; flat and IVF-PQ
-    fast-scan searches alike at both levels; README, "Search at 1M papers"). A level the user set
+    fast-scan searches alike at both levels; README, "On a CPU without VNNI"). A level the user set
     is kept, as is a FAISS that does not dispatch at run time."""
     config = getattr(faiss, "SIMDConfig", None)
     if os.environ.get("FAISS_SIMD_LEVEL") or config is None or not config.has_dynamic_dispatch():
