@@ -79,7 +79,7 @@ async def create_user(client: httpx.AsyncClient, name: int, headers: dict[str, s
 
 
 async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, max_requests: int, rng: random.Random,
-                      name: int, headers: dict[str, str], user: LoadUser, likeable: list[str], rate: float) -> None:
+                      name: int, headers: dict[str, str], user: LoadUser, likeable: list[str], rate: float, tag: str) -> None:
     serial = 0
     while time.monotonic() < deadline and tally.requests < max_requests:
         if rate > 0:
@@ -104,7 +104,7 @@ async def client_loop(client: httpx.AsyncClient, tally: Tally, deadline: float, 
                     tally.likes.add((user.id, paper_id))
             elif kind == "ingest":
                 serial += 1
-                paper_id = f"load-{name}-{serial}"
+                paper_id = f"load-{tag}-{name}-{serial}"  # the run's tag: a rerun on one server writes new papers
                 body = [{"id": paper_id, "title": f"Load test paper {name}-{serial} on {rng.choice(TOPICS)}",
                          "abstract": f"A synthetic abstract about {rng.choice(TOPICS)} and {rng.choice(TOPICS)}."}]
                 response = await client.post("/papers", json=body, headers=headers)
@@ -206,12 +206,14 @@ async def run(url: str, clients: int, seconds: float, max_requests: int, api_key
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         warm = await client.get("/search", params={"q": "language models", "k": 50})
-        likeable = [hit["id"] for hit in warm.json()["results"]]  # papers of the corpus, never deleted here
+        # papers of the corpus, never deleted here (an earlier run's papers may be, by a run beside this one)
+        likeable = [hit["id"] for hit in warm.json()["results"] if not hit["id"].startswith("load-")]
         users = [await create_user(client, i, headers) for i in range(clients)]
         before = await server_histograms(client, headers)
         start = time.monotonic()
+        tag = f"{time.time_ns() // 1_000_000 % 10**8:08d}"
         await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers,
-                                           users[i], likeable, rate) for i in range(clients)))
+                                           users[i], likeable, rate, tag) for i in range(clients)))
         elapsed = time.monotonic() - start
         after = await server_histograms(client, headers)
         problems = await verify(client, tally, users)
