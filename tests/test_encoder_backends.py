@@ -116,11 +116,11 @@ print(json.dumps({"auto": int8_weights(), **cosines}))
 """
 
 
-def test_a_cpu_without_vnni_runs_the_u8_graph_which_stays_closer_to_float32():
+def test_a_cpu_without_vnni_runs_the_u8_graph_which_stays_closer_to_float32(monkeypatch):
     """On this machine with AVX-512 and VNNI hidden from the process (benchmarks/avx2_only.py), the
     encoder picks u8 weights, and the s8 graph, saturating in AVX2's 16-bit sums, strays further from
     float32 (12 demo abstracts, mean cosine on a Xeon: s8 0.9924, u8 0.9941; with VNNI both 0.9941)."""
-    sys.path.insert(0, str(AVX2_ONLY.parent))
+    monkeypatch.syspath_prepend(str(AVX2_ONLY.parent))  # its _common, for this test only
     spec = importlib.util.spec_from_file_location("avx2_only", AVX2_ONLY)
     avx2_only = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(avx2_only)
