@@ -28,14 +28,21 @@ def header(title: str) -> str:
                if "avx2_only" in os.environ.get("LD_PRELOAD", "") else ""))
 
 
+NOTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
 def cpu_flags() -> list[str]:
     """The CPU features int8 and vector speed follow (lscpu's flags): AVX2, AVX-512, VNNI, AMX."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = next(line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if flag in flags]
+    from paperlens.onnx_encoder import cpu_flags as flags_of_this_cpu
+
+    flags = flags_of_this_cpu()
+    return [flag for flag in NOTED_FLAGS if flag in flags]
+
+
+def simd_flags() -> str:
+    """Each noted flag, yes or no."""
+    present = cpu_flags()
+    return " ".join(f"{flag}={'yes' if flag in present else 'no'}" for flag in NOTED_FLAGS)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from _common import header
+from paperlens.onnx_encoder import cpu_flags
 
 SOURCE = Path(__file__).with_name("avx2_only.c")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "paperlens" / "bench"
@@ -44,9 +45,7 @@ class Unavailable(Exception):
 
 def build() -> Path:
     """The preload library, compiled once per version of its source."""
-    with open("/proc/cpuinfo") as cpuinfo:
-        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
-    if "cpuid_fault" not in flags:
+    if "cpuid_fault" not in cpu_flags():
         raise Unavailable("this CPU or hypervisor offers no CPUID faulting (no cpuid_fault flag in /proc/cpuinfo)")
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import SHARED_DATA, header
+from _common import SHARED_DATA, header, simd_flags
 from paperlens.embed import Encoder, EncoderSpec, packaged_model_path
 from paperlens.evaluate import load_beir
 from paperlens.onnx_encoder import (
@@ -74,13 +74,6 @@ class Query:
     id: str
     text: str
     exclude: str | None  # a paper id left out of this query's results
-
-
-def simd_flags() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    return " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def dev_sets(root: Path) -> list[Path]:

@@ -30,15 +30,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import SCIFACT, header
+from _common import SCIFACT, header, simd_flags
 
 TIMES: dict[str, float] = defaultdict(float)
-
-
-def simd_flags() -> str:
-    with open("/proc/cpuinfo") as cpuinfo:
-        flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
-    return " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def timed(owner: object, name: str, stage: str) -> None:
