@@ -315,7 +315,8 @@ class OnnxInt8Encoder:
         self.dim = self.meta.dim
         self.max_seq_length = max_seq_length or self.meta.max_seq_length
         threads = threads or os.cpu_count() or 1
-        self.weights = int8_weights(weights)  # the graph for this CPU, unless a file is named
+        # the graph for this CPU's weight type, unless a file is named (a benchmark's variant: no type to tell)
+        self.weights = int8_weights(weights) if model_file is None else None
         model_file = model_file or MODEL_FILES[self.weights]
         self.session = self._session(ort, folder / model_file, threads)
         # Same vectors bit for bit (integer GEMMs; the float parts split rows, not sums).
