@@ -7,7 +7,8 @@ Each LABEL=FOLDER[:PYTHONPATH] starts a real ``paperlens serve`` on that index f
 source tree first on its path (another checkout of paperlens: the code before a change). Requests
 go in blocks of 10 to each server in turn, for each kind: by-id dense similar (benchmarks/scale.py's
 random ids, for its synthetic collections), hybrid search with scifact's claims and with their
-first three words, dense search with the claims. No query vector is remembered.
+first three words, dense search with the claims, and hybrid search with the claims under scale.py's
+two broad filters. No query vector is remembered.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ def request_kinds(papers: int, requests: int) -> dict[str, list[str]]:
     rng = random.Random(1)
     ids = [f"syn-{rng.randrange(papers)}" for _ in range(requests)]
 
-    def search(texts: list[str], mode: str) -> list[str]:
-        return ["/search?" + urlencode({"q": texts[i % len(texts)], "k": 10, "mode": mode}) for i in range(requests)]
+    def search(texts: list[str], mode: str, **filters: str) -> list[str]:
+        return ["/search?" + urlencode({"q": texts[i % len(texts)], "k": 10, "mode": mode, **filters}) for i in range(requests)]
 
     return {
         "GET /papers/{id}/similar?mode=dense": [f"/papers/{quote(paper_id)}/similar?k=10&mode=dense" for paper_id in ids],
         "GET /search hybrid, claims": search(claims, "hybrid"),
         "GET /search hybrid, 3 words": search([" ".join(claim.split()[:3]) for claim in claims], "hybrid"),
         "GET /search dense, claims": search(claims, "dense"),
+        # scale.py's filters: since=2020 keeps 23 % of its papers, category=cs.LG 17 %
+        "GET /search hybrid, claims, since=2020": search(claims, "hybrid", since="2020"),
+        "GET /search hybrid, claims, category=cs.LG": search(claims, "hybrid", category="cs.LG"),
     }
 
 

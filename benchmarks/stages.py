@@ -11,6 +11,10 @@ HTTP row is the served request's median less the in-process one: routing, valida
 
 Filtered rows time the same claims with since=2020 and category=cs.LG (scale.py's filters): the
 filter's pks (FilterColumns, remembered per filter) and each side's filtered search.
+
+``--by-id N`` times a dense by-id search (``/papers/{id}/similar?mode=dense``) the same way, for N
+random papers of scale.py's collection (``syn-<i>``): the id's pk, its other records (the copy
+check), its stored vector, FAISS, the re-ranking's stored vectors, the collapse of copies, the hits.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from _common import SCIFACT, header, median, percentile
 from api_latency import PAPERLENS, free_port, timed_requests, wait_healthy
 from paperlens import search
 from paperlens.config import Settings
+from paperlens.duplicates import collapse, copies_of
 from paperlens.keyword import query_terms
 from paperlens.library import Library, open_library
 from paperlens.search import (
@@ -45,6 +50,7 @@ from paperlens.search import (
     make_filters,
     rank_text,
     search_text,
+    similar_to_paper,
     to_hits,
 )
 
@@ -92,11 +98,28 @@ def stages(library: Library, query: str, filter_name: str, timer: Timer) -> None
     timer("papers of the top 10 (to_hits)", lambda: to_hits(library, ranked))
 
 
+def by_id_stages(library: Library, paper_id: str, timer: Timer) -> None:
+    """similar_to_paper's stages in dense mode for one paper, in its order, each timed."""
+    pk = timer("by id: the id's pk", lambda: next(iter(library.store.pks_for_ids([paper_id]).values())))
+    exclude = {pk, *timer("by id: its other records (copies_of)", lambda: copies_of(library, {pk}))}
+    vector = timer("by id: its stored vector", lambda: library.store.get_vectors([pk], library.manifest.dim)[0])
+    depth = 10 + max(5, 10 // 2)  # duplicates.distinct_top's first depth
+    wanted = max(depth + len(exclude), search.RERANK_DEPTH)
+    _, ids = timer(f"by id: FAISS top {wanted}", lambda: library.index.search(vector[None, :], wanted, None))
+    found = [int(i) for i in ids[0] if i >= 0 and int(i) not in exclude]
+    pks, stored = timer("by id: stored vectors to re-rank", lambda: library.store.candidate_vectors(found, library.manifest.dim))
+    ranked = timer("by id: re-rank", lambda: [(pks[i], float(s)) for i, s in sorted(enumerate(stored @ vector), key=lambda x: -x[1])][:depth])
+    kept = timer("by id: each paper once (collapse)", lambda: collapse(library, ranked))
+    timer("by id: papers of the top 10 (to_hits)", lambda: to_hits(library, kept[:10]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True, help="an index folder (benchmarks/scale.py builds one)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--no-http", action="store_true", help="skip the served requests")
+    parser.add_argument("--by-id", type=int, default=0, metavar="N", help="also time N dense by-id searches of random papers")
+    parser.add_argument("--only-by-id", action="store_true", help="time only the by-id searches")
     args = parser.parse_args()
     claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][: args.queries]
     timer = Timer()
@@ -104,10 +127,19 @@ def main() -> None:
     # No query vector is remembered (Settings.query_cache): each search here encodes its query.
     with open_library(Settings(index=args.index, show_progress=False, query_cache=0)) as library:
         papers = len(library)
-        for query in claims[:20]:  # warm-up: model, pages of the files, the filters' pks
+        # Three sets of random papers: the stages, the whole search and HTTP each read papers that
+        # none of the others has just read (the one before would find its rows in SQLite's cache).
+        rng = np.random.default_rng(1)
+        staged, whole, ids = ([f"syn-{i}" for i in rng.integers(papers, size=args.by_id)] for _ in range(3))
+        for paper_id in ids[:20]:
+            similar_to_paper(library, paper_id, 10, mode="dense")
+        for staged_id, whole_id in zip(staged, whole):
+            by_id_stages(library, staged_id, timer)
+            timer("by id: whole dense search, in-process", lambda i=whole_id: similar_to_paper(library, i, 10, mode="dense"))
+        for query in ([] if args.only_by_id else claims[:20]):  # warm-up: model, pages of the files, the filters' pks
             for filters in FILTERS.values():
                 search_text(library, query, filters=filters)
-        for query in claims:
+        for query in [] if args.only_by_id else claims:
             for name, filters in FILTERS.items():
                 stages(library, query, name, timer)
                 tag = "" if filters is None else f" [{name}]"
@@ -125,7 +157,11 @@ def main() -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PAPERLENS_QUERY_CACHE": "0"})
         try:
             wait_healthy(port, server, timeout=1800)
-            for name, filters in FILTERS.items():
+            if ids:
+                paths = [f"/papers/{paper_id}/similar?k=10&mode=dense" for paper_id in ids]
+                timed_requests(port, paths[:20])
+                served["by id"] = timed_requests(port, paths)
+            for name, filters in {} if args.only_by_id else FILTERS.items():
                 extra = {} if filters is None else {"since": "2020"} if filters.since else {"category": "cs.LG"}
                 paths = ["/search?" + urlencode({"q": q, "k": 10, "mode": "hybrid", **extra}) for q in claims]
                 timed_requests(port, paths[:20])
@@ -134,11 +170,16 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=60)
 
-    print(header(f"hybrid search stages at {papers:,} papers, {len(claims)} scifact claims"))
+    print(header(f"hybrid search stages at {papers:,} papers, {len(claims)} scifact claims, {len(ids)} papers by id"))
     print("\n| stage | p50 ms | p99 ms |\n|---|---|---|")
     for name, values in timer.ms.items():
         print(f"| {name} | {median(values):.2f} | {percentile(values, 99):.2f} |")
     for name, values in served.items():
+        if name == "by id":
+            whole = median(timer.ms["by id: whole dense search, in-process"])
+            print(f"| GET /papers/{{id}}/similar?mode=dense through HTTP | {median(values):.2f} | {percentile(values, 99):.2f} |")
+            print(f"| HTTP: the served median less the in-process one [by id] | {median(values) - whole:.2f} | |")
+            continue
         tag = "" if name == "none" else f" [{name}]"
         whole = median(timer.ms[f"whole hybrid search, in-process{tag}"])
         print(f"| GET /search through HTTP{tag} | {median(values):.2f} | {percentile(values, 99):.2f} |")
