@@ -15,6 +15,11 @@ drawn from an exponential distribution, so arrivals are bursty); 0, the default,
 request as soon as the last is answered, which measures saturation: with 32 clients on 2 cores
 every request then waits behind ~31 others. Search queries are the first words of the demo
 corpus's titles plus ten topics, so few repeat.
+
+--processes P spreads the clients over P processes. One Python process of 32 httpx clients sends
+~300 requests/s at most on these cores, and past that its answers wait for it to read them: the
+clients' latencies then measure the load generator (README, "Performance"). Remote clients are
+many processes; P = 2 keeps all of them on this machine's two cores.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,10 +179,11 @@ def server_percentile(before: dict[float, float], after: dict[float, float], q: 
 
 
 def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate: float,
-           server: tuple[dict, dict] | None = None) -> None:
+           server: tuple[dict, dict] | None = None, processes: int = 1) -> None:
     total = sum(len(v) for v in tally.latencies.values())
     offered = f"offered {clients} x {rate:g} = {clients * rate:g} requests/s" if rate > 0 else "closed loop (saturation)"
-    print(f"# python benchmarks/load.py {' '.join(sys.argv[1:])}\n# {clients} clients, {offered}")
+    spread = f" in {processes} processes" if processes > 1 else ""
+    print(f"# python benchmarks/load.py {' '.join(sys.argv[1:])}\n# {clients} clients{spread}, {offered}")
     print(f"{total} requests in {elapsed:.1f} s: {total / elapsed:.1f} requests/s")
     print(f"{'kind':8} {'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'server p50':>11} {'server p99':>11}")
     for kind, _ in MIX:
@@ -188,7 +196,7 @@ def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate
               f"{percentile(values, 99) * 1000:8.1f} {len(tally.errors.get(kind, [])):7d} {inside}")
     if server is not None:
         print("server p50/p99: the server's own time (its request histogram in /metrics, interpolated within "
-              "buckets); the client's figures add the waits in this process and the sockets")
+              "buckets); the client's figures add the waits in the client processes and the sockets")
     for kind, messages in tally.errors.items():
         for message in messages[:3]:
             print(f"  {kind} error: {message}")
@@ -200,24 +208,96 @@ def report(tally: Tally, elapsed: float, problems: list[str], clients: int, rate
         print("  " + problem)
 
 
-async def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str | None, seed: int, rate: float) -> int:
+@dataclass(frozen=True)
+class Plan:
+    """What every client process needs: the server, the users made for its clients, the papers
+    they may like, when to stop, and the run's tag (ids and titles name the client, which is
+    numbered across processes, so no two processes write the same paper)."""
+
+    url: str
+    headers: dict[str, str]
+    users: list[LoadUser]
+    likeable: list[str]
+    start: float  # time.time() when the clients start
+    seconds: float
+    max_requests: int
+    seed: int
+    rate: float
+    tag: str
+
+
+async def setup(url: str, clients: int, api_key: str | None, seconds: float, max_requests: int, seed: int, rate: float) -> Plan:
     headers = {"X-API-Key": api_key} if api_key else {}
-    tally = Tally()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         warm = await client.get("/search", params={"q": "language models", "k": 50})
         # papers of the corpus, never deleted here (an earlier run's papers may be, by a run beside this one)
         likeable = [hit["id"] for hit in warm.json()["results"] if not hit["id"].startswith("load-")]
         users = [await create_user(client, i, headers) for i in range(clients)]
-        before = await server_histograms(client, headers)
-        start = time.monotonic()
-        tag = f"{time.time_ns() // 1_000_000 % 10**8:08d}"
-        await asyncio.gather(*(client_loop(client, tally, start + seconds, max_requests, random.Random(seed + i), i, headers,
-                                           users[i], likeable, rate, tag) for i in range(clients)))
-        elapsed = time.monotonic() - start
-        after = await server_histograms(client, headers)
-        problems = await verify(client, tally, users)
-    report(tally, elapsed, problems, clients, rate, (before, after))
+    tag = f"{time.time_ns() // 1_000_000 % 10**8:08d}"
+    return Plan(url, headers, users, likeable, time.time() + 0.5, seconds, max_requests, seed, rate, tag)
+
+
+async def drive(plan: Plan, names: range) -> tuple[Tally, float]:
+    """The clients ``names`` of the plan, in this process; their tally and when the last one stopped."""
+    tally = Tally()
+    limits = httpx.Limits(max_connections=len(names), max_keepalive_connections=len(names))
+    async with httpx.AsyncClient(base_url=plan.url, timeout=60, limits=limits) as client:
+        await asyncio.sleep(max(0.0, plan.start - time.time()))
+        deadline = time.monotonic() + plan.seconds - max(0.0, time.time() - plan.start)
+        await asyncio.gather(*(client_loop(client, tally, deadline, plan.max_requests, random.Random(plan.seed + i), i, plan.headers,
+                                           plan.users[i], plan.likeable, plan.rate, plan.tag) for i in names))
+    return tally, time.time()
+
+
+def drive_part(plan: Plan, names: range) -> tuple[dict, float]:
+    """``drive`` in a client process, its tally as plain containers for the way back."""
+    tally, ended = asyncio.run(drive(plan, names))
+    return {"latencies": dict(tally.latencies), "errors": dict(tally.errors), "acknowledged": tally.acknowledged,
+            "deleted": tally.deleted, "likes": tally.likes, "requests": tally.requests}, ended
+
+
+def merged(parts: list[dict]) -> Tally:
+    tally = Tally()
+    for part in parts:
+        for kind, values in part["latencies"].items():
+            tally.latencies[kind] += values
+        for kind, messages in part["errors"].items():
+            tally.errors[kind] += messages
+        tally.acknowledged |= part["acknowledged"]
+        tally.deleted |= part["deleted"]
+        tally.likes |= part["likes"]
+        tally.requests += part["requests"]
+    return tally
+
+
+async def histograms_of(url: str, headers: dict[str, str]) -> dict[tuple[str, str], dict[float, float]]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await server_histograms(client, headers)
+
+
+async def verified(url: str, tally: Tally, users: list[LoadUser]) -> list[str]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await verify(client, tally, users)
+
+
+def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str | None, seed: int, rate: float,
+        processes: int = 1) -> int:
+    """The clients, in this process or spread over ``processes`` (one Python process sends only so
+    many requests a second: with 32 clients on 2 cores it is the first to saturate, and its answers
+    wait for it, not for the server)."""
+    plan = asyncio.run(setup(url, clients, api_key, seconds, max_requests // max(processes, 1), seed, rate))
+    before = asyncio.run(histograms_of(url, plan.headers))
+    shares = [range(clients * p // processes, clients * (p + 1) // processes) for p in range(processes)]
+    if processes == 1:
+        tally, ended = asyncio.run(drive(plan, shares[0]))
+    else:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(drive_part, [plan] * processes, shares))
+        tally, ended = merged([part for part, _ in results]), max(end for _, end in results)
+    elapsed = ended - plan.start
+    after = asyncio.run(histograms_of(url, plan.headers))
+    problems = asyncio.run(verified(url, tally, plan.users))
+    report(tally, elapsed, problems, clients, rate, (before, after), processes)
     return 1 if problems or any(tally.errors.values()) else 0
 
 
@@ -233,9 +313,13 @@ def main() -> int:
     parser.add_argument("--server-nice", type=int, default=0,
                         help="run the server this much nicer than the clients, so that on shared cores they read each answer "
                              "when it is sent, as remote clients would (0: same priority)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="client processes the clients are spread over (1: all in this one)")
     args = parser.parse_args()
+    if not 1 <= args.processes <= args.clients:
+        parser.error("--processes must be between 1 and --clients")
     if args.url:
-        return asyncio.run(run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
+        return run(args.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate, args.processes)
 
     import subprocess
 
@@ -247,7 +331,7 @@ def main() -> int:
                        check=True, capture_output=True)
         server = ServerProcess(index, Path(tmp) / "server.log", nice=args.server_nice)
         try:
-            return asyncio.run(run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate))
+            return run(server.url, args.clients, args.seconds, args.max_requests, args.api_key, args.seed, args.rate, args.processes)
         finally:
             server.kill()
 
