@@ -121,6 +121,8 @@ def main() -> None:
     parser.add_argument("--by-id", type=int, default=0, metavar="N", help="also time N dense by-id searches of random papers")
     parser.add_argument("--only-by-id", action="store_true", help="time only the by-id searches")
     args = parser.parse_args()
+    if args.only_by_id and args.by_id <= 0:
+        parser.error("--only-by-id needs --by-id N")
     claims = [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open()][: args.queries]
     timer = Timer()
     lookup = search.KEYWORD_LOOKUP_FACTOR
