@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import random
@@ -292,6 +293,8 @@ def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str 
         tally, ended = asyncio.run(drive(plan, shares[0]))
     else:
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(time.sleep, [0.2] * processes))  # every process started (a second or so) before the clock starts
+            plan = dataclasses.replace(plan, start=time.time() + 0.2)
             results = list(pool.map(drive_part, [plan] * processes, shares))
         tally, ended = merged([part for part, _ in results]), max(end for _, end in results)
     elapsed = ended - plan.start

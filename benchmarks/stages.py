@@ -108,7 +108,11 @@ def by_id_stages(library: Library, paper_id: str, timer: Timer) -> None:
     _, ids = timer(f"by id: FAISS top {wanted}", lambda: library.index.search(vector[None, :], wanted, None))
     found = [int(i) for i in ids[0] if i >= 0 and int(i) not in exclude]
     pks, stored = timer("by id: stored vectors to re-rank", lambda: library.store.candidate_vectors(found, library.manifest.dim))
-    ranked = timer("by id: re-rank", lambda: [(pks[i], float(s)) for i, s in sorted(enumerate(stored @ vector), key=lambda x: -x[1])][:depth])
+    def rerank() -> list[tuple[int, float]]:  # as search.rank_by_vector does
+        exact = stored @ vector
+        return [(pks[i], float(exact[i])) for i in np.argsort(-exact, kind="stable")][:depth]
+
+    ranked = timer("by id: re-rank", rerank)
     kept = timer("by id: each paper once (collapse)", lambda: collapse(library, ranked))
     timer("by id: papers of the top 10 (to_hits)", lambda: to_hits(library, kept[:10]))
 
