@@ -198,7 +198,8 @@ def test_dense_finds_scored_while_the_keyword_side_searches_change_no_answer(lib
     """With a core to spare, the requesting thread scores every dense find by BM25 while the keyword
     side is still searching, instead of filling in afterwards: every answer (search, similar by id
     and by text, every fusion that fills in) stays the same, score for score. Without a spare core
-    (as many hybrid searches running as the machine has pairs of cores) nothing is scored ahead."""
+    (as many hybrid searches running as the machine has pairs of cores) nothing is scored ahead.
+    On the requesting thread (a small index's way) the keyword side gives the same answers too."""
     import os
     import time
 
@@ -225,6 +226,9 @@ def test_dense_finds_scored_while_the_keyword_side_searches_change_no_answer(lib
         lists += [search.search_text(library, q, 3) for q in ("heart regeneration", "dark matter halos", "zebrafish fins")]
         return [[(h.id, round(h.score, 6)) for h in hits] for hits in lists]
 
+    inline = answers()  # a small index: the keyword side runs on the requesting thread
+    monkeypatch.setattr(library.settings, "keyword_thread_min_papers", 0)  # on its own thread, as at 1M papers
+    assert answers() == inline
     monkeypatch.setattr(search, "_keyword_side", slow_keyword_side)
     monkeypatch.setattr(search, "_dense_bm25_while_waiting", counted)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one pair of cores, whatever machine runs this

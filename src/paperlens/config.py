@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     fusion_weighting: Literal["fixed", "confidence"] = Field(
         "fixed", description="confidence: per query, the side whose top list stands out more counts more")
     fusion_depth: int = Field(100, ge=1, le=10_000, description="candidates taken from each side before fusing")
+    # A hybrid search's keyword side runs on a second thread beside the dense side from this many
+    # papers: below it both sides take a fraction of a millisecond, less than the hand-over between
+    # threads costs a busy server (benchmarks/load.py; at 1M papers the overlap saves ~2 ms).
+    keyword_thread_min_papers: int = Field(50_000, ge=0, description="papers from which hybrid search runs its keyword side on its own thread")
     rrf_k: int = Field(60, ge=1, description="constant of reciprocal rank fusion (fusion='rrf' only)")
     title_weight: float = Field(1.0, ge=1.0, description="BM25 weight of a title word; 1: as an abstract word")
     # A paper as a keyword query ("more like this", keyword.MoreLikeThis): its best terms by tf x idf.

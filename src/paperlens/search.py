@@ -385,7 +385,11 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
     depth = max(k, settings.fusion_depth)
     with library.hybrid_searches.entered() as running:
         query_made: Future = Future()
-        keyword_future = library.workers.submit(_keyword_side, library, keyword, depth, allowed, exclude, settings.fusion != "rrf", query_made)
+        keyword_args = (library, keyword, depth, allowed, exclude, settings.fusion != "rrf", query_made)
+        if library.index is not None and len(library.index) >= settings.keyword_thread_min_papers:
+            keyword_future = library.workers.submit(_keyword_side, *keyword_args)
+        else:
+            keyword_future = _done(_keyword_side, *keyword_args)
         try:
             dense_ranked = dense.search(depth, exact=False)
             # Candidates deleted since the index snapshot found them drop out here.
@@ -425,6 +429,16 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
             bm25[pk] = bm25.get(pk, 0.0) - query.negative_weight * score
     keyword_scores = np.array([bm25.get(pk, 0.0) for pk in pks], dtype=np.float32)
     return fuse(pks, dense_scores, keyword_scores, settings.fusion, weight)[:k]
+
+
+def _done(function: Callable, *args) -> Future:
+    """``function(*args)`` run on this thread, as a finished future."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except BaseException as error:  # raised by result(), as from a worker
+        future.set_exception(error)
+    return future
 
 
 def _dense_bm25_while_waiting(library: Library, keyword_future: Future, query_made: Future, pks: list[int]) -> dict[int, float] | None:

@@ -35,12 +35,10 @@ class VectorTable(Database):
 
     def candidate_vectors(self, pks: list[int], dim: int) -> tuple[list[int], np.ndarray]:
         """Vectors of search candidates, leaving out any deleted since the (snapshot) index found them."""
-        by_pk = dict(self.select_in("SELECT pk, vector FROM vectors WHERE pk IN ({marks})", {int(pk) for pk in pks}))
+        by_pk = dict(self.select_in("SELECT pk, vector FROM vectors WHERE pk IN ({marks})", {int(pk) for pk in pks}, plain=True))
         present = [int(pk) for pk in pks if int(pk) in by_pk]
-        out = np.zeros((len(present), dim), dtype=np.float32)
-        for i, pk in enumerate(present):
-            out[i] = np.frombuffer(by_pk[pk], dtype=np.float32)
-        return present, out
+        vectors = np.frombuffer(b"".join([by_pk[pk] for pk in present]), dtype=np.float32).reshape(len(present), dim)
+        return present, vectors.copy()  # writable, as callers normalise or stack in place
 
     def iter_vectors(self, batch: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All (pks, vectors) in pk order, in batches: the FAISS index is rebuilt from these."""
