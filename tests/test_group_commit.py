@@ -270,3 +270,45 @@ def test_a_failed_keyword_commit_after_the_answer_is_taken_up_by_the_next_write(
     with open_library(Settings(index=library.folder)) as reopened:
         report = check_library(reopened, repair=False)
         assert report.ok and not report.problems, report
+
+
+def test_groups_in_a_row_share_one_keyword_commit(small_library, monkeypatch):
+    """Writes that queue while the committer keeps the lock after a group (the linger) are committed
+    and answered group by group at once; keywords/ takes them all in one commit, before the lock
+    goes, and searches read them meanwhile. The batch's paper bound ends it early."""
+    from paperlens import commits
+
+    library = small_library
+    keywords = library.keyword_cache.index
+    real_write, commits_of = keywords.write, []
+
+    def counted(rows, removed, generation, *args, **kwargs):
+        rows = list(rows)
+        commits_of.append(sorted(row[0] for row in rows))
+        return real_write(rows, removed, generation, *args, **kwargs)
+
+    monkeypatch.setattr(keywords, "write", counted)
+    monkeypatch.setattr(commits, "KEYWORD_LINGER_SECONDS", 2.0)
+    monkeypatch.setattr(commits, "KEYWORD_BATCH_SECONDS", 60.0)
+    groups = library.commits.groups
+    first = Paper(id="2501.00901", title="Permafrost thaw releases methane", abstract="Arctic permafrost thaw emits methane from old carbon.")
+    second = Paper(id="2501.00902", title="Kelp forests store blue carbon", abstract="Coastal kelp forests sequester carbon in sediments.")
+    assert ingest(library, [first]).added == ["2501.00901"]
+    assert ingest(library, [second]).added == ["2501.00902"]
+    assert delete(library, ["2401.00001"]) == ["2401.00001"]
+    assert library.commits.groups == groups + 3 and commits_of == []  # three answers, no keywords/ commit yet
+    assert search_text(library, "permafrost methane", k=1, mode="bm25")[0].id == "2501.00901"
+    assert search_text(library, "kelp blue carbon", k=1, mode="bm25")[0].id == "2501.00902"
+    library.keyword_cache.wait_settled(60)  # the linger ran out: one commit took all three
+    assert len(commits_of) == 1 and library.manifest.keyword_generation == library.store.generation()
+    assert "2401.00001" not in [h.id for h in search_text(library, "protein structure", k=10, mode="bm25")]
+
+    monkeypatch.setattr(commits, "KEYWORD_BATCH_PAPERS", 2)  # the second paper ends this batch, long before the linger
+    started = time.monotonic()
+    for n in (903, 904):
+        ingest(library, [Paper(id=f"2501.00{n}", title=f"Seagrass meadow {n}", abstract="Seagrass meadows trap carbon.")])
+    library.keyword_cache.wait_settled(60)
+    assert len(commits_of) == 2 and time.monotonic() - started < 2.0
+    with open_library(Settings(index=library.folder)) as reopened:
+        report = check_library(reopened, repair=False)
+        assert report.ok and not report.problems, report

@@ -229,6 +229,8 @@ class KeywordCache(Cache):
         # The papers of the apply in flight, which searches read through a KeywordView meanwhile.
         self._pending: PendingPapers | None = None
         self._answered_generation = -1  # the write that apply brings keywords/ to
+        # The answered writes that apply owes keywords/, merged: group commit's groups in a row.
+        self.owed: ChangeSet | None = None
 
     def _with_backlog(self, changes: ChangeSet) -> tuple[ChangeSet, list[int]]:
         """``changes`` after any backlog, and the pks whose rows keywords/ re-reads: the index holds the
@@ -239,8 +241,10 @@ class KeywordCache(Cache):
 
     def expect(self, changes: ChangeSet) -> None:
         """``changes`` are about to be answered before this cache applies them: until it has, searches
-        read them through a view (``reading``), or wait when they touch over PENDING_MAX papers."""
-        changes, changed = self._with_backlog(changes)
+        read them through a view (``reading``), or wait when they touch over PENDING_MAX papers.
+        Writes expected one after another add up (``owed``) until one apply takes them all."""
+        self.owed = changes if self.owed is None else ChangeSet.merged([self.owed, changes], changes.generation)
+        changes, changed = self._with_backlog(self.owed)
         pending = None
         if len(changed) + len(changes.removed) <= PENDING_MAX:
             # The writes are committed: a failure here only means searches wait for this apply, as
@@ -259,7 +263,13 @@ class KeywordCache(Cache):
         with self._settled:
             self._ended = self._begun
             self._pending = None
+            self.owed = None
             self._settled.notify_all()
+
+    def owed_papers(self) -> int:
+        """Papers the owed writes change or remove (a view scores each on every search)."""
+        owed = self.owed
+        return 0 if owed is None else len(owed.rows) + len(owed.refreshed) + len(owed.removed)
 
     def readable_generation(self) -> int:
         """The last write a search of this process sees here: an apply in flight's, whose writes were
@@ -596,9 +606,9 @@ class FaissCache(Cache):
         library = self.library
         settings = library.settings
         if len(self.index) >= settings.index_save_every_write_below and self.path.exists():
-            changed = library.store.changed_since(library.manifest.generation)
+            changed = library.store.count_changed_since(library.manifest.generation)
             due = max(settings.index_save_share * len(self.index), settings.index_save_min_changes)
-            if changed is not None and len(changed) < due:
+            if changed is not None and changed < due:
                 self.unsaved_generation = generation  # the manifest written after keywords/ keeps the older file's fields
                 return
         self._persist(generation)

@@ -16,9 +16,13 @@ rebuilds it). Searches of this process still see every answered write: ``Library
 for the commit in flight. The committer keeps the writer lock until keywords/ has committed, so
 another process never sees the folder half written.
 
-No timer: a write alone commits at once; under load a group is whatever queued while the
-previous one committed. Encoding never happens here (ingest encodes before queueing), so a delete
-never waits for a model.
+No timer before a group: a write alone commits at once; under load a group is whatever queued
+while the previous one committed. After a group the committer keeps the writer lock a little
+(KEYWORD_LINGER_SECONDS, at most KEYWORD_BATCH_SECONDS in all): groups that queue meanwhile are
+committed and answered at once, and keywords/ takes them all in one commit before the lock goes
+(``Library.settle_keywords``), so tantivy commits ~10 times a second under load rather than once a
+group. Encoding never happens here (ingest encodes before queueing), so a delete never waits for a
+model.
 
 The tantivy writer is still opened per group and closed after it (keyword.py): the writer lock is
 released between groups, and another process (a CLI ingest beside a server) must then be able to
@@ -30,6 +34,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,6 +52,14 @@ Stage = Callable[[], tuple[ChangeSet, Any]]
 
 # Writes one group takes at most: a bound on how long the first writes of a long queue wait for their answer.
 MAX_GROUP = 256
+# Groups committed in a row share one keywords/ commit: the committer keeps the writer lock while
+# another group queues within the linger, for at most the batch's time or papers. A commit of
+# tantivy costs ~9 ms of CPU however few papers it takes (new segment files, their fsyncs), most of
+# a small group's cost under load (benchmarks/load.py); searches read the owed papers through a
+# view meanwhile, and another process waits for the lock at most that much longer.
+KEYWORD_LINGER_SECONDS = 0.02
+KEYWORD_BATCH_SECONDS = 0.1
+KEYWORD_BATCH_PAPERS = 200
 
 
 @dataclass(eq=False)
@@ -122,13 +135,28 @@ class GroupCommit:
 
     def _lead(self) -> None:
         """Take the writer lock, then every write queued by then (those that arrived while it waited
-        join too), and commit them."""
+        join too), and commit them; then each group that queues within KEYWORD_LINGER_SECONDS, for at
+        most KEYWORD_BATCH_SECONDS, and keywords/ takes them all in one commit before the lock goes."""
         group: list[_Pending] = []
+        library = self.library
         try:
-            with self.library.writing():
-                with self._changed:
-                    group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                self._commit(group)
+            with library.writing():
+                started = time.monotonic()
+                try:
+                    while True:
+                        with self._changed:
+                            left = started + KEYWORD_BATCH_SECONDS - time.monotonic()
+                            if not self._queue and not self._closed and left > 0:
+                                self._changed.wait(min(KEYWORD_LINGER_SECONDS, left))
+                            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                        if not group:
+                            break
+                        self._commit(group, defer_keywords=True)
+                        group = []
+                        if time.monotonic() - started >= KEYWORD_BATCH_SECONDS or library.keyword_cache.owed_papers() >= KEYWORD_BATCH_PAPERS:
+                            break
+                finally:
+                    library.settle_keywords()
         except BaseException as exc:  # the writer lock was not had (WriterBusy)
             if not group:  # every write queued meanwhile fails with it, rather than wait as long again in turn
                 with self._changed:
@@ -139,9 +167,10 @@ class GroupCommit:
         finally:
             _answer(group)
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[_Pending], defer_keywords: bool = False) -> None:
         """Under the writer lock: stage, commit and apply ``group``; every error before the answer goes
-        to its writers. Each writer is answered as soon as its write is durable and searchable."""
+        to its writers. Each writer is answered as soon as its write is durable and searchable.
+        ``defer_keywords``: keywords/ is left owing the change (``Library.settle_keywords``)."""
         library = self.library
         store = library.store
         self.groups += 1  # counted before any answer, so an answered writer sees its group counted
@@ -163,7 +192,7 @@ class GroupCommit:
             crash_point("group:after-commit")
             if generation != before:
                 changes = ChangeSet.merged([p.changes for p in group if p.error is None], generation)
-                library.apply_write(changes, answer=functools.partial(_answer, group))
+                library.apply_write(changes, answer=functools.partial(_answer, group), defer_keywords=defer_keywords)
         except BaseException as exc:  # the commit or a cache failed before the answer: every write of the group hears it
             for pending in group:
                 if pending.error is None and not pending.woken.is_set():

@@ -247,34 +247,53 @@ class Library:
                 self.catch_up()
             yield
 
-    def apply_write(self, changes: ChangeSet, answer: Callable[[], None] | None = None) -> None:
+    def apply_write(self, changes: ChangeSet, answer: Callable[[], None] | None = None, defer_keywords: bool = False) -> None:
         """After a store commit, under the writer lock: bring every cache up to it, one after another,
         keywords/ last, then write the manifest that records it.
 
         ``answer`` (group commit's) is called once the filter columns and FAISS hold the change,
         before keywords/ commits: from then on the write is answered, so a keywords/ failure is
-        logged and left to the next write or open, not raised. Searches of this process wait for
-        that commit (``keywords``). Every writer ends here. A kill between two caches leaves the
-        later ones behind the store; the next open finds them so (``Cache.problem``) and rebuilds them."""
+        logged and left to the next write or open, not raised. Searches of this process read the
+        answered papers through a view of keywords/ meanwhile (``keywords``). ``defer_keywords``
+        (with ``answer``) leaves keywords/ owing the change: group commit settles the groups it
+        commits in a row with one ``settle_keywords``, before it lets the writer lock go. Every
+        writer ends here. A kill between two caches leaves the later ones behind the store; the
+        next open finds them so (``Cache.problem``) and rebuilds them."""
         for cache in (self.filter_cache, self.faiss_cache):
             cache.apply(changes)
             cache.generation = changes.generation
             crash_point(f"cache-applied:{cache.key}")
         keywords = self.keyword_cache
-        if answer is not None:
-            keywords.expect(changes)
-            answer()
-        try:
+        if answer is None:
+            self.settle_keywords()  # none owed but by group commit, which settles before it lets the lock go
             keywords.apply(changes)
             keywords.generation = changes.generation
             crash_point(f"cache-applied:{keywords.key}")
             if self.manifest is not None:
                 self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
+            return
+        keywords.expect(changes)
+        answer()
+        if not defer_keywords:
+            self.settle_keywords()
+
+    def settle_keywords(self) -> None:
+        """Under the writer lock: keywords/ takes the answered writes it owes in one commit, then the
+        manifest records it. A failure is logged: the writes were answered, and keywords/ stays
+        behind the store until the next write or open brings it up."""
+        keywords = self.keyword_cache
+        owed = keywords.owed
+        if owed is None:
+            return
+        try:
+            keywords.apply(owed)
+            keywords.generation = owed.generation
+            crash_point(f"cache-applied:{keywords.key}")
+            if self.manifest is not None:
+                self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
         except Exception:
-            if answer is None:
-                raise
             log.exception("keywords/ of %s could not take write %d; it stays behind the store until the next write "
-                          "or open brings it up", self.folder, changes.generation)
+                          "or open brings it up", self.folder, owed.generation)
         finally:
             keywords.settled()
 

@@ -92,6 +92,13 @@ class VectorTable(Database):
         rows = self.conn.execute("SELECT DISTINCT pk FROM vector_changes WHERE generation > ?", (generation,)).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
+    def count_changed_since(self, generation: int) -> int | None:
+        """How many papers ``changed_since`` would list, counted in SQLite: a small index asks after
+        every write whether its file is due for a save."""
+        if generation < int(self.get_meta("changes_from") or 0):
+            return None
+        return self.conn.execute("SELECT COUNT(DISTINCT pk) FROM vector_changes WHERE generation > ?", (generation,)).fetchone()[0]
+
     def forget_changes(self, upto: int) -> None:
         """Drop the log of writes up to ``upto`` (a FAISS file that reflects them has been saved), in
         the caller's transaction."""
