@@ -35,6 +35,25 @@ def test_writes_roll_back_with_the_callers_transaction(tmp_path):
     assert store.users.get_user(1) is None
 
 
+def test_papers_read_back_as_written_and_a_changed_papers_count_matches_its_list(tmp_path):
+    """Reading a paper back gives what was written, NaN in its metadata included (orjson reads the
+    JSON columns and refuses NaN, which the writer lets through); the count of changed papers is
+    the length of their list."""
+    store = Store(tmp_path / "papers.sqlite")
+    written = [Paper(id="p1", title="Tides", abstract="Tidal range.", authors=["Ada Lovelace"], categories=["physics.ao-ph"],
+                     extra={"doi": "10.1/x", "nested": {"k": [1, 2]}}),
+               Paper(id="p2", title="Waves", abstract="Swell.", extra={"score": float("nan")})]
+    with store.transaction():
+        outcomes = store.upsert_papers(written, ["h1", "h2"])
+        store.bump_generation([outcome.pk for outcome in outcomes])
+    read = store.get_many(outcome.pk for outcome in outcomes)
+    first, second = (read[outcome.pk].paper for outcome in outcomes)
+    assert (first.authors, first.categories, first.extra) == (["Ada Lovelace"], ["physics.ao-ph"], {"doi": "10.1/x", "nested": {"k": [1, 2]}})
+    assert second.extra["score"] != second.extra["score"]  # NaN
+    assert store.count_changed_since(0) == len(store.changed_since(0)) == 2
+    assert store.count_changed_since(store.generation()) == 0
+
+
 def _store_at_version(path, version: int, *statements: str | tuple[str, tuple]) -> None:
     """An SQLite file as an older paperlens left it: the migrations up to ``version`` only, then
     ``statements`` (SQL, or SQL with its parameters) writing the rows that older version stored."""

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from ..filters import FilterColumns
 from ..names import AUTHOR_DTYPE, author_entries
@@ -20,7 +21,7 @@ _KEYWORD_COLUMNS = "pk, title, abstract, date, categories, popularity, author_ke
 
 
 def _keyword_row(row: tuple) -> KeywordRow:
-    return row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6] or b""
+    return row[0], row[1], row[2], row[3], _loads(row[4]), row[5], row[6] or b""
 
 _PAPER_COLUMNS = "pk, id, title, abstract, authors, date, categories, popularity, url, source, extra"
 
@@ -38,6 +39,15 @@ class UpsertOutcome:
     status: str  # "added", "updated" (text changed: re-encode), "refreshed" (metadata only), "unchanged"
 
 
+def _loads(text: str):
+    """A JSON column, read by orjson: the stdlib's decodes were half of a search's paper reads. The
+    stdlib wrote them, and reads back what orjson refuses (NaN in an ``extra``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
     return StoredPaper(
         pk=row["pk"],
@@ -45,13 +55,13 @@ def _row_to_paper(row: sqlite3.Row) -> StoredPaper:
             id=row["id"],
             title=row["title"],
             abstract=row["abstract"],
-            authors=json.loads(row["authors"]),
+            authors=_loads(row["authors"]),
             date=row["date"],
-            categories=json.loads(row["categories"]),
+            categories=_loads(row["categories"]),
             popularity=row["popularity"],
             url=row["url"],
             source=row["source"],
-            extra=json.loads(row["extra"]),
+            extra=_loads(row["extra"]),
         ),
     )
 
