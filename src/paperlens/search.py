@@ -375,7 +375,7 @@ def hybrid_rank(library: Library, dense: DenseSide, keyword: Callable[[], Keywor
 
     The keyword side's top list (tantivy, which releases the GIL) is searched, and its candidates'
     vectors read, on a worker thread while this one encodes the query, searches FAISS and reads the
-    dense finds' vectors. Its first
+    dense finds' vectors (on this thread first, below Settings.keyword_thread_min_papers). Its first
     ``depth`` papers are its candidates; the rest of the list (``_keyword_side``) only scores. A
     dense find missing from the whole list then gets its own BM25 score. When the keyword side is
     still searching after the dense side is done and a core is spare, this thread scores every
