@@ -153,8 +153,10 @@ async def client_loop(sender: Sender, tally: Tally, deadline: float, max_request
                     tally.likes.add((user.id, paper_id))
             elif kind == "ingest":
                 serial += 1
-                paper_id = f"load-{tag}-{name}-{serial}"  # the run's tag: a rerun on one server writes new papers
-                body = [{"id": paper_id, "title": f"Load test paper {name}-{serial} on {rng.choice(TOPICS)}",
+                # The run's tag in id and title: a rerun, or another load.py beside this one, writes papers of
+                # its own (a paper with a stored one's title and text would be merged into it as an alias).
+                paper_id = f"load-{tag}-{name}-{serial}"
+                body = [{"id": paper_id, "title": f"Load test paper {tag}-{name}-{serial} on {rng.choice(TOPICS)}",
                          "abstract": f"A synthetic abstract about {rng.choice(TOPICS)} and {rng.choice(TOPICS)}."}]
                 status, text = await sender.send("POST", "/papers", json=body, headers=headers)
                 ok = status == 201
