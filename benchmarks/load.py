@@ -38,6 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,11 +102,9 @@ class Sender:
             limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
             self._httpx = httpx.AsyncClient(base_url=url, timeout=60, limits=limits)
         else:
-            import aiohttp
-
             self._aiohttp = aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=connections),
                                                   timeout=aiohttp.ClientTimeout(total=60))
-        self.errors: tuple[type[BaseException], ...] = (httpx.HTTPError,) if kind == "httpx" else (_aiohttp_error(),)
+        self.errors: tuple[type[BaseException], ...] = (httpx.HTTPError,) if kind == "httpx" else (aiohttp.ClientError,)
 
     async def send(self, method: str, path: str, **kwargs) -> tuple[int, str]:
         if self.kind == "httpx":
@@ -119,12 +118,6 @@ class Sender:
             await self._httpx.aclose()
         else:
             await self._aiohttp.close()
-
-
-def _aiohttp_error() -> type[BaseException]:
-    import aiohttp
-
-    return aiohttp.ClientError
 
 
 async def client_loop(sender: Sender, tally: Tally, deadline: float, max_requests: int, rng: random.Random,
@@ -268,10 +261,11 @@ class Plan:
     seed: int
     rate: float
     tag: str
-    http_client: str = "aiohttp"  # Sender's kind
+    http_client: str  # Sender's kind
 
 
-async def setup(url: str, clients: int, api_key: str | None, seconds: float, max_requests: int, seed: int, rate: float) -> Plan:
+async def setup(url: str, clients: int, api_key: str | None, seconds: float, max_requests: int, seed: int, rate: float,
+                http_client: str) -> Plan:
     headers = {"X-API-Key": api_key} if api_key else {}
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         warm = await client.get("/search", params={"q": "language models", "k": 50})
@@ -279,7 +273,7 @@ async def setup(url: str, clients: int, api_key: str | None, seconds: float, max
         likeable = [hit["id"] for hit in warm.json()["results"] if not hit["id"].startswith("load-")]
         users = [await create_user(client, i, headers) for i in range(clients)]
     tag = f"{time.time_ns() // 1_000_000 % 10**8:08d}"
-    return Plan(url, headers, users, likeable, time.time() + 0.5, seconds, max_requests, seed, rate, tag)
+    return Plan(url, headers, users, likeable, time.time() + 0.5, seconds, max_requests, seed, rate, tag, http_client)
 
 
 async def drive(plan: Plan, names: range) -> tuple[Tally, float]:
@@ -332,8 +326,7 @@ def run(url: str, clients: int, seconds: float, max_requests: int, api_key: str 
     """The clients, in this process or spread over ``processes`` (one Python process sends only so
     many requests a second: with 32 clients on 2 cores it is the first to saturate, and its answers
     wait for it, not for the server)."""
-    plan = asyncio.run(setup(url, clients, api_key, seconds, max_requests // max(processes, 1), seed, rate))
-    plan = dataclasses.replace(plan, http_client=http_client)
+    plan = asyncio.run(setup(url, clients, api_key, seconds, max_requests // max(processes, 1), seed, rate, http_client))
     before = asyncio.run(histograms_of(url, plan.headers))
     shares = [range(clients * p // processes, clients * (p + 1) // processes) for p in range(processes)]
     if processes == 1:

@@ -263,19 +263,23 @@ class Library:
             cache.apply(changes)
             cache.generation = changes.generation
             crash_point(f"cache-applied:{cache.key}")
-        keywords = self.keyword_cache
         if answer is None:
             self.settle_keywords()  # none owed but by group commit, which settles before it lets the lock go
-            keywords.apply(changes)
-            keywords.generation = changes.generation
-            crash_point(f"cache-applied:{keywords.key}")
-            if self.manifest is not None:
-                self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
+            self._apply_keywords(changes)
             return
-        keywords.expect(changes)
+        self.keyword_cache.expect(changes)
         answer()
         if not defer_keywords:
             self.settle_keywords()
+
+    def _apply_keywords(self, changes: ChangeSet) -> None:
+        """keywords/ takes ``changes``, then the manifest records it."""
+        keywords = self.keyword_cache
+        keywords.apply(changes)
+        keywords.generation = changes.generation
+        crash_point(f"cache-applied:{keywords.key}")
+        if self.manifest is not None:
+            self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
 
     def settle_keywords(self) -> None:
         """Under the writer lock: keywords/ takes the answered writes it owes in one commit, then the
@@ -286,11 +290,7 @@ class Library:
         if owed is None:
             return
         try:
-            keywords.apply(owed)
-            keywords.generation = owed.generation
-            crash_point(f"cache-applied:{keywords.key}")
-            if self.manifest is not None:
-                self.manifest.write(self.folder)  # vouches for keywords/ at this write (and FAISS's fields)
+            self._apply_keywords(owed)
         except Exception:
             log.exception("keywords/ of %s could not take write %d; it stays behind the store until the next write "
                           "or open brings it up", self.folder, owed.generation)
