@@ -3,6 +3,7 @@ and a read that waits past the bound is a 503 with Retry-After."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -13,6 +14,7 @@ from conftest import hold_calls, topic_papers
 from paperlens import api
 from paperlens.admission import is_read, search_slots
 from paperlens.api import create_app
+from paperlens.api_deps import reads_on_loop
 from paperlens.config import Settings
 from paperlens.library import ingest, open_library
 
@@ -27,7 +29,8 @@ def index_dir(tmp_path):
 
 @pytest.fixture()
 def held_search(monkeypatch):
-    """Searches that stop before they run until ``release`` is set: a slow search, in flight."""
+    """Searches that stop before they run until ``release`` is set: a slow search, in flight (on the
+    thread pool, as a large index's: the apps below set search_thread_min_papers to 0)."""
     started, release = hold_calls(monkeypatch, api, "search_text")
     yield started, release
     release.set()
@@ -37,7 +40,8 @@ def held_search(monkeypatch):
 def a_search_in_flight(index_dir, held_search, **settings):
     """A served app whose first search is held in flight: (client, pool, that search's future)."""
     started, _ = held_search
-    with TestClient(create_app(Settings(index=index_dir, show_progress=False, **settings))) as client, ThreadPoolExecutor(4) as pool:
+    with TestClient(create_app(Settings(index=index_dir, show_progress=False, search_thread_min_papers=0, **settings))) as client, \
+            ThreadPoolExecutor(4) as pool:
         first = pool.submit(client.get, "/search", params={"q": "protein"})
         assert started.wait(30)
         yield client, pool, first
@@ -92,7 +96,8 @@ def test_a_write_in_flight_holds_one_search_slot_back(index_dir, held_search, mo
     """With two slots and a write in flight, one search runs and the next read waits; once the write
     is answered the second slot is free again, though the first search still runs."""
     written, release_write = hold_calls(monkeypatch, api, "ingest")
-    with TestClient(create_app(Settings(index=index_dir, show_progress=False, search_concurrency=2, search_queue_seconds=60))) as client, \
+    settings = Settings(index=index_dir, show_progress=False, search_concurrency=2, search_queue_seconds=60, search_thread_min_papers=0)
+    with TestClient(create_app(settings)) as client, \
             ThreadPoolExecutor(4) as pool:
         write = pool.submit(client.post, "/papers", json=[{"id": "2501.00009", "title": "Dark energy surveys", "abstract": "Supernovae."}])
         assert written.wait(30)
@@ -107,3 +112,54 @@ def test_a_write_in_flight_holds_one_search_slot_back(index_dir, held_search, mo
         assert not first.done()
         held_search[1].set()
         assert first.result(60).status_code == 200
+
+
+# --- where a read runs: the event loop for a small index, the thread pool for a large one -------------
+
+
+READS = (
+    ("GET", "/search", {"params": {"q": "protein folding", "k": 3}}),
+    ("GET", "/search", {"params": {"q": "galaxies", "category": "astro-ph", "mode": "dense"}}),
+    ("GET", "/papers/2401.00001/similar", {"params": {"k": 3}}),
+    ("POST", "/similar", {"json": {"text": "dark matter halos and galaxy rotation", "k": 3}}),
+    ("POST", "/recommend", {"json": {"positive": ["2401.00001"], "negative": [{"id": "2402.00004", "weight": 2}], "k": 3}}),
+    # Bad input raised by the work itself is the same 4xx from either side.
+    ("GET", "/papers/2409.99999/similar", {}),
+    ("GET", "/search", {"params": {"q": "stars", "since": "2024-13-01"}}),
+    ("POST", "/recommend", {"json": {"positive": ["2409.99999"]}}),
+)
+
+
+def _answers(index_dir, monkeypatch, **settings) -> tuple[list[tuple[int, object]], set[str]]:
+    """Each of READS's status and body, and the names of the threads the searches ran on."""
+    threads: set[str] = set()
+    for name in ("search_text", "similar_to_paper", "similar_to_text", "recommend"):
+        real = getattr(api, name)
+
+        def noted(*args, _real=real, **kwargs):
+            threads.add(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(api, name, noted)
+    with TestClient(create_app(Settings(index=index_dir, show_progress=False, **settings))) as client:
+        answers = [(r.status_code, r.json()) for r in (client.request(method, path, **kw) for method, path, kw in READS)]
+    monkeypatch.undo()
+    return answers, threads
+
+
+def test_small_indexes_search_on_the_event_loop_large_ones_on_the_thread_pool_with_the_same_answers(index_dir, monkeypatch):
+    on_loop, loop_threads = _answers(index_dir, monkeypatch)  # six papers, far below the default
+    # As many as it holds: "large".
+    pooled, pool_threads = _answers(index_dir, monkeypatch, search_thread_min_papers=len(topic_papers()))
+    assert loop_threads and not any(name.startswith("AnyIO worker") for name in loop_threads)
+    assert pool_threads and all(name.startswith("AnyIO worker") for name in pool_threads)
+    assert on_loop == pooled
+    assert [status for status, _ in on_loop] == [200] * 5 + [404, 422, 404]
+    assert all(body["results"] for _, body in on_loop[:5])
+
+
+def test_which_libraries_read_on_the_loop(index_dir):
+    with open_library(Settings(index=index_dir, show_progress=False)) as library:
+        assert reads_on_loop(library)
+        library.settings.search_thread_min_papers = len(library)
+        assert not reads_on_loop(library)

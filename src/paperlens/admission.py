@@ -13,6 +13,10 @@ may still take it once every write has been answered. Measured with benchmarks/l
 on 2 cores, closed loop): searches on both cores beside a stream of writes pushed an ingest's p99
 in the server from ~75 to ~115 ms, and one search at a time served more requests in all.
 
+On an index below ``Settings.search_thread_min_papers`` a search runs on the event loop itself
+(api_deps.run_read), so searches run one at a time whatever the slots, and a read waits here only
+for its turn in order; the slots bound the searches of a large index, which run on the thread pool.
+
 A read that waited ``Settings.search_queue_seconds`` without a slot is answered 503 with
 Retry-After, rather than queueing without bound behind a server that cannot keep up. /health and
 /metrics never wait: a monitor must see a busy server as busy, not as down.

@@ -16,6 +16,7 @@ from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from . import __version__
 from .admission import ReadAdmission, search_slots
@@ -30,6 +31,7 @@ from .api_deps import (
     PaperId,
     SortQuery,
     WriteAccess,
+    run_read,
 )
 from .api_feed_urls import add_feed_url_routes
 from .api_feeds import add_feed_routes
@@ -212,14 +214,14 @@ class TrendingOut(BaseModel):
 
 
 # A route and its .bib twin take their parameters from one dependency, so they cannot drift apart.
-def search_hits(library: LibraryDep, filters: FiltersDep, q: Annotated[str, Query(min_length=1, description="free text")],
-                k: KQuery = 10, mode: ModeQuery = None, sort: SortQuery = "relevance") -> list[Hit]:
-    return search_text(library, q, k, filters, mode=mode, sort=sort)
+async def search_hits(library: LibraryDep, filters: FiltersDep, q: Annotated[str, Query(min_length=1, description="free text")],
+                      k: KQuery = 10, mode: ModeQuery = None, sort: SortQuery = "relevance") -> list[Hit]:
+    return await run_read(library, search_text, library, q, k, filters, mode, sort)
 
 
-def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None,
-                 sort: SortQuery = "relevance") -> list[Hit]:
-    return similar_to_paper(library, paper_id, k, filters, mode, sort)
+async def similar_hits(library: LibraryDep, filters: FiltersDep, paper_id: PaperId, k: KQuery = 10, mode: ModeQuery = None,
+                       sort: SortQuery = "relevance") -> list[Hit]:
+    return await run_read(library, similar_to_paper, library, paper_id, k, filters, mode, sort)
 
 
 SearchHits = Annotated[list[Hit], Depends(search_hits)]
@@ -336,14 +338,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return _bibtex(library, hits)
 
     @app.post("/similar", response_model=Results)
-    def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
-        return _results(similar_to_text(library, body.text, body.k, body.filters(), body.mode, body.sort))
+    async def similar_by_text(library: LibraryDep, body: SimilarRequest) -> Response:
+        return _results(await run_read(library, similar_to_text, library, body.text, body.k, body.filters(), body.mode, body.sort))
 
     @app.post("/recommend", response_model=Results)
-    def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Response:
-        hits = recommend(library, _examples(body.positive), _examples(body.negative), body.k, body.filters(), body.strategy,
-                         mode=body.mode)
-        return _results(hits)
+    async def recommend_papers(library: LibraryDep, body: RecommendRequest) -> Response:
+        return _results(await run_read(library, lambda: recommend(library, _examples(body.positive), _examples(body.negative),
+                                                                 body.k, body.filters(), body.strategy, mode=body.mode)))
 
     @app.get("/trending", response_model=TrendingOut)
     def trending_papers(
@@ -374,29 +375,38 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             raise PaperNotFound(paper_id)
         return paper_out(stored.paper)
 
+    # The writes are async with their work on the thread pool: their answer is checked against its
+    # model on the event loop, one hand-over per request (a sync route has FastAPI hand it back again).
     @app.delete("/papers/{paper_id:path}", response_model=DeleteOut, dependencies=WriteAccess)
-    def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
-        deleted = library.delete([paper_id]) if isinstance(library, ShardedLibrary) else delete(library, [paper_id])
-        if not deleted:
-            raise PaperNotFound(paper_id)
-        return DeleteOut(deleted=deleted[0])
+    async def delete_paper(library: LibraryDep, paper_id: PaperId) -> DeleteOut:
+        return await run_in_threadpool(delete_one, library, paper_id)
 
     @app.post("/papers", response_model=IngestOut, status_code=201, dependencies=WriteAccess)
-    def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:
-        records = body.papers if isinstance(body, PapersIn) else body
-        if not records:
-            raise InvalidInput("no papers in the request")
-        check_paper_count(settings, len(records))
-        papers, skipped = papers_from_records([r.model_dump(exclude_none=True) for r in records], source="api")
-        if skipped:
-            # A request is all or nothing: the caller fixes the records and sends them again.
-            reasons = "; ".join(f"paper {s.line}: {s.reason}" for s in skipped[:20])
-            raise InvalidInput(f"{len(skipped)} of {len(records)} papers are invalid, nothing was stored: {reasons}")
-        report = library.ingest(papers) if isinstance(library, ShardedLibrary) else ingest(library, papers)
-        return IngestOut(ids=[p.id for p in papers], added=len(report.added), updated=len(report.updated),
-                         unchanged=len(report.unchanged))
+    async def add_papers(library: LibraryDep, body: Annotated[list[PaperIn] | PapersIn, Body()]) -> IngestOut:
+        return await run_in_threadpool(ingest_records, library, body.papers if isinstance(body, PapersIn) else body)
 
     return app
+
+
+def delete_one(library: Library, paper_id: str) -> DeleteOut:
+    deleted = library.delete([paper_id]) if isinstance(library, ShardedLibrary) else delete(library, [paper_id])
+    if not deleted:
+        raise PaperNotFound(paper_id)
+    return DeleteOut(deleted=deleted[0])
+
+
+def ingest_records(library: Library, records: list[PaperIn]) -> IngestOut:
+    if not records:
+        raise InvalidInput("no papers in the request")
+    check_paper_count(library.settings, len(records))
+    papers, skipped = papers_from_records([r.model_dump(exclude_none=True) for r in records], source="api")
+    if skipped:
+        # A request is all or nothing: the caller fixes the records and sends them again.
+        reasons = "; ".join(f"paper {s.line}: {s.reason}" for s in skipped[:20])
+        raise InvalidInput(f"{len(skipped)} of {len(records)} papers are invalid, nothing was stored: {reasons}")
+    report = library.ingest(papers) if isinstance(library, ShardedLibrary) else ingest(library, papers)
+    return IngestOut(ids=[p.id for p in papers], added=len(report.added), updated=len(report.updated),
+                     unchanged=len(report.unchanged))
 
 
 def warm_up(library: Library) -> int:

@@ -7,9 +7,11 @@ functions the CLI calls (``search.make_filters``, ``limits.check_paper_id``).
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from .config import Settings
 from .exports import link_base
@@ -17,6 +19,9 @@ from .library import Library
 from .limits import check_paper_id
 from .search import SORT_DOC, Filters, Mode, Sort, make_filters
 from .security import require_api_key
+from .shards import ShardedLibrary
+
+T = TypeVar("T")
 
 AUTHOR_DOC = ("repeatable; a paper matches when ANY of these is among its authors. Names compare by family name "
               "and first initial, ignoring case, accents and punctuation: 'Yann LeCun', 'LeCun, Y.', 'Y. LeCun' and "
@@ -44,6 +49,24 @@ async def query_filters(
 async def valid_paper_id(paper_id: str) -> str:
     """Path ids are checked like ingested ones: '../x' or an id over the length limit is a 422, not a lookup."""
     return check_paper_id(paper_id)
+
+
+def reads_on_loop(library: Library) -> bool:
+    """Whether a search of this library is cheap enough to run on the event loop (Settings.search_thread_min_papers).
+
+    Never a sharded one: it waits for its shards' answers over HTTP."""
+    if isinstance(library, ShardedLibrary):
+        return False
+    index = library.index
+    return index is None or len(index) < library.settings.search_thread_min_papers
+
+
+async def run_read(library: Library, work: Callable[..., T], *args: object) -> T:
+    """A read route's work: on the event loop for a small index, where the hand-over to a worker
+    thread and back would cost more than the search; on the thread pool for a large one."""
+    if reads_on_loop(library):
+        return work(*args)
+    return await run_in_threadpool(work, *args)
 
 
 def request_link_base(library: Library, request: Request) -> str:

@@ -172,8 +172,9 @@ def delete_user(library: LibraryDep, user_id: int) -> Deleted:
 
 
 @user_router.post("/users/{user_id}/interactions", response_model=InteractionOut, status_code=201, tags=["users"])
-def add_interaction(library: LibraryDep, user_id: int, body: InteractionIn) -> InteractionOut:
-    return _interaction_out(user_ops.record_interaction(library, user_id, body.paper_id, body.kind))
+async def add_interaction(library: LibraryDep, user_id: int, body: InteractionIn) -> InteractionOut:
+    # async, its write on the thread pool: one hand-over a request (api.py's writes say why)
+    return _interaction_out(await run_in_threadpool(user_ops.record_interaction, library, user_id, body.paper_id, body.kind))
 
 
 @user_router.get("/users/{user_id}/interactions", response_model=Interactions, tags=["users"])
