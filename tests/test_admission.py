@@ -130,14 +130,14 @@ READS = (
 )
 
 
-def _answers(index_dir, monkeypatch, **settings) -> tuple[list[tuple[int, object]], set[str]]:
-    """Each of READS's status and body, and the names of the threads the searches ran on."""
-    threads: set[str] = set()
-    for name in ("search_text", "similar_to_paper", "similar_to_text", "recommend"):
+def _answers(index_dir, monkeypatch, **settings) -> tuple[list[tuple[int, object]], dict[str, set[str]]]:
+    """Each of READS's status and body, and by work the names of the threads it ran on."""
+    threads: dict[str, set[str]] = {}
+    for name in ("search_text", "similar_to_paper", "recommend", "similar_to_text"):
         real = getattr(api, name)
 
-        def noted(*args, _real=real, **kwargs):
-            threads.add(threading.current_thread().name)
+        def noted(*args, _real=real, _name=name, **kwargs):
+            threads.setdefault(_name, set()).add(threading.current_thread().name)
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(api, name, noted)
@@ -147,12 +147,19 @@ def _answers(index_dir, monkeypatch, **settings) -> tuple[list[tuple[int, object
     return answers, threads
 
 
+def _pooled(names: set[str]) -> bool:
+    return all(name.startswith("AnyIO worker") for name in names)
+
+
 def test_small_indexes_search_on_the_event_loop_large_ones_on_the_thread_pool_with_the_same_answers(index_dir, monkeypatch):
     on_loop, loop_threads = _answers(index_dir, monkeypatch)  # six papers, far below the default
     # As many as it holds: "large".
     pooled, pool_threads = _answers(index_dir, monkeypatch, search_thread_min_papers=len(topic_papers()))
-    assert loop_threads and not any(name.startswith("AnyIO worker") for name in loop_threads)
-    assert pool_threads and all(name.startswith("AnyIO worker") for name in pool_threads)
+    searches = ("search_text", "similar_to_paper", "recommend")
+    assert all(loop_threads[name] and not any(_pooled({thread}) for thread in loop_threads[name]) for name in searches)
+    assert all(_pooled(pool_threads[name]) for name in searches)
+    # A pasted abstract is encoded on the thread pool whatever the index's size.
+    assert _pooled(loop_threads["similar_to_text"]) and _pooled(pool_threads["similar_to_text"])
     assert on_loop == pooled
     assert [status for status, _ in on_loop] == [200] * 5 + [404, 422, 404]
     assert all(body["results"] for _, body in on_loop[:5])
