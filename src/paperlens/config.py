@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     search_queue_seconds: float = Field(30.0, gt=0, description="a read that waited this long for a slot is answered 503")
     # A server runs the searches of an index below this many papers on its event loop (api_deps.run_read):
     # handing a search of a few milliseconds to a worker thread and back costs a busy server more than
-    # two searches at once on two cores win. Measured on 2 cores (README, "Where a search runs"): on the
-    # demo under benchmarks/load.py 504 -> 672 requests/s; concurrent claim searches 150 -> 208/s at 20k
-    # papers, 232 -> 272/s at 50k; at 1M no difference, and there a search would hold the loop ~8 ms.
+    # two searches at once on two cores win. Measured on 2 cores (README, "Searches of a small index on
+    # the event loop"): on the demo under benchmarks/load.py 504 -> 672 requests/s; concurrent claim
+    # searches 150 -> 208/s at 20k papers, 232 -> 272/s at 50k; at 1M level, and a search there would
+    # hold the loop ~8 ms.
     search_thread_min_papers: int = Field(50_000, ge=0, description="papers from which a server runs searches on its thread pool, not its event loop")
     # How long a server's thread may keep the GIL while another waits for it (sys.setswitchinterval;
     # Python's default is 5 ms). A search's threads hand over work constantly (the event loop, the
