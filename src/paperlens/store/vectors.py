@@ -87,7 +87,7 @@ class VectorTable(Database):
     def changed_since(self, generation: int) -> np.ndarray | None:
         """The pks written after ``generation`` (added, given a new vector or other fields, or
         deleted); None when the log does not reach back that far."""
-        if generation < int(self.get_meta("changes_from") or 0):
+        if not self._log_reaches(generation):
             return None
         rows = self.conn.execute("SELECT DISTINCT pk FROM vector_changes WHERE generation > ?", (generation,)).fetchall()
         return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
@@ -95,9 +95,13 @@ class VectorTable(Database):
     def count_changed_since(self, generation: int) -> int | None:
         """How many papers ``changed_since`` would list, counted in SQLite: a small index asks after
         every write whether its file is due for a save."""
-        if generation < int(self.get_meta("changes_from") or 0):
+        if not self._log_reaches(generation):
             return None
         return self.conn.execute("SELECT COUNT(DISTINCT pk) FROM vector_changes WHERE generation > ?", (generation,)).fetchone()[0]
+
+    def _log_reaches(self, generation: int) -> bool:
+        """Whether the log still holds every write after ``generation`` (saves forget older ones)."""
+        return generation >= int(self.get_meta("changes_from") or 0)
 
     def forget_changes(self, upto: int) -> None:
         """Drop the log of writes up to ``upto`` (a FAISS file that reflects them has been saved), in
